@@ -1,0 +1,22 @@
+// Bundles src/cli.ts and its dependencies into one CommonJS file, dist/sockcat.cjs: what the
+// tests run, what `npx sockcat` runs, and what the standalone binary embeds.
+import { build } from 'esbuild';
+import { chmodSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const outfile = `${root}dist/sockcat.cjs`;
+await build({
+  entryPoints: [`${root}src/cli.ts`],
+  outfile,
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'cjs',
+  banner: { js: '#!/usr/bin/env node' },
+  // yargs reads import.meta.url in its ESM entry; the CJS entry we bundle does not, but keep it defined.
+  define: { 'import.meta.url': 'undefined' },
+  logLevel: 'warning',
+  legalComments: 'none',
+});
+chmodSync(outfile, 0o755);

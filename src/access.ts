@@ -1,0 +1,135 @@
+/**
+ * Access control for every listening mode: --allow and --deny take addresses or CIDR ranges,
+ * IPv4 or IPv6, and deny wins; --allow-file adds one address or range per line and is re-read
+ * when it changes, so an allow-list manager can trust a new IP without restarting sockcat.
+ * With no allow rule at all, everyone not denied is let in.
+ */
+import fs from 'node:fs';
+import ipaddr from 'ipaddr.js';
+import { UsageError } from './errors';
+
+type Range = [ipaddr.IPv4 | ipaddr.IPv6, number];
+
+export interface AccessRule {
+  text: string;
+  range: Range;
+}
+
+/** Parses "10.0.0.0/8", "192.168.1.7", "::1" or "2001:db8::/32". Throws a UsageError naming the input. */
+export function parseRule(text: string, origin = 'rule'): AccessRule {
+  const t = text.trim();
+  try {
+    if (t.includes('/')) {
+      const range = ipaddr.parseCIDR(t) as Range;
+      return { text: t, range: normalizeRange(range) };
+    }
+    const addr = ipaddr.process(t.replace(/^\[(.*)\]$/, '$1'));
+    return { text: t, range: [addr, addr.kind() === 'ipv4' ? 32 : 128] };
+  } catch {
+    throw new UsageError(`${origin}: '${t}' is not an IP address or CIDR range (e.g. 192.168.1.0/24, 2001:db8::/32)`);
+  }
+}
+
+/** An IPv4-mapped IPv6 range (::ffff:10.0.0.0/104) is the same as the IPv4 range. */
+function normalizeRange([addr, bits]: Range): Range {
+  if (addr.kind() === 'ipv6' && (addr as ipaddr.IPv6).isIPv4MappedAddress() && bits >= 96) {
+    return [(addr as ipaddr.IPv6).toIPv4Address(), bits - 96];
+  }
+  return [addr, bits];
+}
+
+function matches(ip: ipaddr.IPv4 | ipaddr.IPv6, rules: AccessRule[]): AccessRule | undefined {
+  return rules.find((r) => r.range[0].kind() === ip.kind() && ip.match(r.range as any));
+}
+
+/** Reads an allow file: one address or range per line; blank lines and # comments are skipped. */
+export function readRuleFile(path: string): { rules: AccessRule[]; problems: string[] } {
+  const rules: AccessRule[] = [];
+  const problems: string[] = [];
+  const lines = fs.readFileSync(path, 'utf8').split(/\r?\n/);
+  lines.forEach((line, i) => {
+    const content = line.replace(/#.*/, '').trim();
+    if (!content) return;
+    try {
+      rules.push(parseRule(content, `${path}:${i + 1}`));
+    } catch (err) {
+      problems.push((err as Error).message);
+    }
+  });
+  return { rules, problems };
+}
+
+export interface AccessOptions {
+  allow?: string[];
+  deny?: string[];
+  allowFile?: string;
+  /** How often to look at the allow file for changes, in ms. */
+  pollMs?: number;
+  /** Told about allow-file reloads and bad lines. */
+  onReload?: (info: { count: number; problems: string[]; error?: string }) => void;
+}
+
+export type AccessVerdict = { ok: true } | { ok: false; reason: string };
+
+export class AccessControl {
+  private readonly allow: AccessRule[];
+  private readonly deny: AccessRule[];
+  private fileRules: AccessRule[] = [];
+  private readonly allowFile?: string;
+  private readonly onReload?: AccessOptions['onReload'];
+  private watching = false;
+
+  constructor(opts: AccessOptions) {
+    this.allow = (opts.allow ?? []).map((r) => parseRule(r, '--allow'));
+    this.deny = (opts.deny ?? []).map((r) => parseRule(r, '--deny'));
+    this.allowFile = opts.allowFile;
+    this.onReload = opts.onReload;
+    if (this.allowFile) {
+      if (!fs.existsSync(this.allowFile)) throw new UsageError(`--allow-file: ${this.allowFile}: no such file`);
+      const { rules, problems } = readRuleFile(this.allowFile);
+      this.fileRules = rules;
+      if (problems.length) this.onReload?.({ count: rules.length, problems });
+      fs.watchFile(this.allowFile, { interval: opts.pollMs ?? 250, persistent: false }, this.reload);
+      this.watching = true;
+    }
+  }
+
+  /** True when any rule is configured (so unix-socket peers, which have no IP, can be told apart). */
+  get active(): boolean {
+    return this.allow.length > 0 || this.deny.length > 0 || this.allowFile !== undefined;
+  }
+
+  private readonly reload = () => {
+    if (!this.allowFile) return;
+    try {
+      const { rules, problems } = readRuleFile(this.allowFile);
+      this.fileRules = rules;
+      this.onReload?.({ count: rules.length, problems });
+    } catch (err) {
+      // Keep the last good list: a file being rewritten must not open or close the door by accident.
+      this.onReload?.({ count: this.fileRules.length, problems: [], error: (err as Error).message });
+    }
+  };
+
+  /** Decides for one client address. */
+  check(address: string): AccessVerdict {
+    if (!this.active) return { ok: true };
+    let ip: ipaddr.IPv4 | ipaddr.IPv6;
+    try {
+      ip = ipaddr.process(address);
+    } catch {
+      return { ok: false, reason: `not an IP address: ${address}` };
+    }
+    const denied = matches(ip, this.deny);
+    if (denied) return { ok: false, reason: `denied by --deny ${denied.text}` };
+    if (this.allow.length === 0 && this.allowFile === undefined) return { ok: true };
+    if (matches(ip, this.allow) || matches(ip, this.fileRules)) return { ok: true };
+    return { ok: false, reason: 'not in the allow list' };
+  }
+
+  /** Stops watching the allow file. */
+  close(): void {
+    if (this.watching && this.allowFile) fs.unwatchFile(this.allowFile, this.reload);
+    this.watching = false;
+  }
+}

@@ -1,0 +1,115 @@
+/**
+ * The sockcat command line: a thin yargs layer. It parses, refuses impossible combinations,
+ * runs one mode, and maps the outcome to an exit code: 0 ok, 1 network or runtime failure,
+ * 2 usage error. Every failure is one line on stderr, never a stack trace (SOCKCAT_DEBUG=1 shows it).
+ */
+import yargs from 'yargs';
+import pkg from '../package.json' with { type: 'json' };
+import { commands } from './commands/index';
+import { listTransports } from './endpoints/index';
+import { UsageError, NetError } from './errors';
+import type { ModeIO } from './io';
+
+const EPILOG = `Addresses: PORT (127.0.0.1), HOST:PORT, [IPv6]:PORT, or SCHEME:… with SCHEME one of
+${listTransports()
+  .map((t) => `  ${t.scheme}:  ${t.help} — ${t.example}`)
+  .join('\n')}
+Listeners bind 127.0.0.1 unless you name another address (0.0.0.0 or [::] for the network).
+Exit codes: 0 ok, 1 network or runtime failure, 2 usage error.
+Run 'sockcat MODE --help' for a mode's options and examples.`;
+
+/** Parses `args` and runs the chosen mode; resolves with the exit code. */
+export async function main(args: string[], io: ModeIO): Promise<number> {
+  let exitCode = 0;
+  const env = { io, setExitCode: (code: number) => (exitCode = code) };
+  const parser = yargs(args)
+    .scriptName('sockcat')
+    .usage('sockcat <mode> [options] ADDRESS …\n\nOne tool for what nc, ncat, socat and ssh -L do.')
+    .strict()
+    .demandCommand(1, 'missing mode (listen, connect, …): see sockcat --help')
+    .recommendCommands()
+    .version(pkg.version)
+    .help()
+    .alias('h', 'help')
+    .wrap(Math.min(110, process.stdout.columns || 100))
+    .epilog(EPILOG)
+    .exitProcess(false)
+    .fail((msg, err) => {
+      throw err ?? new UsageError(rewordYargs(msg, args));
+    });
+  const modules = commands.map((factory) => factory(env));
+  for (const m of modules) parser.command(m);
+  try {
+    const first = args[0];
+    const names = modules.map((m) => String(m.command).split(' ')[0]);
+    if (first !== undefined && !first.startsWith('-') && !names.includes(first)) {
+      throw new UsageError(`unknown mode '${first}' (modes: ${names.join(', ')}; see sockcat --help)`);
+    }
+    await parser.parseAsync();
+    return exitCode;
+  } catch (err) {
+    return reportError(err, io);
+  }
+}
+
+/** One line on stderr and the exit code for the error's kind. */
+function reportError(err: unknown, io: ModeIO): number {
+  const debug = process.env.SOCKCAT_DEBUG;
+  if (err instanceof UsageError) {
+    const hint = /--help/.test(err.message) ? '' : " (see 'sockcat --help')";
+    io.stderr.write(`sockcat: ${lowerFirst(err.message)}${hint}\n`);
+    return 2;
+  }
+  if (err instanceof NetError) {
+    io.stderr.write(`sockcat: ${err.message}\n`);
+    return 1;
+  }
+  const e = err as Error;
+  io.stderr.write(`sockcat: ${e?.message ?? String(err)}\n`);
+  if (debug && e?.stack) io.stderr.write(e.stack + '\n');
+  return 1;
+}
+
+/** yargs' "Unknown argument: bogus" becomes "unknown option --bogus" when the user typed a flag. */
+function rewordYargs(msg: string, args: string[]): string {
+  const m = /^Unknown arguments?: (.*)$/.exec(msg);
+  if (!m) return msg;
+  const names = m[1].split(', ').map((name) => {
+    const flag = args.find((a) => a === `--${name}` || a.startsWith(`--${name}=`) || a === `-${name}`);
+    return flag ? flag.split('=')[0] : `'${name}'`;
+  });
+  const flags = names.every((n) => n.startsWith('-'));
+  return `${flags ? 'unknown option' : 'unexpected argument'}${names.length > 1 ? 's' : ''} ${names.join(', ')}`;
+}
+
+/** yargs says "Unknown argument: x"; our own messages are lower-case sentences. */
+function lowerFirst(s: string): string {
+  return s.charAt(0).toLowerCase() + s.slice(1);
+}
+
+function runAsProgram(): void {
+  const controller = new AbortController();
+  let signals = 0;
+  const onSignal = (sig: NodeJS.Signals) => {
+    signals++;
+    // First signal: stop gracefully (close listeners, end connections). Second: stop now.
+    if (signals === 1) controller.abort(sig);
+    else process.exit(sig === 'SIGINT' ? 130 : 143);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  // A reader that goes away (sockcat … | head -1) is not an error worth a stack trace.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0);
+  });
+  const io: ModeIO = { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, signal: controller.signal };
+  main(process.argv.slice(2), io).then(
+    (code) => {
+      // Flush stdout before leaving; stdin may still hold the event loop open.
+      process.stdout.write('', () => process.exit(code));
+    },
+    (err) => process.exit(reportError(err, io)),
+  );
+}
+
+runAsProgram();

@@ -1,0 +1,31 @@
+import { runConnect } from '../modes/connect';
+import { addressFromArgs, commonFromArgs, secondsOption, withCommonOptions, withIdleTimeout } from './options';
+import type { CommandFactory } from './types';
+
+export const connectCommand: CommandFactory = (env) => ({
+  command: 'connect [address] [port]',
+  describe: 'Connect to a server, like nc HOST PORT: stdin → server, server → stdout',
+  builder: (y) =>
+    withIdleTimeout(withCommonOptions(y))
+      .positional('address', { type: 'string', describe: 'HOST:PORT, [IPv6]:PORT, PORT (127.0.0.1) or SCHEME:…' })
+      .positional('port', { type: 'string', describe: 'PORT, when the host is given on its own (nc style: connect example.org 80)' })
+      .option('wait', { alias: 'w', type: 'number', describe: 'Give up connecting after SECS' })
+      .option('crlf', { alias: 'C', type: 'boolean', default: false, describe: 'Send LF from stdin as CRLF (HTTP, SMTP by hand)' })
+      .option('shutdown', { type: 'boolean', default: true, describe: 'Shut down the write side on stdin EOF (--no-shutdown keeps it open)' })
+      .example('$0 connect 127.0.0.1:9090', 'like nc 127.0.0.1 9090')
+      .example("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | $0 connect example.org 80", 'the reply arrives after our EOF'),
+  handler: async (argv) => {
+    const code = await runConnect(
+      {
+        address: addressFromArgs(argv.address, argv.port, 'connect'),
+        connectTimeoutMs: secondsOption(argv.wait, '--wait'),
+        idleTimeoutMs: secondsOption(argv.idleTimeout, '--idle-timeout'),
+        shutdown: argv.shutdown,
+        crlf: argv.crlf,
+        ...commonFromArgs(argv),
+      },
+      env.io,
+    );
+    env.setExitCode(code);
+  },
+});

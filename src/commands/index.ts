@@ -1,0 +1,6 @@
+/** Every command, in the order --help lists them. A new mode adds its line here. */
+import { listenCommand } from './listen';
+import { connectCommand } from './connect';
+import type { CommandFactory } from './types';
+
+export const commands: CommandFactory[] = [listenCommand, connectCommand];

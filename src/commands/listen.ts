@@ -1,0 +1,39 @@
+import { runListen } from '../modes/listen';
+import { UsageError } from '../errors';
+import { addressFromArgs, commonFromArgs, listenerFromArgs, secondsOption, withCommonOptions, withIdleTimeout, withListenerOptions } from './options';
+import type { CommandFactory } from './types';
+
+export const listenCommand: CommandFactory = (env) => ({
+  command: 'listen [address] [port]',
+  describe: 'Wait for clients, like nc -l (one client; -k many; --echo an echo server)',
+  builder: (y) =>
+    withIdleTimeout(withListenerOptions(withCommonOptions(y)))
+      .positional('address', { type: 'string', describe: 'PORT, HOST:PORT, [IPv6]:PORT or SCHEME:… (binds 127.0.0.1 unless a host is given)' })
+      .positional('port', { type: 'string', describe: 'PORT, when the host is given on its own (nc style: listen 0.0.0.0 9090)' })
+      .option('port', { alias: 'p', type: 'string', describe: 'Port to listen on (nc style: -p 9090)' })
+      .option('keep-open', { alias: 'k', type: 'boolean', default: false, describe: 'Serve clients concurrently until stopped; stdin goes to every client' })
+      .option('echo', { type: 'boolean', default: false, describe: 'Built-in echo server: send back whatever each client sends' })
+      .option('crlf', { alias: 'C', type: 'boolean', default: false, describe: 'Send LF from stdin as CRLF' })
+      .option('shutdown', { type: 'boolean', default: true, describe: 'Shut down the write side on stdin EOF (--no-shutdown keeps it open)' })
+      .example('$0 listen 9090', 'one client on 127.0.0.1:9090, like nc -l 9090')
+      .example('$0 listen -k 0.0.0.0:9090', 'many clients, reachable from the network')
+      .example('$0 listen --echo 9090', 'echo server for the socket exercises'),
+  handler: async (argv) => {
+    const address = addressFromArgs(argv.address, argv.port, 'listen');
+    if (argv.echo && argv.keepOpen === false && argv.crlf) throw new UsageError('--crlf applies to stdin, which --echo does not read');
+    const code = await runListen(
+      {
+        address,
+        keepOpen: argv.keepOpen,
+        echo: argv.echo,
+        shutdown: argv.shutdown,
+        crlf: argv.crlf,
+        idleTimeoutMs: secondsOption(argv.idleTimeout, '--idle-timeout'),
+        ...listenerFromArgs(argv),
+        ...commonFromArgs(argv),
+      },
+      env.io,
+    );
+    env.setExitCode(code);
+  },
+});

@@ -1,0 +1,106 @@
+/**
+ * One address syntax for every mode:
+ *   9090                   port only (listeners bind 127.0.0.1, clients go to 127.0.0.1)
+ *   HOST:PORT              127.0.0.1:9090, localhost:9090, example.org:80
+ *   [IPv6]:PORT            [::1]:9090, [::]:9090
+ *   SCHEME:REST            tcp:…, plus every scheme registered in ./registry.ts (unix:, udp:, tls: …)
+ */
+import net from 'node:net';
+import { UsageError } from '../errors';
+
+/** A host and port, the part shared by every IP transport. */
+export interface HostPort {
+  host: string;
+  port: number;
+  /** True when the user wrote the host; false when it came from the default. */
+  hostGiven: boolean;
+}
+
+export interface TcpAddress extends HostPort {
+  scheme: 'tcp';
+}
+export interface TlsAddress extends HostPort {
+  scheme: 'tls';
+}
+export interface UdpAddress extends HostPort {
+  scheme: 'udp';
+}
+export interface UnixAddress {
+  scheme: 'unix';
+  path: string;
+}
+
+export type Address = TcpAddress | TlsAddress | UdpAddress | UnixAddress;
+export type Scheme = Address['scheme'];
+
+/** Whether the address will be listened on or connected to: it decides the default host and whether port 0 is allowed. */
+export type Role = 'listen' | 'connect';
+
+/** Listeners bind loopback unless the user names another address: nothing is exposed by accident. */
+export const DEFAULT_LISTEN_HOST = '127.0.0.1';
+export const DEFAULT_CONNECT_HOST = '127.0.0.1';
+
+/**
+ * Parses "HOST:PORT", "[V6]:PORT" or "PORT" (the part after any scheme prefix).
+ * @param text what the user wrote, e.g. "127.0.0.1:9090"
+ * @param role listen or connect: decides the default host and whether port 0 is allowed
+ * @param original the whole address, to quote in errors
+ */
+export function parseHostPort(text: string, role: Role, original = text): HostPort {
+  const defaultHost = role === 'listen' ? DEFAULT_LISTEN_HOST : DEFAULT_CONNECT_HOST;
+  let host: string;
+  let portText: string;
+  if (/^\d+$/.test(text)) {
+    host = '';
+    portText = text;
+  } else if (text.startsWith('[')) {
+    const close = text.indexOf(']');
+    if (close < 0) throw new UsageError(`malformed address '${original}': missing ']' after the IPv6 address`);
+    host = text.slice(1, close);
+    const rest = text.slice(close + 1);
+    if (!rest.startsWith(':')) throw new UsageError(`malformed address '${original}': expected ':PORT' after ']' (e.g. [::1]:8080)`);
+    portText = rest.slice(1);
+    if (net.isIPv6(host) === false) throw new UsageError(`malformed address '${original}': '${host}' is not an IPv6 address`);
+  } else {
+    const colon = text.lastIndexOf(':');
+    if (colon < 0) {
+      throw new UsageError(`malformed address '${original}': expected PORT, HOST:PORT or [IPv6]:PORT (e.g. 127.0.0.1:9090)`);
+    }
+    host = text.slice(0, colon);
+    portText = text.slice(colon + 1);
+    if (host.includes(':')) {
+      throw new UsageError(`malformed address '${original}': write IPv6 addresses in brackets, e.g. [${host}]:${portText}`);
+    }
+    if (host === '*') host = '0.0.0.0';
+  }
+  const port = parsePort(portText, role, original);
+  if (host !== '' && !isValidHostName(host)) {
+    throw new UsageError(`malformed address '${original}': '${host}' is not a valid host name or IP address`);
+  }
+  return { host: host || defaultHost, port, hostGiven: host !== '' };
+}
+
+/** Parses a port number, with a message that says what is wrong with it. */
+export function parsePort(text: string, role: Role, original = text): number {
+  if (text === '') throw new UsageError(`malformed address '${original}': the port is missing`);
+  if (!/^\d+$/.test(text)) throw new UsageError(`malformed address '${original}': port '${text}' is not a number`);
+  const port = Number(text);
+  if (port > 65535) throw new UsageError(`malformed address '${original}': port ${port} is out of range (1-65535)`);
+  if (port === 0 && role === 'connect') throw new UsageError(`malformed address '${original}': cannot connect to port 0`);
+  return port;
+}
+
+function isValidHostName(host: string): boolean {
+  if (net.isIP(host)) return true;
+  return /^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252})$/.test(host) && !host.includes('..');
+}
+
+/** "127.0.0.1:9090", "[::1]:9090": the way people write an IP endpoint. */
+export function formatHostPort(host: string, port: number | string): string {
+  return net.isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/** True for 0.0.0.0, :: and friends: a listener there is reachable from the network. */
+export function isWildcardHost(host: string): boolean {
+  return host === '0.0.0.0' || host === '::' || host === '[::]' || host === '::0';
+}

@@ -1,0 +1,118 @@
+/**
+ * TCP: "tcp:HOST:PORT", or just HOST:PORT / PORT.
+ * Every socket is opened with allowHalfOpen so that a peer's FIN only ends one direction:
+ * a reply sent after the peer's EOF still gets through.
+ */
+import net from 'node:net';
+import { netError, NetError } from '../errors';
+import { formatHostPort, parseHostPort, type TcpAddress, type HostPort } from './address';
+import { registerTransport } from './registry';
+import type { Connection, ConnectOptions, Listener, ListenOptions, Peer, Transport } from './types';
+
+/** The peer of a socket, as logs show it. */
+export function socketPeer(socket: net.Socket, side: 'remote' | 'local'): Peer {
+  const rawAddress = side === 'remote' ? socket.remoteAddress : socket.localAddress;
+  const port = side === 'remote' ? socket.remotePort : socket.localPort;
+  // An IPv4 client of a dual-stack "::" listener shows as ::ffff:1.2.3.4; say 1.2.3.4.
+  const address = rawAddress?.startsWith('::ffff:') && net.isIPv4(rawAddress.slice(7)) ? rawAddress.slice(7) : rawAddress ?? '?';
+  return { address, port, label: formatHostPort(address, port ?? '?') };
+}
+
+/**
+ * Connects a TCP socket and resolves once it is established.
+ * Rejects with a NetError worded for the user (refused, unreachable, name not found, timed out).
+ */
+export function connectTcpSocket(addr: HostPort, opts: ConnectOptions = {}): Promise<net.Socket> {
+  const label = formatHostPort(addr.host, addr.port);
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: addr.host, port: addr.port, allowHalfOpen: true, noDelay: true });
+    let timer: NodeJS.Timeout | undefined;
+    const fail = (err: unknown) => {
+      cleanup();
+      socket.destroy();
+      reject(netError(err, { action: 'connect', address: label, host: addr.host, port: addr.port }));
+    };
+    const onAbort = () => fail(new NetError(`connect to ${label} aborted`));
+    const cleanup = () => {
+      if (timer) clearTimeout(timer);
+      socket.off('error', fail);
+      opts.signal?.removeEventListener('abort', onAbort);
+    };
+    if (opts.timeoutMs && opts.timeoutMs > 0) {
+      timer = setTimeout(
+        () => fail(new NetError(`connection to ${label} timed out after ${opts.timeoutMs! / 1000} s`, 'ETIMEDOUT')),
+        opts.timeoutMs,
+      );
+    }
+    if (opts.signal?.aborted) return onAbort();
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    socket.once('error', fail);
+    socket.once('connect', () => {
+      cleanup();
+      resolve(socket);
+    });
+  });
+}
+
+/** Wraps an established socket as a Connection. */
+export function socketConnection(socket: net.Socket): Connection {
+  return { stream: socket, remote: socketPeer(socket, 'remote'), local: socketPeer(socket, 'local') };
+}
+
+/**
+ * Starts a net.Server-like server listening on host:port and resolves once it is bound.
+ * Shared by TCP and TLS (which passes its own server).
+ */
+export function bindServer<S extends net.Server>(server: S, addr: HostPort, label: string, opts: ListenOptions): Promise<S> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error) => {
+      server.close();
+      reject(netError(err, { action: 'listen', address: label, host: addr.host, port: addr.port }));
+    };
+    server.once('error', onError);
+    server.listen({ host: addr.host, port: addr.port, backlog: opts.backlog ?? 511, ipv6Only: false }, () => {
+      server.off('error', onError);
+      // After binding, errors come from accept(): report them and keep listening.
+      server.on('error', (err) => opts.onAcceptError?.(err));
+      resolve(server);
+    });
+  });
+}
+
+/** Closes a server, resolving when it has stopped accepting (live connections stay up). */
+export function closeServer(server: net.Server): Promise<void> {
+  return new Promise((resolve) => {
+    if (!server.listening) return resolve();
+    server.close(() => resolve());
+  });
+}
+
+/** The address a server really bound, with the real port when 0 was asked for. */
+export function boundHostPort(server: net.Server, fallback: HostPort): HostPort {
+  const a = server.address();
+  if (a && typeof a === 'object') return { host: a.address, port: a.port, hostGiven: fallback.hostGiven };
+  return fallback;
+}
+
+export const tcpTransport: Transport<TcpAddress> = {
+  scheme: 'tcp',
+  aliases: ['tcp4', 'tcp6'],
+  kind: 'stream',
+  help: 'TCP (the default when no scheme is given)',
+  example: 'tcp:127.0.0.1:9090, [::1]:9090, 9090',
+  parse: (rest, role, original) => ({ scheme: 'tcp', ...parseHostPort(rest, role, original) }),
+  format: (a) => formatHostPort(a.host, a.port),
+  async connect(addr, opts) {
+    return socketConnection(await connectTcpSocket(addr, opts));
+  },
+  async listen(addr, opts): Promise<Listener> {
+    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false, noDelay: true }, (socket) =>
+      opts.onConnection(socketConnection(socket)),
+    );
+    await bindServer(server, addr, formatHostPort(addr.host, addr.port), opts);
+    const bound: TcpAddress = { scheme: 'tcp', ...boundHostPort(server, addr) };
+    return { address: bound, label: formatHostPort(bound.host, bound.port), close: () => closeServer(server) };
+  },
+};
+
+registerTransport(tcpTransport);

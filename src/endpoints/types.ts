@@ -1,0 +1,65 @@
+import type { Duplex } from 'node:stream';
+import type { Address } from './address';
+
+/** One end of a connection, as the user reads it in logs. */
+export interface Peer {
+  /** IP address (or socket path for unix sockets). */
+  address: string;
+  /** Port, absent for unix sockets. */
+  port?: number;
+  /** "127.0.0.1:5555", "[::1]:5555" or "unix:/tmp/s". */
+  label: string;
+}
+
+/** An accepted or established byte-stream connection. */
+export interface Connection {
+  stream: Duplex;
+  remote: Peer;
+  local: Peer;
+}
+
+/** A listening endpoint; it hands over each accepted connection to the callback given at open. */
+export interface Listener {
+  /** The address actually bound (with the real port when 0 was asked for). */
+  address: Address;
+  /** How to show it: "127.0.0.1:9090". */
+  label: string;
+  /** Stops accepting; live connections are not touched. */
+  close(): Promise<void>;
+}
+
+export interface ConnectOptions {
+  /** Give up connecting after this many milliseconds (0 or undefined: the system's own timeout). */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface ListenOptions {
+  /** Called for every accepted connection. */
+  onConnection: (conn: Connection) => void;
+  /** Called when accepting fails (e.g. out of file descriptors); the listener keeps going. */
+  onAcceptError?: (err: Error) => void;
+  /** Listen backlog. */
+  backlog?: number;
+}
+
+/**
+ * A transport: one address scheme, its syntax and help, and how to open it.
+ * Each lives in its own file and registers itself in ./registry.ts.
+ */
+export interface Transport<A extends Address = Address> {
+  scheme: A['scheme'];
+  /** Other prefixes that select this transport (e.g. "tcp4"). */
+  aliases?: string[];
+  /** Byte stream or datagrams. */
+  kind: 'stream' | 'datagram';
+  /** One-line description and an example, shown in --help. */
+  help: string;
+  example: string;
+  /** Parses what follows "scheme:". */
+  parse(rest: string, role: 'listen' | 'connect', original: string): A;
+  /** Human form of an address of this transport. */
+  format(addr: A): string;
+  connect?(addr: A, opts: ConnectOptions): Promise<Connection>;
+  listen?(addr: A, opts: ListenOptions): Promise<Listener>;
+}

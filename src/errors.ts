@@ -1,0 +1,98 @@
+/**
+ * Errors that reach the user. Every failure becomes one plain line on stderr and an exit code:
+ * 0 ok, 1 network or runtime failure, 2 usage error. Nothing here prints a stack trace.
+ */
+
+/** A mistake in how sockcat was called: bad flag, malformed address, impossible combination. Exit 2. */
+export class UsageError extends Error {
+  readonly exitCode = 2;
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+/** A network or runtime failure that is already worded for the user. Exit 1. */
+export class NetError extends Error {
+  readonly exitCode = 1;
+  readonly code?: string;
+  constructor(message: string, code?: string) {
+    super(message);
+    this.name = 'NetError';
+    this.code = code;
+  }
+}
+
+/** What we were doing when an error happened, so the message can name it. */
+export interface ErrorContext {
+  /** "connect", "listen" or "accept". */
+  action: 'connect' | 'listen' | 'io';
+  /** The address as the user can read it, e.g. "127.0.0.1:9090" or "unix:/tmp/s". */
+  address: string;
+  /** The port, when there is one (for the hints). */
+  port?: number;
+  /** The host name, when there is one (for "name not found"). */
+  host?: string;
+}
+
+/**
+ * Turns a Node system error into one sentence naming the address and the cause in plain words.
+ */
+export function describeError(err: unknown, ctx: ErrorContext): string {
+  const e = err as NodeJS.ErrnoException;
+  const code = e?.code;
+  const where = ctx.address;
+  switch (code) {
+    case 'ECONNREFUSED':
+      return `connection refused by ${where} — is a server listening there?`;
+    case 'EHOSTUNREACH':
+      return `host unreachable: ${where}`;
+    case 'ENETUNREACH':
+      return `network unreachable: ${where}`;
+    case 'ENOTFOUND':
+    case 'EAI_NONAME':
+    case 'EAI_FAIL':
+      return `name not found: ${ctx.host ?? where} does not resolve to an address`;
+    case 'EAI_AGAIN':
+      return `name lookup failed for ${ctx.host ?? where} (DNS not reachable right now)`;
+    case 'ETIMEDOUT':
+      return `connection to ${where} timed out`;
+    case 'ECONNRESET':
+      return `connection reset by ${where}`;
+    case 'EPIPE':
+      return `${where} closed the connection while we were still sending`;
+    case 'EADDRINUSE':
+      return ctx.port !== undefined
+        ? `address already in use: ${where} — is another server on ${ctx.port}? (see who holds it: ss -ltnp 'sport = :${ctx.port}')`
+        : `address already in use: ${where} — is another server using it?`;
+    case 'EACCES':
+    case 'EPERM':
+      if (ctx.action === 'listen' && ctx.port !== undefined && ctx.port > 0 && ctx.port < 1024) {
+        return `permission denied: port ${ctx.port} needs root (ports below 1024 are privileged); pick a port ≥ 1024`;
+      }
+      return `permission denied: ${where}`;
+    case 'EADDRNOTAVAIL':
+      return `cannot use ${where}: that address does not belong to this machine`;
+    case 'ENOENT':
+      return `${where}: no such file or directory`;
+    case 'EMFILE':
+    case 'ENFILE':
+      return `${where}: too many open files (raise the limit with ulimit -n)`;
+    default: {
+      const msg = e?.message ?? String(err);
+      return `${where}: ${msg}`;
+    }
+  }
+}
+
+/** Wraps a system error into a NetError worded for the user. */
+export function netError(err: unknown, ctx: ErrorContext): NetError {
+  if (err instanceof NetError || err instanceof UsageError) return err as NetError;
+  return new NetError(describeError(err, ctx), (err as NodeJS.ErrnoException)?.code);
+}
+
+/** True for the error codes that mean "the peer reset or vanished", as opposed to a local failure. */
+export function isResetError(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  return code === 'ECONNRESET' || code === 'EPIPE' || code === 'ECONNABORTED';
+}

@@ -1,0 +1,67 @@
+/**
+ * `sockcat connect ADDR`: the nc client. stdin → server, server → stdout.
+ * On stdin EOF the socket's write side is shut down and we keep reading until the server
+ * closes, so a reply sent after our EOF still arrives (--no-shutdown keeps the write side open).
+ */
+import { connectAddress, formatAddress, type Address } from '../endpoints/index';
+import { StdioStream } from '../endpoints/stdio';
+import { hexDumper } from '../hexdump';
+import { formatDuration, Logger, type LogFormat } from '../log';
+import { relay } from '../relay';
+import { describeError } from '../errors';
+import type { ModeIO } from '../io';
+
+export interface ConnectOptions {
+  address: Address;
+  /** Give up connecting after this many ms. */
+  connectTimeoutMs?: number;
+  /** Close after this many ms without traffic either way. */
+  idleTimeoutMs?: number;
+  /** Shut down our write side on stdin EOF (default true). */
+  shutdown?: boolean;
+  /** LF → CRLF on stdin. */
+  crlf?: boolean;
+  verbose?: boolean;
+  hex?: boolean;
+  logFormat?: LogFormat;
+}
+
+/** Runs the client; resolves with the exit code (0 ok, 1 network failure). Connection errors reject with a NetError. */
+export async function runConnect(opts: ConnectOptions, io: ModeIO): Promise<number> {
+  const logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
+  const label = formatAddress(opts.address);
+  const conn = await connectAddress(opts.address, { timeoutMs: opts.connectTimeoutMs, signal: io.signal });
+  logger.event('connected', `connected to ${conn.remote.label} from ${conn.local.label}`, { remote: conn.remote.label, local: conn.local.label });
+  const stdio = new StdioStream(io.stdin, io.stdout, { crlf: opts.crlf, endOutput: io.endStdout });
+  const dump = opts.hex ? hexDumper(io.stderr, { a: '<', b: '>' }) : undefined;
+  const result = await relay(conn.stream, stdio, {
+    // The server's EOF ends the session once its bytes are on stdout; stdin's EOF only half-closes.
+    closeWait: { a: 0, b: Infinity },
+    shutdown: { b: opts.shutdown !== false },
+    idleTimeoutMs: opts.idleTimeoutMs,
+    signal: io.signal,
+    onData: dump,
+    onEof: (side) => logger.event('eof', side === 'a' ? `${label} closed its side` : 'stdin closed; shutting down our write side', { side }),
+  });
+  logger.event(
+    'close',
+    `closed ${conn.remote.label}: ${result.aToB} bytes in, ${result.bToA} bytes out, ${formatDuration(result.durationMs)} (${result.reason})`,
+    { remote: conn.remote.label, bytes_in: result.aToB, bytes_out: result.bToA, duration_ms: result.durationMs, reason: result.reason },
+  );
+  return exitCodeFor(result, label, logger);
+}
+
+/** Maps how a relay ended to an exit code, printing the reason for failures. */
+export function exitCodeFor(result: { reason: string; error?: Error }, label: string, logger: Logger): number {
+  switch (result.reason) {
+    case 'eof':
+    case 'aborted':
+      return 0;
+    case 'idle':
+      logger.error('idle', `${label}: idle timeout, closing`);
+      return 1;
+    default:
+      logger.error(result.reason, result.error ? describeError(result.error, { action: 'io', address: label }) : `${label}: ${result.reason}`);
+      return 1;
+  }
+}

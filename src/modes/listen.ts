@@ -1,0 +1,193 @@
+/**
+ * `sockcat listen ADDR`: the nc -l server.
+ * - default: accept one client; stdin → client, client → stdout; done when the client closes.
+ * - --keep-open (-k): serve clients concurrently until stopped; every client's bytes go to
+ *   stdout, stdin goes to every client; stdin EOF shuts down the write side of every client.
+ * - --echo: a built-in echo server for any number of concurrent clients.
+ */
+import { Duplex, PassThrough, type Writable } from 'node:stream';
+import type { Address, Connection, Listener } from '../endpoints/index';
+import { StdioStream, LfToCrlf } from '../endpoints/stdio';
+import { hexDumper } from '../hexdump';
+import { Logger, type LogFormat } from '../log';
+import { relay, type RelayResult } from '../relay';
+import { serve, type ConnectionSummary } from '../server';
+import { AccessControl, type AccessOptions } from '../access';
+import { exitCodeFor } from './connect';
+import type { ModeIO } from '../io';
+
+export interface ListenOptions {
+  address: Address;
+  keepOpen?: boolean;
+  echo?: boolean;
+  /** Shut down the client's write side on stdin EOF (default true). */
+  shutdown?: boolean;
+  crlf?: boolean;
+  idleTimeoutMs?: number;
+  access?: AccessOptions;
+  maxConns?: number;
+  drainTimeoutMs?: number;
+  verbose?: boolean;
+  hex?: boolean;
+  logFormat?: LogFormat;
+  /** Told the real bound address (port 0 → the port the system picked). */
+  onListening?: (listener: Listener) => void;
+}
+
+/** Runs the server; resolves with the exit code (0 ok, 1 the client reset or a runtime failure). */
+export async function runListen(opts: ListenOptions, io: ModeIO): Promise<number> {
+  const logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
+  const access = opts.access ? new AccessControl({ ...opts.access, onReload: allowFileLogger(logger) }) : undefined;
+  const dumpFor = (conn: Connection) =>
+    opts.hex ? hexDumper(io.stderr, { a: `< ${conn.remote.label}`, b: `> ${conn.remote.label}` }) : undefined;
+  const summarize = (r: RelayResult): ConnectionSummary => ({ received: r.aToB, sent: r.bToA, reason: r.reason });
+  let exitCode = 0;
+
+  const common = {
+    address: opts.address,
+    logger,
+    signal: io.signal,
+    access,
+    maxConns: opts.maxConns,
+    drainTimeoutMs: opts.drainTimeoutMs,
+    onListening: opts.onListening,
+  };
+
+  if (opts.echo) {
+    await serve({
+      ...common,
+      handle: async (conn, ctx) => {
+        // The relay joined to a PassThrough is an echo: what comes in goes back, with
+        // backpressure, and the client's EOF is echoed as our EOF once everything is sent.
+        const r = await relay(conn.stream, new PassThrough(), { idleTimeoutMs: opts.idleTimeoutMs, signal: ctx.signal, onData: dumpFor(conn) });
+        return summarize(r);
+      },
+    });
+    return 0;
+  }
+
+  if (!opts.keepOpen) {
+    await serve({
+      ...common,
+      maxAccepts: 1,
+      handle: async (conn, ctx) => {
+        const stdio = new StdioStream(io.stdin, io.stdout, { crlf: opts.crlf, endOutput: io.endStdout });
+        const r = await relay(conn.stream, stdio, {
+          // The client's EOF ends the exchange once its bytes are on stdout; stdin's EOF only half-closes.
+          closeWait: { a: 0, b: Infinity },
+          shutdown: { b: opts.shutdown !== false },
+          idleTimeoutMs: opts.idleTimeoutMs,
+          signal: ctx.signal,
+          onData: dumpFor(conn),
+        });
+        exitCode = exitCodeFor(r, conn.remote.label, logger);
+        return summarize(r);
+      },
+    });
+    return exitCode;
+  }
+
+  // -k: one stdin shared by every client.
+  const fanout = new StdinFanout(io.stdin, opts.crlf, opts.shutdown !== false);
+  try {
+    await serve({
+      ...common,
+      handle: async (conn, ctx) => {
+        const tap = fanout.tap(io.stdout);
+        const r = await relay(conn.stream, tap, {
+          closeWait: { a: 0, b: Infinity },
+          idleTimeoutMs: opts.idleTimeoutMs,
+          signal: ctx.signal,
+          onData: dumpFor(conn),
+        });
+        return summarize(r);
+      },
+    });
+  } finally {
+    fanout.close();
+  }
+  if (io.endStdout) io.stdout.end();
+  return 0;
+}
+
+/** Logs allow-file reloads and bad lines in it. */
+export function allowFileLogger(logger: Logger): AccessOptions['onReload'] {
+  return ({ count, problems, error }) => {
+    for (const p of problems) logger.warn('allow-file', `ignoring ${p}`);
+    if (error) logger.warn('allow-file', `could not re-read the allow file, keeping the previous list: ${error}`);
+    else logger.event('allow-file', `allow file loaded: ${count} entr${count === 1 ? 'y' : 'ies'}`, { count });
+  };
+}
+
+/**
+ * Reads stdin once and hands every chunk to every connected client's tap. stdin is paused
+ * while any tap is full, so a slow client slows the keyboard, never memory.
+ */
+class StdinFanout {
+  private readonly taps = new Set<ClientTap>();
+  private ended = false;
+  private readonly input: NodeJS.ReadableStream;
+  private readonly onData = (chunk: Buffer) => {
+    let full = false;
+    for (const tap of this.taps) if (!tap.push(chunk)) full = true;
+    if (full) this.input.pause();
+  };
+  private readonly onEnd = () => {
+    this.ended = true;
+    if (this.shutdownOnEof) for (const tap of this.taps) tap.push(null);
+  };
+
+  constructor(
+    input: NodeJS.ReadableStream,
+    crlf: boolean | undefined,
+    private readonly shutdownOnEof: boolean,
+  ) {
+    this.input = crlf ? input.pipe(new LfToCrlf()) : input;
+    this.input.on('data', this.onData);
+    this.input.on('end', this.onEnd);
+    this.input.on('error', this.onEnd);
+    // Nothing is read until a client is there to receive it.
+    this.input.pause();
+  }
+
+  tap(output: Writable): ClientTap {
+    const tap = new ClientTap(output, () => this.input.resume(), (t) => this.taps.delete(t));
+    this.taps.add(tap);
+    this.input.resume();
+    if (this.ended && this.shutdownOnEof) tap.push(null);
+    return tap;
+  }
+
+  close(): void {
+    this.input.off('data', this.onData);
+    this.input.off('end', this.onEnd);
+    this.input.off('error', this.onEnd);
+    this.input.pause();
+  }
+}
+
+/** One client's view of the shared stdin (readable) and stdout (writable). */
+class ClientTap extends Duplex {
+  constructor(
+    private readonly output: Writable,
+    private readonly wantMore: () => void,
+    private readonly onGone: (tap: ClientTap) => void,
+  ) {
+    super({ allowHalfOpen: true });
+  }
+  override _read(): void {
+    this.wantMore();
+  }
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    if (this.output.write(chunk)) cb();
+    else this.output.once('drain', () => cb());
+  }
+  override _final(cb: () => void): void {
+    cb();
+  }
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.onGone(this);
+    this.wantMore();
+    cb(err);
+  }
+}

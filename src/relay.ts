@@ -1,0 +1,198 @@
+/**
+ * The relay: joins two duplex streams with two one-way copies. Every mode that connects two
+ * streams (listen, connect, forward, exec) goes through here.
+ *
+ * - Backpressure: a copy pauses its source when the destination's buffer is full and resumes on
+ *   'drain', so memory stays bounded by the streams' high-water marks however slow a reader is.
+ * - Half-close: EOF on one side ends the other side's writable (a TCP shutdown), and the other
+ *   direction keeps flowing: a reply sent after the peer's FIN still arrives. Streams must be
+ *   opened with allowHalfOpen for this (every endpoint in src/endpoints does).
+ * - Ending: the session is over when both directions have ended and flushed. Because a FIN
+ *   looks the same whether the peer half-closed or went away, the remaining direction gets
+ *   `closeWait` milliseconds after the first one ended; then both streams are destroyed.
+ * - Errors: the first error on either side destroys both streams and is reported once.
+ */
+import type { Duplex } from 'node:stream';
+import { isResetError } from './errors';
+
+export type Side = 'a' | 'b';
+
+/** How a relay session ended. */
+export type EndReason =
+  /** Both directions reached EOF and were flushed (or the close-wait after the first EOF was 0). */
+  | 'eof'
+  /** One side reset the connection (ECONNRESET, EPIPE). */
+  | 'reset'
+  /** Any other stream error. */
+  | 'error'
+  /** One direction ended and the other did not finish within the close-wait. */
+  | 'close-wait'
+  /** Nothing moved for idleTimeoutMs. */
+  | 'idle'
+  /** The signal was aborted, or a stream was destroyed from outside. */
+  | 'aborted';
+
+export interface RelayOptions {
+  /**
+   * Milliseconds to keep the other direction open once one direction has ended; Infinity waits
+   * until it ends by itself. Give one number, or one per side whose EOF came first
+   * (e.g. { a: 0, b: Infinity }: when the network side ends we are done, when stdin ends we wait).
+   * Default Infinity.
+   */
+  closeWait?: number | Partial<Record<Side, number>>;
+  /** Whether EOF read from a side is passed on as a shutdown of the other side's write half. Default true for both. */
+  shutdown?: Partial<Record<Side, boolean>>;
+  /** Destroy both streams after this many milliseconds without a byte either way (0 or undefined: never). */
+  idleTimeoutMs?: number;
+  /** Aborting it destroys both streams; the result's reason is 'aborted'. */
+  signal?: AbortSignal;
+  /** Sees every chunk, with the side it was read from (for hex dumps). */
+  onData?: (from: Side, chunk: Buffer) => void;
+  /** Called when a side sends EOF (for -v logs). */
+  onEof?: (from: Side) => void;
+}
+
+export interface RelayResult {
+  /** Bytes read from a and written to b. */
+  aToB: number;
+  /** Bytes read from b and written to a. */
+  bToA: number;
+  reason: EndReason;
+  /** The first error, for 'reset' and 'error'. */
+  error?: Error;
+  /** Which side the error came from. */
+  errorSide?: Side;
+  /** Which side sent EOF first, if any did. */
+  firstEof?: Side;
+  durationMs: number;
+}
+
+const other = (s: Side): Side => (s === 'a' ? 'b' : 'a');
+const noop = () => {};
+
+/**
+ * Relays a ⇄ b until both directions are done, an error happens, or a timer fires.
+ * Resolves (never rejects) with byte counts and how it ended; both streams are destroyed by then.
+ */
+export function relay(a: Duplex, b: Duplex, opts: RelayOptions = {}): Promise<RelayResult> {
+  return new Promise((resolve) => {
+    const streams: Record<Side, Duplex> = { a, b };
+    const started = Date.now();
+    const result: RelayResult = { aToB: 0, bToA: 0, reason: 'eof', durationMs: 0 };
+    /** Readable side of each stream has ended. */
+    const readEnded: Record<Side, boolean> = { a: false, b: false };
+    /** Writable side of each stream has been ended and flushed (or deliberately left open). */
+    const writeDone: Record<Side, boolean> = { a: false, b: false };
+    const removers: Array<() => void> = [];
+    let finished = false;
+    let closeWaitTimer: NodeJS.Timeout | undefined;
+    let idleTimer: NodeJS.Timeout | undefined;
+    let lastActivity = Date.now();
+
+    const closeWaitFor = (side: Side): number => {
+      const cw = opts.closeWait;
+      if (cw === undefined) return Infinity;
+      if (typeof cw === 'number') return cw;
+      return cw[side] ?? Infinity;
+    };
+
+    const on = (s: Duplex, event: string, fn: (...args: any[]) => void) => {
+      s.on(event, fn);
+      removers.push(() => s.off(event, fn));
+    };
+
+    function finish(reason: EndReason, error?: Error, errorSide?: Side) {
+      if (finished) return;
+      finished = true;
+      if (closeWaitTimer) clearTimeout(closeWaitTimer);
+      if (idleTimer) clearTimeout(idleTimer);
+      opts.signal?.removeEventListener('abort', onAbort);
+      for (const remove of removers) remove();
+      for (const s of [a, b]) {
+        // Late errors (e.g. a write racing the destroy) must not crash the process.
+        s.on('error', noop);
+        s.destroy();
+      }
+      result.reason = reason;
+      result.error = error;
+      result.errorSide = errorSide;
+      result.durationMs = Date.now() - started;
+      resolve(result);
+    }
+
+    /** The copy that reads from `from` is over: its EOF was passed on and flushed. */
+    function directionDone(from: Side) {
+      if (finished) return;
+      if (isDirectionDone('a') && isDirectionDone('b')) return finish('eof');
+      const wait = closeWaitFor(from);
+      if (wait === Infinity || closeWaitTimer) return;
+      if (wait <= 0) return finish('eof');
+      closeWaitTimer = setTimeout(() => finish('close-wait'), wait);
+    }
+
+    const isDirectionDone = (from: Side) => readEnded[from] && writeDone[other(from)];
+
+    function copy(from: Side) {
+      const src = streams[from];
+      const dst = streams[other(from)];
+      const shutdown = opts.shutdown?.[from] !== false;
+      on(src, 'data', (chunk: Buffer) => {
+        if (finished) return;
+        if (from === 'a') result.aToB += chunk.length;
+        else result.bToA += chunk.length;
+        lastActivity = Date.now();
+        opts.onData?.(from, chunk);
+        if (!dst.write(chunk)) src.pause();
+      });
+      on(dst, 'drain', () => {
+        if (!finished) src.resume();
+      });
+      on(src, 'end', () => {
+        if (finished) return;
+        readEnded[from] = true;
+        result.firstEof ??= from;
+        opts.onEof?.(from);
+        if (!shutdown) {
+          writeDone[other(from)] = true;
+          return directionDone(from);
+        }
+        // Pass the EOF on as a shutdown of the other side's write half (TCP FIN), once what
+        // was written before it has been flushed.
+        dst.end(() => {
+          writeDone[other(from)] = true;
+          directionDone(from);
+        });
+      });
+      on(src, 'error', (err: Error) => finish(isResetError(err) ? 'reset' : 'error', err, from));
+      on(src, 'close', () => {
+        // A stream that closes before both of its halves are done was destroyed under us.
+        if (!finished && !(readEnded[from] && writeDone[from])) {
+          const err = (src as any).errored as Error | null;
+          if (err) finish(isResetError(err) ? 'reset' : 'error', err, from);
+          else finish('aborted');
+        }
+      });
+    }
+
+    function onAbort() {
+      finish('aborted');
+    }
+
+    function armIdle(ms: number) {
+      idleTimer = setTimeout(() => {
+        const quiet = Date.now() - lastActivity;
+        if (quiet >= ms) finish('idle');
+        else armIdle(ms - quiet);
+      }, ms);
+    }
+
+    if (opts.signal?.aborted) return finish('aborted');
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    copy('a');
+    copy('b');
+    if (opts.idleTimeoutMs && opts.idleTimeoutMs > 0) armIdle(opts.idleTimeoutMs);
+    // Streams may arrive paused (pauseOnConnect, or a stream read before the relay): start them.
+    a.resume();
+    b.resume();
+  });
+}

@@ -1,0 +1,78 @@
+/** Small real-socket helpers for tests: servers on port 0, clients that collect everything. */
+import net from 'node:net';
+import { createHash, randomBytes } from 'node:crypto';
+
+export { randomBytes };
+
+export const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+/** A TCP server on 127.0.0.1 (or `host`) port 0 with allowHalfOpen; resolves once bound. */
+export async function tcpServer(onSocket: (s: net.Socket) => void, host = '127.0.0.1'): Promise<{ server: net.Server; port: number; close(): Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer({ allowHalfOpen: true }, (s) => {
+    sockets.add(s);
+    s.once('close', () => sockets.delete(s));
+    onSocket(s);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, host, () => resolve());
+  });
+  const port = (server.address() as net.AddressInfo).port;
+  return {
+    server,
+    port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const s of sockets) s.destroy();
+      }),
+  };
+}
+
+/** Connects with allowHalfOpen; resolves once connected. */
+export function connect(port: number, host = '127.0.0.1'): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ port, host, allowHalfOpen: true }, () => {
+      s.off('error', reject);
+      resolve(s);
+    });
+    s.once('error', reject);
+  });
+}
+
+/** Collects everything a socket sends until its EOF (or close). */
+export function readAll(s: net.Socket, timeoutMs = 10_000): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(() => reject(new Error(`readAll timed out after ${timeoutMs} ms with ${Buffer.concat(chunks).length} bytes`)), timeoutMs);
+    s.on('data', (c: Buffer) => chunks.push(c));
+    const done = () => {
+      clearTimeout(timer);
+      resolve(Buffer.concat(chunks));
+    };
+    s.once('end', done);
+    s.once('close', done);
+  });
+}
+
+/** Connects, sends `payload`, half-closes, and returns everything received until EOF. */
+export async function exchange(port: number, payload: string | Buffer, host = '127.0.0.1'): Promise<Buffer> {
+  const s = await connect(port, host);
+  const reply = readAll(s);
+  s.end(payload);
+  const out = await reply;
+  s.destroy();
+  return out;
+}
+
+/** Resolves once `cond()` is true, checking every 20 ms; rejects after timeoutMs. */
+export async function waitFor(cond: () => boolean, timeoutMs = 5000, what = 'condition'): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -1,0 +1,140 @@
+import { describe, it, expect } from 'vitest';
+import net from 'node:net';
+import { PassThrough } from 'node:stream';
+import { relay } from '../src/relay';
+import { connect, readAll, tcpServer, randomBytes, sha256, sleep, waitFor } from './helpers/net';
+
+/** A connected socket pair over loopback: [client side, server side]. */
+async function socketPair(): Promise<[net.Socket, net.Socket, () => Promise<void>]> {
+  let serverSide!: net.Socket;
+  const srv = await tcpServer((s) => (serverSide = s));
+  const client = await connect(srv.port);
+  await waitFor(() => serverSide !== undefined);
+  return [client, serverSide, srv.close];
+}
+
+describe('relay', () => {
+  it('passes half-close both ways: a reply sent after the client FIN still arrives', async () => {
+    // client ⇄ (x relay y) ⇄ backend
+    const [client, x, close1] = await socketPair();
+    const [y, backend, close2] = await socketPair();
+    const done = relay(x, y);
+    const backendGot = readAll(backend);
+    const clientGot = readAll(client);
+    client.end('question');
+    expect((await backendGot).toString()).toBe('question');
+    await sleep(100); // the backend answers well after the client's FIN
+    backend.end('answer');
+    expect((await clientGot).toString()).toBe('answer');
+    const r = await done;
+    expect(r).toMatchObject({ aToB: 8, bToA: 6, reason: 'eof', firstEof: 'a' });
+    await close1();
+    await close2();
+  });
+
+  it('half-closes the other way too: the backend finishes first, the client keeps sending', async () => {
+    const [client, x, close1] = await socketPair();
+    const [y, backend, close2] = await socketPair();
+    const done = relay(x, y);
+    const clientGot = readAll(client);
+    backend.end('banner');
+    expect((await clientGot).toString()).toBe('banner');
+    const backendGot = readAll(backend);
+    client.end('late data');
+    expect((await backendGot).toString()).toBe('late data');
+    expect((await done).reason).toBe('eof');
+    await close1();
+    await close2();
+  });
+
+  it('moves 8 MiB intact both ways at once', async () => {
+    const [client, x, close1] = await socketPair();
+    const [y, backend, close2] = await socketPair();
+    const done = relay(x, y);
+    const up = randomBytes(8 << 20);
+    const down = randomBytes(8 << 20);
+    const backendGot = readAll(backend, 20_000);
+    const clientGot = readAll(client, 20_000);
+    client.end(up);
+    backend.end(down);
+    expect(sha256(await backendGot)).toBe(sha256(up));
+    expect(sha256(await clientGot)).toBe(sha256(down));
+    expect(await done).toMatchObject({ aToB: up.length, bToA: down.length, reason: 'eof' });
+    await close1();
+    await close2();
+  });
+
+  it('applies backpressure: a reader that does not read keeps memory bounded', async () => {
+    const [client, x, close1] = await socketPair();
+    const [y, backend, close2] = await socketPair();
+    backend.pause(); // never reads
+    const done = relay(x, y);
+    // 32 MiB offered at once: far more than the socket buffers along the way can hold.
+    client.write(Buffer.alloc(32 << 20, 1));
+    await sleep(500);
+    // What the relay holds in user space is bounded by the streams' buffers, not by what was sent.
+    expect(y.writableLength).toBeLessThan(1 << 20);
+    expect(x.readableLength).toBeLessThan(1 << 20);
+    expect(x.isPaused()).toBe(true);
+    client.destroy();
+    backend.destroy();
+    await done;
+    await close1();
+    await close2();
+  });
+
+  it('tears down both sides on a reset and reports it once', async () => {
+    const [client, x, close1] = await socketPair();
+    const [y, backend, close2] = await socketPair();
+    const done = relay(x, y);
+    backend.resume();
+    // The backend sees its side end (our destroy), so it is not left hanging.
+    const backendClosed = new Promise((r) => backend.once('end', r));
+    client.resetAndDestroy();
+    const r = await done;
+    expect(r.reason).toBe('reset');
+    expect(r.errorSide).toBe('a');
+    expect((r.error as NodeJS.ErrnoException).code).toBe('ECONNRESET');
+    await backendClosed;
+    expect(x.destroyed && y.destroyed).toBe(true);
+    await close1();
+    await close2();
+  });
+
+  it('gives up on the other direction after the close-wait', async () => {
+    const [client, x, close1] = await socketPair();
+    const [y, backend, close2] = await socketPair();
+    const started = Date.now();
+    const done = relay(x, y, { closeWait: 150 });
+    client.end();
+    // The backend never answers nor closes: the relay must not wait forever.
+    const r = await done;
+    expect(r.reason).toBe('close-wait');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(140);
+    expect(Date.now() - started).toBeLessThan(2000);
+    backend.destroy();
+    await close1();
+    await close2();
+  });
+
+  it('closes an idle session after the idle timeout', async () => {
+    const [client, x, close1] = await socketPair();
+    const [y, backend, close2] = await socketPair();
+    const r = await relay(x, y, { idleTimeoutMs: 100 });
+    expect(r.reason).toBe('idle');
+    client.destroy();
+    backend.destroy();
+    await close1();
+    await close2();
+  });
+
+  it('is an echo when joined to a PassThrough', async () => {
+    const [client, x, close1] = await socketPair();
+    const done = relay(x, new PassThrough());
+    const got = readAll(client);
+    client.end('ping');
+    expect((await got).toString()).toBe('ping');
+    expect((await done).reason).toBe('eof');
+    await close1();
+  });
+});

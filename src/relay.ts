@@ -67,6 +67,13 @@ export interface RelayResult {
   durationMs: number;
 }
 
+/**
+ * Default close-wait for server modes that join two peers (forward, exec): after one side's EOF
+ * the other direction gets 2 s to finish. socat uses 0.5 s (-t); we give a slow reply more room,
+ * and it bounds how long an exec'd child may outlive a client that went away.
+ */
+export const DEFAULT_CLOSE_WAIT_MS = 2000;
+
 const other = (s: Side): Side => (s === 'a' ? 'b' : 'a');
 const noop = () => {};
 

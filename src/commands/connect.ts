@@ -17,7 +17,7 @@ export const connectCommand: CommandFactory = (env) => ({
   handler: async (argv) => {
     const code = await runConnect(
       {
-        address: addressFromArgs(argv.address, argv.port, 'connect'),
+        address: addressFromArgs(argv.address, argv.port, 'connect', argv),
         connectTimeoutMs: secondsOption(argv.wait, '--wait'),
         idleTimeoutMs: secondsOption(argv.idleTimeout, '--idle-timeout'),
         shutdown: argv.shutdown,

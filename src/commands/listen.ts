@@ -19,7 +19,7 @@ export const listenCommand: CommandFactory = (env) => ({
       .example('$0 listen -k 0.0.0.0:9090', 'many clients, reachable from the network')
       .example('$0 listen --echo 9090', 'echo server for the socket exercises'),
   handler: async (argv) => {
-    const address = addressFromArgs(argv.address, argv.port, 'listen');
+    const address = addressFromArgs(argv.address, argv.port, 'listen', argv);
     if (argv.echo && argv.keepOpen === false && argv.crlf) throw new UsageError('--crlf applies to stdin, which --echo does not read');
     const code = await runListen(
       {

@@ -7,10 +7,11 @@ import { UsageError } from '../errors';
 import { parseAddress, type Address, type Role } from '../endpoints/index';
 import type { AccessOptions } from '../access';
 import type { LogFormat } from '../log';
+import { DEFAULT_CLOSE_WAIT_MS } from '../relay';
 
-/** -v, -x, --log-format: every command has them. */
+/** -v, -x, --log-format and the transport options: every command has them. */
 export function withCommonOptions<T>(y: Argv<T>) {
-  return y
+  return withTransportOptions(y)
     .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'Log connection events on stderr (listening, connection from, closed with byte counts)' })
     .option('hex', { alias: 'x', type: 'boolean', default: false, describe: 'Hex dump of both directions on stderr, each chunk marked with its direction' })
     .option('log-format', { choices: ['text', 'json'] as const, default: 'text' as const, describe: 'Log lines for people (text) or one JSON object per event (json)' });
@@ -29,6 +30,31 @@ export function withListenerOptions<T>(y: Argv<T>) {
 /** --idle-timeout: for commands that relay. */
 export function withIdleTimeout<T>(y: Argv<T>) {
   return y.option('idle-timeout', { type: 'number', describe: 'Close a connection after SECS without traffic either way' });
+}
+
+/** --close-wait and --idle-timeout: for server modes that relay two peers (forward, exec). */
+export function withRelayOptions<T>(y: Argv<T>) {
+  return withIdleTimeout(y).option('close-wait', {
+    type: 'number',
+    default: DEFAULT_CLOSE_WAIT_MS / 1000,
+    describe: 'After one side sends EOF, SECS the other direction may take to finish before both are closed',
+  });
+}
+
+/**
+ * Transport options shared by every command (TLS certificates, unix socket mode…). Each
+ * transport adds its flags here, so every mode gains them without per-mode code.
+ */
+export function withTransportOptions<T>(y: Argv<T>) {
+  return y;
+}
+
+/**
+ * Applies the transport options in argv to a parsed address: settings travel inside the
+ * Address object, so modes pass addresses around without knowing about TLS or unix modes.
+ */
+export function applyTransportOptions(addr: Address, _argv: Record<string, unknown>, _role: Role): Address {
+  return addr;
 }
 
 /** Seconds from the command line → milliseconds, refusing negative and non-numbers. */
@@ -50,15 +76,18 @@ export function countOption(value: unknown, flag: string): number | undefined {
 /**
  * The address from positionals: "ADDR", or nc-style "HOST PORT".
  */
-export function addressFromArgs(first: unknown, second: unknown, role: Role, what = 'address'): Address {
-  if ((first === undefined || first === '') && second !== undefined && second !== '') return parseAddress(String(second), role);
-  if (first === undefined || first === '') throw new UsageError(`missing ${what} (e.g. 9090, 127.0.0.1:9090 or [::1]:9090)`);
-  let text = String(first);
-  if (second !== undefined && second !== '') {
-    const host = text.includes(':') && !text.startsWith('[') ? `[${text}]` : text;
-    text = `${host}:${second}`;
+export function addressFromArgs(first: unknown, second: unknown, role: Role, argv: Record<string, unknown> = {}, what = 'address'): Address {
+  let text: string;
+  if ((first === undefined || first === '') && second !== undefined && second !== '') text = String(second);
+  else if (first === undefined || first === '') throw new UsageError(`missing ${what} (e.g. 9090, 127.0.0.1:9090 or [::1]:9090)`);
+  else {
+    text = String(first);
+    if (second !== undefined && second !== '') {
+      const host = text.includes(':') && !text.startsWith('[') ? `[${text}]` : text;
+      text = `${host}:${second}`;
+    }
   }
-  return parseAddress(text, role);
+  return applyTransportOptions(parseAddress(text, role), argv, role);
 }
 
 export interface CommonArgs {

@@ -63,7 +63,8 @@ export async function runExec(opts: ExecOptions, io: ModeIO): Promise<number> {
   const logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
   const access = opts.access ? new AccessControl({ ...opts.access, onReload: allowFileLogger(logger) }) : undefined;
   const maxChildren = opts.maxChildren ?? DEFAULT_MAX_CHILDREN;
-  const baseEnv = opts.env ?? process.env;
+  // A plain copy, made once: reading process.env goes through a native getter per key.
+  const baseEnv = { ...(opts.env ?? process.env) };
   const children = new Set<ChildStream>();
   const stderrLines = stderrRelay(io.stderr, logger);
 

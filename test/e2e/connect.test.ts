@@ -35,7 +35,7 @@ describe('sockcat connect (end to end)', () => {
 
   it('carries 1 MiB of random bytes intact both ways', async () => {
     const down = randomBytes(1 << 20);
-    let received = Buffer.alloc(0);
+    let received: Buffer = Buffer.alloc(0);
     const srv = await tcpServer(async (s) => {
       s.write(down);
       received = await readAll(s);
@@ -76,7 +76,7 @@ describe('sockcat connect (end to end)', () => {
   });
 
   it('translates LF to CRLF with -C, keeping existing CRLF', async () => {
-    let got = Buffer.alloc(0);
+    let got: Buffer = Buffer.alloc(0);
     const srv = await tcpServer(async (s) => {
       got = await readAll(s);
       s.end();

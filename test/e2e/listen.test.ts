@@ -16,6 +16,17 @@ describe('sockcat listen (end to end)', () => {
     expect(r.stderr).toMatch(/closed 127\.0\.0\.1:\d+: 12 bytes in, 12 bytes out/);
   });
 
+  it('sends a whole file from stdin to a client that half-closed at once (nc -l < file)', async () => {
+    const file = randomBytes(4 << 20);
+    const srv = startCli(['listen', '-v', '0'], { stdin: file });
+    const port = await srv.listeningPort();
+    const s = await connect(port);
+    s.end(); // like `nc -N host port < /dev/null > copy`
+    const got = await readAll(s, 20_000);
+    expect(sha256(got)).toBe(sha256(file));
+    expect((await srv.exited).code).toBe(0);
+  });
+
   it('stops listening after the first client, like nc -l', async () => {
     const srv = startCli(['listen', '-v', '0']);
     const port = await srv.listeningPort();

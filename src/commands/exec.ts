@@ -18,7 +18,7 @@ export const execCommand: CommandFactory = (env) => ({
         [
           'Each client gets its own process, its stdin/stdout joined to the connection.',
           "When the client sends EOF, the program's stdin is closed and its remaining output",
-          'still reaches the client: it has --close-wait seconds (default 2) to finish, then',
+          'still reaches the client; if it stays silent for --close-wait seconds (default 2)',
           'it is stopped. When the client goes away, the process group of its program gets',
           'SIGTERM, then SIGKILL 1 s later.',
           'The program finds SOCKCAT_PEER_ADDR, SOCKCAT_PEER_PORT, SOCKCAT_LOCAL_ADDR and',

@@ -116,6 +116,30 @@ describe('exec mode', () => {
     expect(server.stderr()).not.toMatch(/\((reset|error)\)/);
   });
 
+  it('lets a child keep talking after the client EOF for longer than --close-wait, as long as it is not silent', async () => {
+    const server = await startExec({ ...sh('cat >/dev/null; for i in 1 2 3 4 5 6 7 8; do echo $i; sleep 0.2; done'), closeWaitMs: 1000 });
+    expect((await exchange(server.port, 'go\n')).toString()).toBe('1\n2\n3\n4\n5\n6\n7\n8\n');
+  });
+
+  it('one client that does not read stalls only its own child', async () => {
+    const server = await startExec({ ...sh('read what; if [ "$what" = flood ]; then exec yes spam; fi; echo "$what"') });
+    const slow = await connect(server.port);
+    slow.pause(); // never reads: its child fills the pipes and blocks
+    slow.write('flood\n');
+    await waitFor(() => slow.readableLength > 0 || slow.bytesRead > 0, 5000, 'the flood to start');
+    for (let i = 0; i < 10; i++) expect((await exchange(server.port, `hi ${i}\n`)).toString()).toBe(`hi ${i}\n`);
+    slow.destroy();
+  });
+
+  it('works on IPv6 loopback, with the addresses in the environment', async () => {
+    const server = await startExec({ address: parseAddress('[::1]:0', 'listen'), ...sh('echo "$SOCKCAT_PEER_ADDR $SOCKCAT_LOCAL_ADDR"') });
+    const s = await connect(server.port, '::1');
+    const got = readAll(s);
+    s.end();
+    expect((await got).toString()).toBe('::1 ::1\n');
+    s.destroy();
+  });
+
   it('keeps delivering output after the child stopped reading its stdin', async () => {
     // head exits after one line; the client keeps sending into a pipe nobody reads.
     const server = await startExec({ ...sh('head -n 1; echo bye') });

@@ -138,10 +138,12 @@ export async function ensureFdLimit(opts: FdLimitOptions): Promise<FdLimitOutcom
   if (!limits) return { relaunched: false, maxConns: wanted };
   const inUse = openFdCount();
   const needed = fdsNeeded(wanted, opts.fdsPerClient, inUse);
-  if (limits.soft >= needed) return { relaunched: false, maxConns: wanted };
-
   const alreadyRelaunched = process.env[RELAUNCH_GUARD] === '1';
   delete process.env[RELAUNCH_GUARD]; // programs we start later (exec mode) get a clean environment
+  if (limits.soft >= needed) {
+    if (alreadyRelaunched) opts.logger.event('fd-limit', `open-file limit raised to ${limits.soft} for ${wanted} clients`, { soft: limits.soft, max_conns: wanted });
+    return { relaunched: false, maxConns: wanted };
+  }
   if (opts.relaunch && !alreadyRelaunched) {
     const target = canRaiseTo(needed, limits) ? needed : limits.hard;
     if (target > limits.soft) return { relaunched: true, exitCode: await relaunch(target, limits.hard) };

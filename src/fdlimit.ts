@@ -1,9 +1,9 @@
 /**
  * Open-file limit for server modes. Every client costs file descriptors (forward: two, the
- * client and its upstream), and many systems start processes with a soft limit of 1024, far
- * below --max-conns. Node has no setrlimit(), so when the soft limit is too low and can be
- * raised, sockcat runs itself again once through `/bin/sh -c 'ulimit -n N; exec …'` (an
- * environment variable guards against doing it twice). When it still cannot hold --max-conns,
+ * client and its upstream). Node raises its soft limit to the hard limit at startup, but the
+ * hard limit itself may be below what --max-conns needs, and Node has no setrlimit(): when a
+ * shell could raise it (root with CAP_SYS_RESOURCE), sockcat runs itself again once through
+ * `/bin/sh -c 'ulimit -n N; exec …'` (an environment variable guards against doing it twice). When it still cannot hold --max-conns,
  * the limit on clients is lowered to what fits, so extra clients are refused cleanly (and logged)
  * instead of failing in accept(), and the user is told in one line.
  */
@@ -86,11 +86,12 @@ export function selfCommand(): { file: string; args: string[] } {
 }
 
 /**
- * Runs sockcat again with the soft limit raised to `target` (or to the hard limit when the
- * shell refuses), sharing stdio, passing SIGINT/SIGTERM on, and resolves with its exit code.
+ * Runs a command (sockcat itself by default) with the open-file limit set to `target`, or to
+ * `hard` when the shell refuses, sharing stdio, passing SIGINT/SIGTERM/SIGHUP on, and resolves
+ * with its exit code (128 + signal number when a signal ended it).
  */
-function relaunch(target: number, hard: number): Promise<number> {
-  const { file, args } = selfCommand();
+export function runWithFdLimit(target: number, hard: number, command = selfCommand()): Promise<number> {
+  const { file, args } = command;
   const script = `ulimit -n ${target} 2>/dev/null || ulimit -n ${hard === Infinity ? 'unlimited' : hard}; exec "$0" "$@"`;
   const child = spawn('/bin/sh', ['-c', script, file, ...args], { stdio: 'inherit', env: { ...process.env, [RELAUNCH_GUARD]: '1' } });
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
@@ -146,7 +147,7 @@ export async function ensureFdLimit(opts: FdLimitOptions): Promise<FdLimitOutcom
   }
   if (opts.relaunch && !alreadyRelaunched) {
     const target = canRaiseTo(needed, limits) ? needed : limits.hard;
-    if (target > limits.soft) return { relaunched: true, exitCode: await relaunch(target, limits.hard) };
+    if (target > limits.soft) return { relaunched: true, exitCode: await runWithFdLimit(target, limits.hard) };
   }
 
   const capacity = clientCapacity(limits.soft, opts.fdsPerClient, inUse);

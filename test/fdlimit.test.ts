@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import { PassThrough } from 'node:stream';
-import { readFdLimits, clientCapacity, fdsNeeded, ensureFdLimit, selfCommand } from '../src/fdlimit';
+import { readFdLimits, clientCapacity, fdsNeeded, ensureFdLimit, selfCommand, runWithFdLimit } from '../src/fdlimit';
 import { Logger } from '../src/log';
 
 const LIMITS = `Limit                     Soft Limit           Hard Limit           Units
@@ -59,5 +59,18 @@ describe('open-file limit', () => {
     const cmd = selfCommand();
     expect(cmd.file).toBe(process.execPath);
     expect(cmd.args).toContain(process.argv[1]);
+  });
+
+  it('runs a command under the limit it was given and returns its exit code', async () => {
+    // Lowering is always allowed, so this checks the shell, the exec and the exit code here.
+    const check = "const m = require('fs').readFileSync('/proc/self/limits', 'utf8').match(/Max open files\\s+(\\d+)/); process.exit(m[1] === '500' ? 7 : 3)";
+    expect(await runWithFdLimit(500, 500, { file: process.execPath, args: ['-e', check] })).toBe(7);
+  });
+
+  it('passes SIGTERM on to the command it runs', async () => {
+    const done = runWithFdLimit(500, 500, { file: process.execPath, args: ['-e', 'setTimeout(() => process.exit(0), 20000)'] });
+    await new Promise((r) => setTimeout(r, 300));
+    process.emit('SIGTERM', 'SIGTERM');
+    expect(await done).toBe(143);
   });
 });

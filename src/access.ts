@@ -18,6 +18,10 @@ export interface AccessRule {
 /** Parses "10.0.0.0/8", "192.168.1.7", "::1" or "2001:db8::/32". Throws a UsageError naming the input. */
 export function parseRule(text: string, origin = 'rule'): AccessRule {
   const t = text.trim();
+  // ipaddr.js also takes legacy forms like "10.1" or "1.2.3" (= 1.2.0.3): almost always a typo here.
+  const v4 = t.split('/')[0];
+  const notAnAddress = () => new UsageError(`${origin}: '${t}' is not an IP address or CIDR range (e.g. 192.168.1.0/24, 2001:db8::/32)`);
+  if (!v4.includes(':') && !ipaddr.IPv4.isValidFourPartDecimal(v4)) throw notAnAddress();
   try {
     if (t.includes('/')) {
       const range = ipaddr.parseCIDR(t) as Range;
@@ -26,7 +30,7 @@ export function parseRule(text: string, origin = 'rule'): AccessRule {
     const addr = ipaddr.process(t.replace(/^\[(.*)\]$/, '$1'));
     return { text: t, range: [addr, addr.kind() === 'ipv4' ? 32 : 128] };
   } catch {
-    throw new UsageError(`${origin}: '${t}' is not an IP address or CIDR range (e.g. 192.168.1.0/24, 2001:db8::/32)`);
+    throw notAnAddress();
   }
 }
 

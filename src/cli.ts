@@ -72,6 +72,9 @@ function reportError(err: unknown, io: ModeIO): number {
 
 /** yargs' "Unknown argument: bogus" becomes "unknown option --bogus" when the user typed a flag. */
 function rewordYargs(msg: string, args: string[]): string {
+  // "Invalid values:\n  Argument: x, Given: "v3", Choices: "v1", "v2"" spans lines: make it one.
+  const choice = /^Invalid values:\s*Argument: ([^,]+), Given: (.*?), Choices: (.*)$/s.exec(msg);
+  if (choice) return `--${choice[1]} takes one of ${choice[3].replace(/"/g, '')}, not ${choice[2].replace(/"/g, "'")}`;
   const m = /^Unknown arguments?: (.*)$/.exec(msg);
   if (!m) return msg;
   const names = m[1].split(', ').map((name) => {

@@ -52,6 +52,12 @@ export interface RelayOptions {
   onData?: (from: Side, chunk: Buffer) => void;
   /** Called when a side sends EOF (for -v logs). */
   onEof?: (from: Side) => void;
+  /**
+   * When one side resets, reset the other one too (RST instead of FIN) where it is a TCP socket,
+   * so a relay between two peers (forward) passes the failure on instead of turning it into a
+   * clean EOF. Default false.
+   */
+  propagateReset?: boolean;
 }
 
 export interface RelayResult {
@@ -78,6 +84,23 @@ export const DEFAULT_CLOSE_WAIT_MS = 2000;
 
 const other = (s: Side): Side => (s === 'a' ? 'b' : 'a');
 const noop = () => {};
+
+/**
+ * Closes a stream with a TCP reset (RST) where it is a plain TCP socket, so the peer sees a
+ * failure rather than a clean EOF; any other stream is simply destroyed.
+ */
+export function resetStream(s: Duplex): void {
+  const reset = (s as { resetAndDestroy?: () => void }).resetAndDestroy;
+  if (typeof reset === 'function' && !s.destroyed) {
+    try {
+      reset.call(s);
+      return;
+    } catch {
+      // Not a TCP handle (a TLS or pipe stream): destroy() below closes it.
+    }
+  }
+  s.destroy();
+}
 
 /**
  * Relays a ⇄ b until both directions are done, an error happens, or a timer fires.
@@ -117,6 +140,7 @@ export function relay(a: Duplex, b: Duplex, opts: RelayOptions = {}): Promise<Re
       if (idleTimer) clearTimeout(idleTimer);
       opts.signal?.removeEventListener('abort', onAbort);
       for (const remove of removers) remove();
+      if (reason === 'reset' && errorSide && opts.propagateReset) resetStream(streams[other(errorSide)]);
       for (const s of [a, b]) {
         // Late errors (e.g. a write racing the destroy) must not crash the process.
         s.on('error', noop);
@@ -208,6 +232,15 @@ export function relay(a: Duplex, b: Duplex, opts: RelayOptions = {}): Promise<Re
     }
 
     if (opts.signal?.aborted) return finish('aborted');
+    // A stream that was closed before we were handed it (a client that left while its upstream
+    // was being connected) will send no more events: end now rather than wait forever.
+    for (const side of ['a', 'b'] as const) {
+      const s = streams[side];
+      if (s.destroyed) {
+        const err = (s as any).errored as Error | null;
+        return err ? finish(isResetError(err) ? 'reset' : 'error', err, side) : finish('aborted');
+      }
+    }
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     copy('a');
     copy('b');

@@ -1,7 +1,8 @@
 /** Every command, in the order --help lists them. A new mode adds its line here. */
 import { listenCommand } from './listen';
 import { connectCommand } from './connect';
+import { forwardCommand } from './forward';
 import { execCommand } from './exec';
 import type { CommandFactory } from './types';
 
-export const commands: CommandFactory[] = [listenCommand, connectCommand, execCommand];
+export const commands: CommandFactory[] = [listenCommand, connectCommand, forwardCommand, execCommand];

@@ -38,8 +38,11 @@ export interface RunningCli {
 }
 
 /** Starts sockcat with `args`. stdin stays open (a pipe) unless `stdin` is given, which is written then closed. */
-export function startCli(args: string[], opts: { stdin?: string | Buffer | null; env?: NodeJS.ProcessEnv; cwd?: string } = {}): RunningCli {
-  const [cmd, pre] = sockcatCommand();
+export function startCli(
+  args: string[],
+  opts: { stdin?: string | Buffer | null; env?: NodeJS.ProcessEnv; cwd?: string; /** Run this instead of sockcat (e.g. a shell that execs it). */ command?: [string, string[]] } = {},
+): RunningCli {
+  const [cmd, pre] = opts.command ?? sockcatCommand();
   const child = spawn(cmd, [...pre, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...opts.env }, cwd: opts.cwd });
   const out: Buffer[] = [];
   let err = '';

@@ -1,0 +1,174 @@
+/**
+ * `sockcat forward LISTEN TARGET`: a port relay, what `socat TCP-LISTEN:p,fork TCP:host:p`,
+ * rinetd or the local side of `ssh -L` do. Every accepted client gets its own upstream
+ * connection to TARGET, and the shared relay joins the two: backpressure, half-close each way
+ * (a reply sent after the client's FIN still arrives), a reset passed on as a reset.
+ *
+ * Speed matters here (it is benchmarked against socat): nothing is allocated or logged per
+ * chunk unless -x asks for a hex dump, sockets are joined directly (no extra stream layers),
+ * and TCP_NODELAY is set on both sides by the TCP transport.
+ */
+import { connectAddress, formatAddress, type Address, type Connection, type Listener } from '../endpoints/index';
+import { hexDumper } from '../hexdump';
+import { Logger, type LogFormat } from '../log';
+import { relay, resetStream, DEFAULT_CLOSE_WAIT_MS, type RelayResult, type Side } from '../relay';
+import { serve, DEFAULT_MAX_CONNS, type ConnectionContext, type ConnectionSummary } from '../server';
+import { AccessControl, type AccessOptions } from '../access';
+import { encodeProxyHeader, type ProxyVersion } from '../proxy-protocol';
+import { ensureFdLimit } from '../fdlimit';
+import { allowFileLogger } from './listen';
+import type { ModeIO } from '../io';
+
+/** Default --connect-timeout: a client must not wait minutes for an upstream that never answers. */
+export const DEFAULT_FORWARD_CONNECT_TIMEOUT_MS = 10_000;
+/** Default --drain-timeout: on SIGTERM/SIGINT, live connections get this long to finish. */
+export const DEFAULT_FORWARD_DRAIN_TIMEOUT_MS = 10_000;
+/** Descriptors per client: the client's socket and its upstream. */
+const FDS_PER_CLIENT = 2;
+
+export interface ForwardOptions {
+  /** Where clients connect. */
+  listen: Address;
+  /** Where each client's upstream connection goes. */
+  target: Address;
+  /** Give up connecting upstream after this many ms (default 10 s). */
+  connectTimeoutMs?: number;
+  /** After one side's EOF, ms the other direction may take (default 2 s). */
+  closeWaitMs?: number;
+  /** Close a connection after this many ms without traffic either way. */
+  idleTimeoutMs?: number;
+  /** Send a PROXY protocol header upstream before the client's bytes. */
+  proxyProtocol?: ProxyVersion;
+  access?: AccessOptions;
+  maxConns?: number;
+  /** On stop, ms live connections may take to finish (default 10 s). */
+  drainTimeoutMs?: number;
+  /** Run sockcat again with a higher open-file limit when --max-conns needs it (the CLI sets this). */
+  raiseFdLimit?: boolean;
+  verbose?: boolean;
+  hex?: boolean;
+  logFormat?: LogFormat;
+  /** Told the real bound address (port 0 → the port the system picked). */
+  onListening?: (listener: Listener) => void;
+}
+
+/** Runs the relay until stopped; resolves with the exit code (0 after a graceful stop). Rejects if LISTEN cannot be opened. */
+export async function runForward(opts: ForwardOptions, io: ModeIO): Promise<number> {
+  const logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
+  const room = await ensureFdLimit({
+    maxConns: opts.maxConns,
+    defaultMaxConns: DEFAULT_MAX_CONNS,
+    fdsPerClient: FDS_PER_CLIENT,
+    logger,
+    relaunch: opts.raiseFdLimit === true,
+  });
+  if (room.relaunched) return room.exitCode;
+
+  const access = opts.access ? new AccessControl({ ...opts.access, onReload: allowFileLogger(logger) }) : undefined;
+  const forwarder = new Forwarder(opts, logger, io.stderr);
+  await serve({
+    address: opts.listen,
+    logger,
+    signal: io.signal,
+    access,
+    maxConns: room.maxConns,
+    drainTimeoutMs: opts.drainTimeoutMs ?? DEFAULT_FORWARD_DRAIN_TIMEOUT_MS,
+    onListening: (listener) => {
+      logger.event('forwarding', `forwarding ${listener.label} → ${forwarder.targetLabel}`, { address: listener.label, target: forwarder.targetLabel });
+      opts.onListening?.(listener);
+    },
+    handle: (conn, ctx) => forwarder.handle(conn, ctx),
+  });
+  return 0;
+}
+
+/** Serves one client at a time per call; holds what every connection shares. */
+class Forwarder {
+  readonly targetLabel: string;
+  private readonly text: string;
+  private readonly upstreamWarnings: UpstreamWarnings;
+
+  constructor(
+    private readonly opts: ForwardOptions,
+    private readonly logger: Logger,
+    private readonly stderr: NodeJS.WritableStream,
+  ) {
+    this.targetLabel = formatAddress(opts.target);
+    this.text = ` → ${this.targetLabel}`;
+    this.upstreamWarnings = new UpstreamWarnings(logger);
+  }
+
+  async handle(client: Connection, ctx: ConnectionContext): Promise<ConnectionSummary> {
+    let upstream: Connection;
+    try {
+      upstream = await connectAddress(this.opts.target, {
+        timeoutMs: this.opts.connectTimeoutMs ?? DEFAULT_FORWARD_CONNECT_TIMEOUT_MS,
+        signal: ctx.signal,
+      });
+    } catch (err) {
+      return this.upstreamFailed(client, err as Error & { code?: string });
+    }
+    if (this.opts.proxyProtocol) {
+      // Written before the relay starts, so it reaches the backend ahead of every client byte.
+      upstream.stream.write(encodeProxyHeader(this.opts.proxyProtocol, client.remote, client.local));
+    }
+    const result = await relay(client.stream, upstream.stream, {
+      closeWait: this.opts.closeWaitMs ?? DEFAULT_CLOSE_WAIT_MS,
+      idleTimeoutMs: this.opts.idleTimeoutMs,
+      signal: ctx.signal,
+      propagateReset: true,
+      onData: this.opts.hex ? hexDumper(this.stderr, { a: `< ${client.remote.label}`, b: `> ${this.targetLabel}` }) : undefined,
+    });
+    return this.summary(result, upstream);
+  }
+
+  /** The upstream cannot be reached: the client is reset at once (as if TARGET itself had refused it). */
+  private upstreamFailed(client: Connection, err: Error & { code?: string }): ConnectionSummary {
+    // A reset, not a FIN: the client (or a forward in front of us) learns the connection failed
+    // instead of reading what looks like a clean, empty reply.
+    resetStream(client.stream);
+    const reason = err.code === 'ECONNREFUSED' ? 'refused upstream' : err.code === 'ETIMEDOUT' ? 'upstream timeout' : 'upstream unreachable';
+    this.upstreamWarnings.report(err.message);
+    return { received: 0, sent: 0, reason, text: this.text, fields: { target: this.targetLabel, error: err.message } };
+  }
+
+  private summary(r: RelayResult, upstream: Connection): ConnectionSummary {
+    return {
+      received: r.aToB,
+      sent: r.bToA,
+      // The only abort a forward sees is the end of the drain after SIGTERM/SIGINT.
+      reason: r.reason === 'aborted' ? 'drain timeout' : r.reason,
+      text: this.text,
+      fields: {
+        target: this.targetLabel,
+        upstream: upstream.remote.label,
+        upstream_local: upstream.local.label,
+        first_eof: sideName(r.firstEof),
+        error_side: sideName(r.errorSide),
+        error: r.error?.message,
+      },
+    };
+  }
+}
+
+const sideName = (s: Side | undefined) => (s === undefined ? undefined : s === 'a' ? 'client' : 'upstream');
+
+/**
+ * Without -v, an unreachable upstream is still worth telling the user (they may have typed the
+ * wrong port), but not once per client: a new cause is printed at once, a repeated one at most
+ * every 10 s. With -v every client's "closed … (refused upstream)" line says it already.
+ */
+class UpstreamWarnings {
+  private last = '';
+  private lastAt = 0;
+  constructor(private readonly logger: Logger) {}
+
+  report(message: string): void {
+    if (this.logger.verbose || this.logger.format === 'json') return;
+    const now = Date.now();
+    if (message === this.last && now - this.lastAt < 10_000) return;
+    this.last = message;
+    this.lastAt = now;
+    this.logger.warn('upstream', message);
+  }
+}

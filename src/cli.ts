@@ -98,6 +98,9 @@ function runAsProgram(): void {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // A closed terminal stops us like Ctrl-C, so modes can end what they started (exec's children
+  // run in their own sessions and would not get the hangup themselves).
+  process.on('SIGHUP', onSignal);
   // A reader that goes away (sockcat … | head -1) is not an error worth a stack trace.
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
     if (err.code === 'EPIPE') process.exit(0);

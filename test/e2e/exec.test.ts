@@ -115,6 +115,16 @@ describe('sockcat exec (CLI)', () => {
     s.destroy();
   });
 
+  it('stops its children when its terminal hangs up (SIGHUP)', async () => {
+    const { cli, port } = await serveExec(['--sh', 'echo $$; exec sleep 300']);
+    const s = await connect(port);
+    const line = await new Promise<string>((resolve) => s.once('data', (c: Buffer) => resolve(c.toString())));
+    cli.kill('SIGHUP');
+    await cli.exited;
+    await waitGone([Number(line.trim())]);
+    s.destroy();
+  });
+
   it('leaves no child behind even when stopped hard (a second signal) while a child ignores SIGTERM', async () => {
     const { cli, port } = await serveExec(['--sh', 'trap "" TERM; echo $$; while :; do sleep 0.05; done']);
     const s = await connect(port);

@@ -79,7 +79,10 @@ function rewordYargs(msg: string, args: string[]): string {
     return flag ? flag.split('=')[0] : `'${name}'`;
   });
   const flags = names.every((n) => n.startsWith('-'));
-  return `${flags ? 'unknown option' : 'unexpected argument'}${names.length > 1 ? 's' : ''} ${names.join(', ')}`;
+  const text = `${flags ? 'unknown option' : 'unexpected argument'}${names.length > 1 ? 's' : ''} ${names.join(', ')}`;
+  // `sockcat exec 9090 ls -l`: the flag is the program's, which belongs after --.
+  if (flags && args[0] === 'exec' && !args.includes('--')) return `${text}; the program and its arguments go after --, e.g. sockcat exec 9090 -- ls -l`;
+  return text;
 }
 
 /** yargs says "Unknown argument: x"; our own messages are lower-case sentences. */

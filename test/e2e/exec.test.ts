@@ -64,6 +64,10 @@ describe('sockcat exec (CLI)', () => {
     expect(notExec.stderr).toContain(`'${script}' is not executable`);
     const badMax = await runCli(['exec', '0', '--max-children', '0', '--', 'cat']);
     expect(badMax.code).toBe(2);
+    // A program's own flag without -- : say where it belongs.
+    const noDashes = await runCli(['exec', '0', 'ls', '-l']);
+    expect(noDashes.code).toBe(2);
+    expect(noDashes.stderr).toMatch(/unknown option -l; the program and its arguments go after --/);
   });
 
   it('serves 50 concurrent clients with cat', async () => {

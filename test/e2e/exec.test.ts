@@ -92,6 +92,11 @@ describe('sockcat exec (CLI)', () => {
     expect(await runClient('socat', ['-t', '5', '-', `TCP:127.0.0.1:${port}`], 'bonjour\nça va ?\n')).toBe(expected);
   });
 
+  it('answers nc -N every time, where ncat --sh-exec loses the reply after the half-close (nmap #962)', async () => {
+    const { port } = await serveExec(['--', 'cat']);
+    for (let i = 0; i < 20; i++) expect(await runClient('nc', ['-N', '127.0.0.1', String(port)], `ping ${i}\n`)).toBe(`ping ${i}\n`);
+  });
+
   it("prefixes the child's stderr lines with the client on sockcat's stderr; --stderr sends them to the client", async () => {
     const script = 'echo out; echo "oops: $SOCKCAT_PEER_ADDR" >&2';
     const a = await serveExec(['--sh', script]);

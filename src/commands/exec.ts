@@ -2,6 +2,7 @@ import { runExec, DEFAULT_MAX_CHILDREN } from '../modes/exec';
 import { addressFromArgs, commonFromArgs, countOption, listenerFromArgs, secondsOption, withCommonOptions, withListenerOptions, withRelayOptions } from './options';
 import type { CommandFactory } from './types';
 
+/** `sockcat exec ADDRESS -- PROGRAM [ARGS…]` / `--sh SCRIPT`: flags, help and examples; the work is runExec's. */
 export const execCommand: CommandFactory = (env) => ({
   command: 'exec [address] [program..]',
   describe: "Run a program for each client, like socat TCP-LISTEN:…,fork SYSTEM:… or ncat -lk --sh-exec: client ⇄ the program's stdin/stdout",

@@ -45,6 +45,7 @@ export interface ChildExit {
   error?: Error;
 }
 
+/** Between SIGTERM and SIGKILL: long enough for a program to clean up, short enough not to linger. */
 export const DEFAULT_KILL_GRACE_MS = 1000;
 
 /**

@@ -4,7 +4,8 @@
  * child's stdin, the child's stdout goes to the client, through the shared relay.
  *
  * - The client's EOF closes the child's stdin; the child's remaining output still reaches the
- *   client, for up to --close-wait; the connection is over when the child's stdout ends.
+ *   client, as long as the child is not silent for longer than --close-wait; the connection is
+ *   over when the child's stdout ends.
  * - The child's stderr goes to the server's stderr, each line prefixed with the client
  *   ("[127.0.0.1:5555] …"), or to the client with --stderr.
  * - When the connection ends for any reason, the child's process group is stopped (SIGTERM, then

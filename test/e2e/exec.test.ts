@@ -64,6 +64,10 @@ describe('sockcat exec (CLI)', () => {
     expect(notExec.stderr).toContain(`'${script}' is not executable`);
     const badMax = await runCli(['exec', '0', '--max-children', '0', '--', 'cat']);
     expect(badMax.code).toBe(2);
+    // A program's own flag without -- : say where it belongs.
+    const noDashes = await runCli(['exec', '0', 'ls', '-l']);
+    expect(noDashes.code).toBe(2);
+    expect(noDashes.stderr).toMatch(/unknown option -l; the program and its arguments go after --/);
   });
 
   it('serves 50 concurrent clients with cat', async () => {
@@ -86,6 +90,11 @@ describe('sockcat exec (CLI)', () => {
     // nc -N: shut down the socket's write side at stdin EOF; the answers still arrive after it.
     expect(await runClient('nc', ['-N', '127.0.0.1', String(port)], 'bonjour\nça va ?\n')).toBe(expected);
     expect(await runClient('socat', ['-t', '5', '-', `TCP:127.0.0.1:${port}`], 'bonjour\nça va ?\n')).toBe(expected);
+  });
+
+  it('answers nc -N every time, where ncat --sh-exec loses the reply after the half-close (nmap #962)', async () => {
+    const { port } = await serveExec(['--', 'cat']);
+    for (let i = 0; i < 20; i++) expect(await runClient('nc', ['-N', '127.0.0.1', String(port)], `ping ${i}\n`)).toBe(`ping ${i}\n`);
   });
 
   it("prefixes the child's stderr lines with the client on sockcat's stderr; --stderr sends them to the client", async () => {
@@ -112,6 +121,16 @@ describe('sockcat exec (CLI)', () => {
     const r = await cli.exited;
     expect(r.code).toBe(0);
     await waitGone(pids);
+    s.destroy();
+  });
+
+  it('stops its children when its terminal hangs up (SIGHUP)', async () => {
+    const { cli, port } = await serveExec(['--sh', 'echo $$; exec sleep 300']);
+    const s = await connect(port);
+    const line = await new Promise<string>((resolve) => s.once('data', (c: Buffer) => resolve(c.toString())));
+    cli.kill('SIGHUP');
+    await cli.exited;
+    await waitGone([Number(line.trim())]);
     s.destroy();
   });
 

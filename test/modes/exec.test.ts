@@ -215,6 +215,29 @@ describe('exec mode', () => {
     await waitFor(() => /\(close-wait\)/.test(server.stderr()), 5000, 'the closed line');
   });
 
+  it('stops a child whose connection stays quiet past --idle-timeout', async () => {
+    const server = await startExec({ ...sh('echo $$; exec sleep 300'), idleTimeoutMs: 300 });
+    const s = await connect(server.port);
+    const got = readAll(s);
+    const [, pid] = (await readUntil(s, /(\d+)\n/)).map(Number);
+    await got;
+    await waitGone([pid]);
+    await waitFor(() => /\(idle\)/.test(server.stderr()), 5000, 'the closed line');
+    s.destroy();
+  });
+
+  it('dumps both directions in hex with -x, marked with the client', async () => {
+    const server = await startExec({ program: ['cat'], hex: true });
+    const s = await connect(server.port);
+    const who = `127.0.0.1:${s.localPort}`;
+    const got = readAll(s);
+    s.end('hi\n');
+    expect((await got).toString()).toBe('hi\n');
+    await waitFor(() => server.stderr().includes(`> ${who} 00000000  68 69 0a`), 5000, 'the dump of the reply');
+    expect(server.stderr()).toContain(`< ${who} 00000000  68 69 0a`);
+    s.destroy();
+  });
+
   it('SIGKILLs a child that ignores SIGTERM, after the grace period', async () => {
     const server = await startExec({ ...sh('trap "" TERM; echo $$; while :; do sleep 0.05; done'), killGraceMs: 200 });
     const s = await connect(server.port);

@@ -17,6 +17,7 @@ const [port, clients, lines, timeoutS] = process.argv.slice(2, 6).map(Number);
 const stuck = process.argv.includes('--stuck');
 const LINE_MARK = Buffer.from('~M~');
 const PROBE_MARK = Buffer.from('~P~');
+const STALL_MS = 3000;
 
 /** Counts occurrences of `mark` in a stream of chunks, including ones split across chunks. */
 function counter(mark) {
@@ -100,9 +101,21 @@ async function main() {
   const t0 = performance.now();
   sender.write(payload);
   let elapsed;
+  let stalled = false;
+  // Bounded: TIMEOUT_S in all, and a server that delivers nothing for STALL_MS is called stalled.
+  let lastTotal = -1;
+  let lastProgress = performance.now();
   while (performance.now() - t0 < timeoutS * 1000) {
     if (received.slice(1).every((n) => n >= lines)) {
       elapsed = (performance.now() - t0) / 1000;
+      break;
+    }
+    const total = received.reduce((a, b) => a + b, 0);
+    if (total !== lastTotal) {
+      lastTotal = total;
+      lastProgress = performance.now();
+    } else if (performance.now() - lastProgress > STALL_MS) {
+      stalled = true;
       break;
     }
     await sleep(2);
@@ -110,11 +123,13 @@ async function main() {
   const cpu = process.cpuUsage(cpu0);
   const delivered = received.slice(1).reduce((a, b) => a + b, 0);
   const complete = elapsed !== undefined;
+  // A stalled or timed-out run: what arrived, over the time until the generator gave up.
   elapsed ??= (performance.now() - t0) / 1000;
   const result = {
     delivered,
     expected,
     complete,
+    stalled,
     elapsed_s: Number(elapsed.toFixed(3)),
     rate: Math.round(delivered / elapsed),
     min_client: Math.min(...received.slice(1)),

@@ -20,8 +20,10 @@ export function withCommonOptions<T>(y: Argv<T>) {
 /** Access control, limits and graceful stop: every listening mode has them. */
 export function withListenerOptions<T>(y: Argv<T>) {
   return y
-    .option('allow', { type: 'string', array: true, describe: 'Only let in clients from this address or CIDR range (repeatable; IPv4 and IPv6)' })
-    .option('deny', { type: 'string', array: true, describe: 'Refuse clients from this address or CIDR range (repeatable; deny wins over allow)' })
+    // Not `array: true`: yargs arrays are greedy and would swallow the positional address after them.
+    // Repeating the flag still collects every value.
+    .option('allow', { type: 'string', describe: 'Only let in clients from this address or CIDR range (repeatable; IPv4 and IPv6)' })
+    .option('deny', { type: 'string', describe: 'Refuse clients from this address or CIDR range (repeatable; deny wins over allow)' })
     .option('allow-file', { type: 'string', describe: 'File with one address or CIDR per line (# comments); re-read when it changes' })
     .option('max-conns', { type: 'number', describe: 'Refuse new clients while this many are connected (default 10000)' })
     .option('drain-timeout', { type: 'number', describe: 'On SIGINT/SIGTERM, seconds live connections may take to finish before they are closed' });
@@ -99,11 +101,17 @@ export interface CommonArgs {
 
 export interface ListenerArgs {
   [key: string]: unknown;
-  allow?: string[];
-  deny?: string[];
+  allow?: string | string[];
+  deny?: string | string[];
   allowFile?: string;
   maxConns?: number;
   drainTimeout?: number;
+}
+
+/** A repeatable flag: absent, once (a string) or several times (an array); "a,b" also splits. */
+export function listOption(value: string | string[] | undefined): string[] {
+  if (value === undefined) return [];
+  return ([] as string[]).concat(value).flatMap((v) => String(v).split(',')).map((v) => v.trim()).filter(Boolean);
 }
 
 export function commonFromArgs(argv: CommonArgs) {
@@ -112,8 +120,9 @@ export function commonFromArgs(argv: CommonArgs) {
 
 /** Listener options in the modes' shape. */
 export function listenerFromArgs(argv: ListenerArgs) {
-  const access: AccessOptions | undefined =
-    argv.allow?.length || argv.deny?.length || argv.allowFile ? { allow: argv.allow, deny: argv.deny, allowFile: argv.allowFile } : undefined;
+  const allow = listOption(argv.allow);
+  const deny = listOption(argv.deny);
+  const access: AccessOptions | undefined = allow.length || deny.length || argv.allowFile ? { allow, deny, allowFile: argv.allowFile } : undefined;
   return {
     access,
     maxConns: countOption(argv.maxConns, '--max-conns'),

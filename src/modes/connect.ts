@@ -4,7 +4,7 @@
  * closes, so a reply sent after our EOF still arrives (--no-shutdown keeps the write side open).
  */
 import { connectAddress, formatAddress, type Address } from '../endpoints/index';
-import { StdioStream } from '../endpoints/stdio';
+import { StdioStream, stdinLingerMs } from '../endpoints/stdio';
 import { hexDumper } from '../hexdump';
 import { formatDuration, Logger, type LogFormat } from '../log';
 import { relay } from '../relay';
@@ -35,8 +35,9 @@ export async function runConnect(opts: ConnectOptions, io: ModeIO): Promise<numb
   const stdio = new StdioStream(io.stdin, io.stdout, { crlf: opts.crlf, endOutput: io.endStdout });
   const dump = opts.hex ? hexDumper(io.stderr, { a: '<', b: '>' }) : undefined;
   const result = await relay(conn.stream, stdio, {
-    // The server's EOF ends the session once its bytes are on stdout; stdin's EOF only half-closes.
-    closeWait: { a: 0, b: Infinity },
+    // The server's EOF ends the session once its bytes are on stdout and stdin has nothing more
+    // queued (see stdinLingerMs); stdin's EOF only half-closes, and we wait for the server.
+    closeWait: { a: stdinLingerMs(io.stdin), b: Infinity },
     shutdown: { b: opts.shutdown !== false },
     idleTimeoutMs: opts.idleTimeoutMs,
     signal: io.signal,
@@ -56,6 +57,8 @@ export function exitCodeFor(result: { reason: string; error?: Error }, label: st
   switch (result.reason) {
     case 'eof':
     case 'aborted':
+    // The peer had closed and stdin went quiet: the exchange is over.
+    case 'close-wait':
       return 0;
     case 'idle':
       logger.error('idle', `${label}: idle timeout, closing`);

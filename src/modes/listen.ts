@@ -7,7 +7,7 @@
  */
 import { Duplex, PassThrough, type Writable } from 'node:stream';
 import type { Address, Connection, Listener } from '../endpoints/index';
-import { StdioStream, LfToCrlf } from '../endpoints/stdio';
+import { StdioStream, LfToCrlf, stdinLingerMs } from '../endpoints/stdio';
 import { hexDumper } from '../hexdump';
 import { Logger, type LogFormat } from '../log';
 import { relay, type RelayResult } from '../relay';
@@ -73,8 +73,9 @@ export async function runListen(opts: ListenOptions, io: ModeIO): Promise<number
       handle: async (conn, ctx) => {
         const stdio = new StdioStream(io.stdin, io.stdout, { crlf: opts.crlf, endOutput: io.endStdout });
         const r = await relay(conn.stream, stdio, {
-          // The client's EOF ends the exchange once its bytes are on stdout; stdin's EOF only half-closes.
-          closeWait: { a: 0, b: Infinity },
+          // The client's EOF ends the exchange once its bytes are on stdout and stdin has nothing
+          // more queued (see stdinLingerMs); stdin's EOF only half-closes.
+          closeWait: { a: stdinLingerMs(io.stdin), b: Infinity },
           shutdown: { b: opts.shutdown !== false },
           idleTimeoutMs: opts.idleTimeoutMs,
           signal: ctx.signal,

@@ -48,6 +48,7 @@ export async function execCase(o: BenchOptions): Promise<CaseResult> {
     await stopAll(started);
   }
   result.notes.push(`load: \`bench/.build/loadgen cpsh PORT ${o.cpsSeconds} 8 64\` (8 threads: connect, send 64 B, shutdown(SHUT_WR), read until EOF and check 64 B came back, close)`);
+  result.notes.push('ncat --sh-exec fails every half-close exchange: after the client\'s FIN it closes without passing on the output cat still has (nmap issue #962); the no-half-close row gives it a figure');
   result.notes.push(`no half-close variant: \`bench/.build/loadgen cps PORT ${o.cpsSeconds} 8 64\``);
   result.notes.push(`commands: ${subjects.map((s) => `\`${shown(s)}\``).join(', ')}`);
   return result;

@@ -81,7 +81,7 @@ function cell(m: Metric, subject: string): string {
   const cpu = list.map((s) => s.serverCpu).filter((x): x is number => x !== undefined);
   if (cpu.length > 0) out += ` (cpu ${Math.round(median(cpu))}%)`;
   const notes = [...new Set(list.map((s) => s.note).filter(Boolean))];
-  if (notes.length > 0) out += ` [${notes.join('; ')}]`;
+  if (notes.length > 0) out += ` [${notes[0]}${notes.length > 1 ? `; other rounds alike (${notes.length - 1})` : ''}]`;
   if (list.length > 1) out += ` n=${list.length}`;
   return out;
 }

@@ -26,6 +26,8 @@ export interface BenchOptions {
   holdCount: number;
   fanoutClients: number;
   fanoutLines: number;
+  /** Rounds of the fan-out runs: each takes well under a second, and short runs vary more. */
+  fanoutRounds: number;
   /** Upper bound on one fan-out run (a stalled broker is reported, not waited for). */
   fanoutTimeoutS: number;
 }
@@ -50,6 +52,7 @@ function parseArgs(argv: string[]): { opts: BenchOptions; only: string[] } {
     holdCount: 2000,
     fanoutClients: 50,
     fanoutLines: 20_000,
+    fanoutRounds: quick ? 2 : 5,
     fanoutTimeoutS: quick ? 10 : 15,
   };
   const only: string[] = [];
@@ -57,7 +60,7 @@ function parseArgs(argv: string[]): { opts: BenchOptions; only: string[] } {
     const a = argv[i];
     if (a === '--quick') continue;
     else if (a === '--only') only.push(...(argv[++i] ?? '').split(','));
-    else if (a === '--rounds') opts.rounds = Math.max(1, Math.min(20, Number(argv[++i]) || 1));
+    else if (a === '--rounds') opts.rounds = opts.fanoutRounds = Math.max(1, Math.min(20, Number(argv[++i]) || 1));
     else {
       process.stderr.write(`bench: unknown argument ${a} (use --quick, --only forward|exec|broadcast|echo, --rounds N)\n`);
       process.exit(2);
@@ -74,11 +77,12 @@ function parseArgs(argv: string[]): { opts: BenchOptions; only: string[] } {
 
 async function main() {
   const { opts, only } = parseArgs(process.argv.slice(2));
-  for (const cmd of ['gcc', 'socat', 'ncat', 'iperf3', 'python3']) {
+  for (const cmd of ['gcc', 'socat', 'ncat', 'iperf3']) {
     if (!have(cmd)) process.stderr.write(`bench: ${cmd} not found; the figures that need it will be missing\n`);
   }
   cTool('loadgen');
   cTool('echo');
+  cTool('fanout');
   const started = Date.now();
   const out: string[] = ['## sockcat benchmark', '', ...machine(), `- options: ${opts.quick ? '--quick, ' : ''}${opts.rounds} round(s), interleaved`, ''];
   for (const name of only) {

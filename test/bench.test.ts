@@ -10,7 +10,7 @@ import { loadgen } from '../bench/lib/subjects';
 import { freePort, processTree, run, startServer, stopProcess, treeCpuSeconds, treeMemory } from '../bench/lib/proc';
 import { addSample, formatCase, median, newMetric, type CaseResult } from '../bench/lib/report';
 import { interleave } from '../bench/lib/subjects';
-import { cTool, have, ROOT } from '../bench/lib/tools';
+import { cTool, have } from '../bench/lib/tools';
 
 const cleanup: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -57,7 +57,7 @@ describe('bench pieces', () => {
     const port = await freePort();
     const broker = await startServer('ncat', ['-l', '127.0.0.1', String(port), '--broker'], port);
     cleanup.push(() => broker.stop());
-    const out = await run(process.execPath, [`${ROOT}bench/gen/fanout.mjs`, String(port), '5', '500', '10'], { timeoutMs: 20_000 });
+    const out = await run(cTool('fanout'), [String(port), '5', '500', '10'], { timeoutMs: 20_000 });
     const r = JSON.parse(out);
     expect(r).toMatchObject({ delivered: 4 * 500, expected: 4 * 500, complete: true, stalled: false });
   });

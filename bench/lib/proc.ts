@@ -24,19 +24,35 @@ export function freePort(): Promise<number> {
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-/** Resolves once something accepts on 127.0.0.1:port (connects, then closes at once). */
+/**
+ * True when a socket listens on 127.0.0.1:port (or the wildcard), read from /proc/net/tcp{,6}.
+ * Readiness is checked this way rather than by connecting: a probe connection through a relay
+ * reaches the backend, and iperf3's server takes any connection for a test's control channel.
+ */
+export function isListening(port: number): boolean {
+  const hex = port.toString(16).toUpperCase().padStart(4, '0');
+  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text = '';
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      // f[1] = local "ADDR:PORT" in hex, f[3] = state (0A = LISTEN).
+      if (f.length > 3 && f[3] === '0A' && f[1].endsWith(`:${hex}`)) return true;
+    }
+  }
+  return false;
+}
+
+/** Resolves once a socket listens on `port`; rejects if `child` exits first or after timeoutMs. */
 export async function waitForPort(port: number, timeoutMs: number, child?: ChildProcess): Promise<void> {
   const until = Date.now() + timeoutMs;
   while (Date.now() < until) {
     if (child && child.exitCode !== null) throw new Error(`exited with code ${child.exitCode}`);
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect({ port, host: '127.0.0.1' }, () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.once('error', () => resolve(false));
-    });
-    if (ok) return;
+    if (isListening(port)) return;
     await sleep(50);
   }
   throw new Error(`nothing listening on 127.0.0.1:${port} after ${timeoutMs} ms`);

@@ -192,8 +192,8 @@ export function relay(a: Duplex, b: Duplex, opts: RelayOptions = {}): Promise<Re
         lastActivity = Date.now();
         src.resume();
       });
-      on(src, 'end', () => {
-        if (finished) return;
+      function srcEnded() {
+        if (finished || readEnded[from]) return;
         readEnded[from] = true;
         result.firstEof ??= from;
         opts.onEof?.(from);
@@ -207,16 +207,31 @@ export function relay(a: Duplex, b: Duplex, opts: RelayOptions = {}): Promise<Re
           writeDone[other(from)] = true;
           directionDone(from);
         });
-      });
-      on(src, 'error', (err: Error) => finish(isResetError(err) ? 'reset' : 'error', err, from));
-      on(src, 'close', () => {
+      }
+      function srcClosed() {
         // A stream that closes before both of its halves are done was destroyed under us.
         if (!finished && !(readEnded[from] && writeDone[from])) {
           const err = (src as any).errored as Error | null;
           if (err) finish(isResetError(err) ? 'reset' : 'error', err, from);
           else finish('aborted');
         }
-      });
+      }
+      on(src, 'end', srcEnded);
+      on(src, 'error', (err: Error) => finish(isResetError(err) ? 'reset' : 'error', err, from));
+      on(src, 'close', srcClosed);
+      return { ended: srcEnded, closed: srcClosed };
+    }
+
+    /**
+     * A stream may have ended or closed before the relay was called: a client that connects and
+     * closes at once (nc -z, a health check) while forward is still connecting upstream has
+     * already emitted 'end', with nobody listening. Act on it now, or the EOF is never passed
+     * on and the session waits for the other side forever.
+     */
+    function catchUp(from: Side, handlers: { ended: () => void; closed: () => void }) {
+      const s = streams[from];
+      if (s.readableEnded) handlers.ended();
+      if ((s as any).closed === true) handlers.closed();
     }
 
     function onAbort() {
@@ -242,11 +257,13 @@ export function relay(a: Duplex, b: Duplex, opts: RelayOptions = {}): Promise<Re
       }
     }
     opts.signal?.addEventListener('abort', onAbort, { once: true });
-    copy('a');
-    copy('b');
+    const handlersA = copy('a');
+    const handlersB = copy('b');
     if (opts.idleTimeoutMs && opts.idleTimeoutMs > 0) armIdle(opts.idleTimeoutMs, opts.idleTimeoutMs);
     // Streams may arrive paused (pauseOnConnect, or a stream read before the relay): start them.
     a.resume();
     b.resume();
+    catchUp('a', handlersA);
+    catchUp('b', handlersB);
   });
 }

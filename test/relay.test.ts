@@ -157,4 +157,20 @@ describe('relay', () => {
     expect((await done).reason).toBe('eof');
     await close1();
   });
+  it('passes on an EOF that came before the relay started (a client that connects and closes at once)', async () => {
+    const [client, x, close1] = await socketPair();
+    const [y, backend, close2] = await socketPair();
+    const backendGot = readAll(backend);
+    client.end();
+    // The EOF is read and 'end' emitted while nobody relays yet (forward is still connecting upstream).
+    x.resume();
+    await new Promise((resolve) => x.once('end', resolve));
+    const done = relay(x, y);
+    expect((await backendGot).length).toBe(0);
+    backend.end();
+    const r = await done;
+    expect(r).toMatchObject({ aToB: 0, bToA: 0, reason: 'eof', firstEof: 'a' });
+    await close1();
+    await close2();
+  });
 });

@@ -129,6 +129,7 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
   listener = await listenAddress(opts.address, {
     onConnection,
     onAcceptError: (err) => logger.error('accept-error', `${formatAddress(opts.address)}: accept failed: ${err.message}`),
+    log: logger,
   });
   const addr = listener.address;
   logger.event('listening', `listening on ${listener.label}`, { address: listener.label });

@@ -17,7 +17,7 @@ export const connectCommand: CommandFactory = (env) => ({
   handler: async (argv) => {
     const code = await runConnect(
       {
-        address: addressFromArgs(argv.address, argv.port, 'connect', argv),
+        address: addressFromArgs(argv.address, argv.port, 'connect', { ...argv, tlsOnConnect: true }),
         connectTimeoutMs: secondsOption(argv.wait, '--wait'),
         idleTimeoutMs: secondsOption(argv.idleTimeout, '--idle-timeout'),
         shutdown: argv.shutdown,

@@ -3,6 +3,7 @@
  * functions re-exported here and never a transport directly.
  */
 import './tcp';
+import './tls';
 
 export { parseAddress, formatAddress, connectAddress, listenAddress, listTransports } from './registry';
 export * from './address';

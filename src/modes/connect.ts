@@ -30,7 +30,7 @@ export interface ConnectOptions {
 export async function runConnect(opts: ConnectOptions, io: ModeIO): Promise<number> {
   const logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
   const label = formatAddress(opts.address);
-  const conn = await connectAddress(opts.address, { timeoutMs: opts.connectTimeoutMs, signal: io.signal });
+  const conn = await connectAddress(opts.address, { timeoutMs: opts.connectTimeoutMs, signal: io.signal, log: logger });
   logger.event('connected', `connected to ${conn.remote.label} from ${conn.local.label}`, { remote: conn.remote.label, local: conn.local.label });
   const stdio = new StdioStream(io.stdin, io.stdout, { crlf: opts.crlf, endOutput: io.endStdout });
   const dump = opts.hex ? hexDumper(io.stderr, { a: '<', b: '>' }) : undefined;

@@ -4,6 +4,7 @@
  */
 import './tcp';
 import './tls';
+import './unix';
 
 export { parseAddress, formatAddress, connectAddress, listenAddress, listTransports } from './registry';
 export * from './address';

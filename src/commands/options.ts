@@ -29,6 +29,11 @@ export function withListenerOptions<T>(y: Argv<T>) {
     .option('drain-timeout', { type: 'number', describe: 'On SIGINT/SIGTERM, seconds live connections may take to finish before they are closed' });
 }
 
+/** --udp-idle: how long a silent UDP peer is remembered (listen -u -k, forward udp:…). */
+export function withUdpIdle<T>(y: Argv<T>) {
+  return y.option('udp-idle', { type: 'number', describe: 'UDP: forget a peer (and close its upstream socket in forward) after SECS without a datagram from it (forward default 60)' });
+}
+
 /** --idle-timeout: for commands that relay. */
 export function withIdleTimeout<T>(y: Argv<T>) {
   return y.option('idle-timeout', { type: 'number', describe: 'Close a connection after SECS without traffic either way' });

@@ -5,6 +5,7 @@
 import './tcp';
 import './tls';
 import './unix';
+import './udp';
 
 export { parseAddress, formatAddress, connectAddress, listenAddress, listTransports } from './registry';
 export * from './address';

@@ -20,7 +20,7 @@ const VERIFY_FAILURES: Record<string, { what: string; hint: string }> = {
 
 /** Alerts the peer sent, or protocol mismatches, keyed by a fragment of the error code. */
 const HANDSHAKE_FAILURES: [RegExp, (label: string) => string][] = [
-  [/WRONG_VERSION_NUMBER|PACKET_LENGTH_TOO_LONG|RECORD_LAYER_FAILURE|UNKNOWN_PROTOCOL/, (l) => `${l} does not speak TLS (a plain TCP service? then use tcp: instead of tls:)`],
+  [/WRONG_VERSION_NUMBER|PACKET_LENGTH_TOO_LONG|RECORD_LAYER_FAILURE|UNKNOWN_PROTOCOL|UNEXPECTED_MESSAGE/, (l) => `${l} does not speak TLS (a plain TCP service? then use tcp: instead of tls:)`],
   [/HTTP_REQUEST/, (l) => `${l}: plain HTTP was sent to a TLS port (use https://)`],
   [/ALERT_CERTIFICATE_REQUIRED|PEER_DID_NOT_RETURN_A_CERTIFICATE/, (l) => `${l} requires a client certificate — pass --client-cert FILE --client-key FILE`],
   [/ALERT_UNKNOWN_CA|ALERT_BAD_CERTIFICATE|ALERT_CERTIFICATE_UNKNOWN/, (l) => `${l} rejected the certificate it was shown (not signed by a CA it trusts)`],

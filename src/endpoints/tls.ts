@@ -157,11 +157,17 @@ async function listenTls(addr: TlsAddress, opts: ListenOptions): Promise<Listene
     },
     (socket) => opts.onConnection(tlsConnection(socket)),
   );
+  // tls.Server hands its TLS sockets no addresses once they failed: remember each TCP peer's name.
+  const peerNames = new WeakMap<object, string>();
+  server.on('connection', (raw) => peerNames.set(raw, socketPeer(raw, 'remote').label));
   // One client's failed or stalled handshake is its own business: log it, keep serving the rest.
   server.on('tlsClientError', (err, socket) => {
-    const who = socketPeer(socket, 'remote').label;
-    const why = describeTlsError(err, who) ?? `TLS handshake with ${who} failed: ${err.message}`;
-    opts.log?.event('tls-error', why, { client: who, code: (err as NodeJS.ErrnoException).code });
+    const who = peerNames.get((socket as unknown as { _parent?: object })._parent ?? socket) ?? socketPeer(socket, 'remote').label;
+    // Node refuses an untrusted client certificate by closing, without an alert: say why here at least.
+    const why = socket.authorizationError
+      ? `refused ${who}: its client certificate is not trusted (${socket.authorizationError})`
+      : (describeTlsError(err, who) ?? `TLS handshake with ${who} failed: ${err.message}`);
+    opts.log?.event('tls-error', why, { client: who, code: String(socket.authorizationError ?? (err as NodeJS.ErrnoException).code) });
     // The handshake never completed: nothing of the client's can be lost by closing now.
     socket.destroy();
   });

@@ -9,6 +9,8 @@ import { hexDumper } from '../hexdump';
 import { formatDuration, Logger } from '../log';
 import type { ConnectOptions } from './connect';
 import type { ModeIO } from '../io';
+import { LfToCrlf } from '../endpoints/stdio';
+import type { Readable } from 'node:stream';
 
 /** Default wait for replies after stdin EOF. */
 export const DEFAULT_QUIT_AFTER_MS = 1000;
@@ -23,6 +25,8 @@ export async function runUdpConnect(opts: ConnectOptions, io: ModeIO): Promise<n
   logger.event('connected', `sending to ${where} from ${local}`, { remote: where, local });
   const dump = opts.hex ? hexDumper(io.stderr, { in: '<', out: '>' }) : undefined;
   const quitAfterMs = opts.quitAfterMs ?? DEFAULT_QUIT_AFTER_MS;
+  // -C: each line typed ends in CRLF, as line protocols over UDP (SIP, syslog) may want.
+  const stdin: Readable = opts.crlf ? io.stdin.pipe(new LfToCrlf()) : io.stdin;
   const started = Date.now();
   let bytesIn = 0;
   let bytesOut = 0;
@@ -35,10 +39,10 @@ export async function runUdpConnect(opts: ConnectOptions, io: ModeIO): Promise<n
       if (quitTimer) clearTimeout(quitTimer);
       if (idleTimer) clearTimeout(idleTimer);
       io.signal.removeEventListener('abort', onAbort);
-      io.stdin.off('data', stdinOnData);
-      io.stdin.off('end', stdinOnEnd);
-      io.stdin.off('error', stdinOnEnd);
-      io.stdin.pause();
+      stdin.off('data', stdinOnData);
+      stdin.off('end', stdinOnEnd);
+      stdin.off('error', stdinOnEnd);
+      stdin.pause();
       resolve(exitCode);
     };
     const onAbort = () => finish(0);
@@ -57,7 +61,7 @@ export async function runUdpConnect(opts: ConnectOptions, io: ModeIO): Promise<n
       }
     };
     async function stdinOnData(chunk: Buffer): Promise<void> {
-      io.stdin.pause();
+      stdin.pause();
       const err = await sendDatagrams(chunk, (part, cb) => socket.send(part, cb));
       if (err) {
         logger.error('send', udpError(err, where).message);
@@ -66,7 +70,7 @@ export async function runUdpConnect(opts: ConnectOptions, io: ModeIO): Promise<n
       bytesOut += chunk.length;
       dump?.('out', chunk);
       traffic();
-      io.stdin.resume();
+      stdin.resume();
     }
     function stdinOnEnd(): void {
       stdinDone = true;
@@ -85,10 +89,10 @@ export async function runUdpConnect(opts: ConnectOptions, io: ModeIO): Promise<n
     });
     if (io.signal.aborted) return finish(0);
     io.signal.addEventListener('abort', onAbort, { once: true });
-    io.stdin.on('data', stdinOnData);
-    io.stdin.on('end', stdinOnEnd);
-    io.stdin.on('error', stdinOnEnd);
-    io.stdin.resume();
+    stdin.on('data', stdinOnData);
+    stdin.on('end', stdinOnEnd);
+    stdin.on('error', stdinOnEnd);
+    stdin.resume();
     traffic();
   });
 

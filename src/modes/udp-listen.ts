@@ -16,6 +16,8 @@ import { AccessControl } from '../access';
 import { PeerTable, type UdpPeer } from './udp-peers';
 import { allowFileLogger, type ListenOptions } from './listen';
 import type { ModeIO } from '../io';
+import { LfToCrlf } from '../endpoints/stdio';
+import type { Readable } from 'node:stream';
 
 /** Datagrams arriving while this much output is still unwritten are dropped (UDP cannot push back). */
 export const STDOUT_BACKLOG_LIMIT = 4 << 20;
@@ -30,6 +32,8 @@ export async function runUdpListen(opts: ListenOptions, io: ModeIO): Promise<num
   const peers = new PeerTable<null>({ logger, access, maxPeers: opts.maxConns, idleMs: opts.udpIdleMs, create: () => null });
   const dump = opts.hex ? hexDumper(io.stderr, {}) : undefined;
   let lastPeer: UdpPeer<null> | undefined;
+  // -C: each line typed ends in CRLF, as line protocols over UDP (SIP, syslog) may want.
+  const stdin: Readable = opts.crlf ? io.stdin.pipe(new LfToCrlf()) : io.stdin;
   let lastTraffic = Date.now();
   let dropped = 0;
 
@@ -50,13 +54,13 @@ export async function runUdpListen(opts: ListenOptions, io: ModeIO): Promise<num
       return;
     }
     io.stdout.write(msg);
-    if (!lastPeer) io.stdin.resume();
+    if (!lastPeer) stdin.resume();
     lastPeer = peer;
   }
 
   async function stdinOnData(chunk: Buffer): Promise<void> {
     // One read, one datagram: stdin waits until it is handed to the kernel for every target.
-    io.stdin.pause();
+    stdin.pause();
     const targets = opts.keepOpen ? [...peers.peers.values()] : lastPeer && peers.peers.has(lastPeer.label) ? [lastPeer] : [];
     for (const peer of targets) {
       const err = await sendDatagrams(chunk, (part, cb) => socket.send(part, peer.port, peer.address, cb));
@@ -67,7 +71,7 @@ export async function runUdpListen(opts: ListenOptions, io: ModeIO): Promise<num
       }
     }
     lastTraffic = Date.now();
-    io.stdin.resume();
+    stdin.resume();
   }
   const stdinOnEnd = () => logger.event('eof', 'stdin closed; still receiving (UDP has no end of stream)');
   const socketOnError = (err: Error) => logger.error('error', `${label}: ${err.message}`);
@@ -75,11 +79,11 @@ export async function runUdpListen(opts: ListenOptions, io: ModeIO): Promise<num
   socket.on('message', socketOnMessage);
   socket.on('error', socketOnError);
   if (!opts.echo) {
-    io.stdin.on('data', stdinOnData);
-    io.stdin.on('end', stdinOnEnd);
-    io.stdin.on('error', stdinOnEnd);
+    stdin.on('data', stdinOnData);
+    stdin.on('end', stdinOnEnd);
+    stdin.on('error', stdinOnEnd);
     // Nothing to send to before a peer has spoken.
-    io.stdin.pause();
+    stdin.pause();
   }
   let closed = false;
   const closeSocket = () => {
@@ -90,10 +94,10 @@ export async function runUdpListen(opts: ListenOptions, io: ModeIO): Promise<num
 
   await untilStopped(io.signal, opts.idleTimeoutMs, () => lastTraffic, logger);
 
-  io.stdin.off('data', stdinOnData);
-  io.stdin.off('end', stdinOnEnd);
-  io.stdin.off('error', stdinOnEnd);
-  io.stdin.pause();
+  stdin.off('data', stdinOnData);
+  stdin.off('end', stdinOnEnd);
+  stdin.off('error', stdinOnEnd);
+  stdin.pause();
   peers.close();
   access?.close();
   closeSocket();

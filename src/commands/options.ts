@@ -105,6 +105,11 @@ export function applyTransportOptions(addr: Address, argv: Record<string, unknow
     else if (addr.scheme !== 'udp') throw new UsageError(`-u works on TCP addresses, not with ${addr.scheme}: ones`);
   }
   if (addr.scheme === 'tls') return { ...addr, tls: role === 'listen' ? serverTlsSettings(a) : clientTlsSettings(a) };
+  const clientTlsFlags = a.ca !== undefined || a.insecure || a.servername !== undefined || a.clientCert !== undefined || a.clientKey !== undefined;
+  if (a.tlsOnConnect && clientTlsFlags) {
+    // A TLS flag on a plain connection would be silently ignored: the user believes it is protected.
+    throw new UsageError(`--ca, --insecure, --servername and --client-cert apply to TLS: write tls:HOST:PORT or add --tls`);
+  }
   if (addr.scheme === 'unix' && role === 'listen' && a.unixMode !== undefined) return { ...addr, mode: parseFileMode(a.unixMode) };
   return addr;
 }

@@ -31,7 +31,7 @@ export function withListenerOptions<T>(y: Argv<T>) {
 
 /** --udp-idle: how long a silent UDP peer is remembered (listen -u -k, forward udp:…). */
 export function withUdpIdle<T>(y: Argv<T>) {
-  return y.option('udp-idle', { type: 'number', describe: 'UDP: forget a peer (and close its upstream socket in forward) after SECS without a datagram from it (forward default 60)' });
+  return y.option('udp-idle', { type: 'number', describe: 'UDP: forget a peer (and close its upstream socket in forward) after SECS without a datagram from it (default 60; listen -k: never)' });
 }
 
 /** --idle-timeout: for commands that relay. */

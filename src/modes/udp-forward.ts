@@ -15,11 +15,9 @@ import { Logger, type LogFormat } from '../log';
 import { AccessControl, type AccessOptions } from '../access';
 import { PeerTable, type UdpPeer } from './udp-peers';
 import { allowFileLogger } from './listen';
-import { untilStopped } from './udp-listen';
+import { DEFAULT_UDP_IDLE_MS, untilStopped } from './udp-listen';
 import type { ModeIO } from '../io';
 
-/** Default --udp-idle: a peer silent this long is forgotten and its upstream socket closed. */
-export const DEFAULT_UDP_IDLE_MS = 60_000;
 
 /** Datagrams a peer may send while its upstream socket is still being opened. */
 const MAX_PENDING = 64;

@@ -19,6 +19,9 @@ import type { ModeIO } from '../io';
 import { LfToCrlf } from '../endpoints/stdio';
 import type { Readable } from 'node:stream';
 
+/** Without -k, a peer silent this long is forgotten (replies then wait for the next one to speak). */
+export const DEFAULT_UDP_IDLE_MS = 60_000;
+
 /** Datagrams arriving while this much output is still unwritten are dropped (UDP cannot push back). */
 export const STDOUT_BACKLOG_LIMIT = 4 << 20;
 
@@ -29,7 +32,10 @@ export async function runUdpListen(opts: ListenOptions, io: ModeIO): Promise<num
   const { socket, bound, label } = await bindUdpSocket(opts.address as UdpAddress);
   logger.event('listening', `listening on ${label}`, { address: label });
   if (isWildcardHost(bound.host)) logger.event('exposed', `${label} is reachable from the network, not only from this machine`, { address: label });
-  const peers = new PeerTable<null>({ logger, access, maxPeers: opts.maxConns, idleMs: opts.udpIdleMs, create: () => null });
+  // -k keeps every peer until --udp-idle; otherwise silent peers are forgotten after a minute so
+  // the table (bounded by --max-conns) never fills up with peers long gone.
+  const idleMs = opts.udpIdleMs ?? (opts.keepOpen ? undefined : DEFAULT_UDP_IDLE_MS);
+  const peers = new PeerTable<null>({ logger, access, maxPeers: opts.maxConns, idleMs, create: () => null });
   const dump = opts.hex ? hexDumper(io.stderr, {}) : undefined;
   let lastPeer: UdpPeer<null> | undefined;
   // -C: each line typed ends in CRLF, as line protocols over UDP (SIP, syslog) may want.
@@ -55,6 +61,8 @@ export async function runUdpListen(opts: ListenOptions, io: ModeIO): Promise<num
     }
     io.stdout.write(msg);
     if (!lastPeer) stdin.resume();
+    // Without -k only the last peer matters: replies go to it.
+    if (!opts.keepOpen && lastPeer && lastPeer !== peer) peers.drop(lastPeer, 'another peer spoke');
     lastPeer = peer;
   }
 

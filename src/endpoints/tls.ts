@@ -12,7 +12,7 @@
 import tls from 'node:tls';
 import { X509Certificate } from 'node:crypto';
 import { generate as generateSelfSigned } from 'selfsigned';
-import { NetError, netError } from '../errors';
+import { NetError, describeError } from '../errors';
 import { formatHostPort, parseHostPort, type TlsAddress, type TlsSettings } from './address';
 import { registerTransport } from './registry';
 import { bindServer, boundHostPort, closeServer, connectTcpSocket, socketConnection, socketPeer } from './tcp';
@@ -88,7 +88,10 @@ function handshake(raw: import('node:net').Socket, addr: TlsAddress, opts: Conne
       cleanup();
       socket.destroy();
       raw.destroy();
-      reject(err instanceof NetError ? err : new NetError(describeTlsError(err, where) ?? netError(err, { action: 'connect', address: where }).message, (err as NodeJS.ErrnoException)?.code));
+      if (err instanceof NetError) return reject(err);
+      // TLS words first: a reset during the handshake means "not TLS / wants a certificate", not just "reset".
+      const words = describeTlsError(err, where) ?? describeError(err, { action: 'connect', address: where });
+      reject(new NetError(words, (err as NodeJS.ErrnoException)?.code));
     };
     const timer = setTimeout(() => fail(new NetError(`TLS handshake with ${where} timed out after ${TLS_HANDSHAKE_TIMEOUT_MS / 1000} s`, 'ETIMEDOUT')), TLS_HANDSHAKE_TIMEOUT_MS);
     const onAbort = () => fail(new NetError(`connect to ${where} aborted`));
@@ -131,7 +134,8 @@ function tlsConnection(socket: tls.TLSSocket, raw?: import('node:net').Socket): 
 async function serverCredentials(addr: TlsAddress, log: TransportLog | undefined): Promise<{ key: Buffer | string; cert: Buffer | string }> {
   const s = addr.tls ?? {};
   if (s.cert && s.key) {
-    log?.event('certificate', `${label(addr)}: certificate ${s.cert.path}, SHA-256 fingerprint ${certificateFingerprint(s.cert.pem)}`, { fingerprint: certificateFingerprint(s.cert.pem) });
+    const fingerprint = certificateFingerprint(s.cert.pem);
+    log?.event('certificate', `using certificate ${s.cert.path}, SHA-256 fingerprint ${fingerprint}`, { file: s.cert.path, fingerprint });
     return { key: s.key.pem, cert: s.cert.pem };
   }
   const eph = await generateEphemeralCertificate();

@@ -10,6 +10,7 @@ import { formatDuration, Logger, type LogFormat } from '../log';
 import { relay } from '../relay';
 import { describeError } from '../errors';
 import type { ModeIO } from '../io';
+import { runUdpConnect } from './udp-connect';
 
 export interface ConnectOptions {
   address: Address;
@@ -21,6 +22,8 @@ export interface ConnectOptions {
   shutdown?: boolean;
   /** LF → CRLF on stdin. */
   crlf?: boolean;
+  /** UDP: after stdin EOF, quit once no datagram came for this many ms. */
+  quitAfterMs?: number;
   verbose?: boolean;
   hex?: boolean;
   logFormat?: LogFormat;
@@ -28,9 +31,11 @@ export interface ConnectOptions {
 
 /** Runs the client; resolves with the exit code (0 ok, 1 network failure). Connection errors reject with a NetError. */
 export async function runConnect(opts: ConnectOptions, io: ModeIO): Promise<number> {
+  // Datagrams are not a byte stream: UDP has its own client loop.
+  if (opts.address.scheme === 'udp') return runUdpConnect(opts, io);
   const logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
   const label = formatAddress(opts.address);
-  const conn = await connectAddress(opts.address, { timeoutMs: opts.connectTimeoutMs, signal: io.signal });
+  const conn = await connectAddress(opts.address, { timeoutMs: opts.connectTimeoutMs, signal: io.signal, log: logger });
   logger.event('connected', `connected to ${conn.remote.label} from ${conn.local.label}`, { remote: conn.remote.label, local: conn.local.label });
   const stdio = new StdioStream(io.stdin, io.stdout, { crlf: opts.crlf, endOutput: io.endStdout });
   const dump = opts.hex ? hexDumper(io.stderr, { a: '<', b: '>' }) : undefined;

@@ -1,6 +1,7 @@
 /** Every command, in the order --help lists them. A new mode adds its line here. */
 import { listenCommand } from './listen';
 import { connectCommand } from './connect';
+import { broadcastCommand } from './broadcast';
 import type { CommandFactory } from './types';
 
-export const commands: CommandFactory[] = [listenCommand, connectCommand];
+export const commands: CommandFactory[] = [listenCommand, connectCommand, broadcastCommand];

@@ -1,0 +1,142 @@
+/**
+ * Line handling for the chat room: splitting a client's bytes into lines (split2) with a hard
+ * length limit, escaping control characters, and the timestamps of the server's room log.
+ */
+import split2 from 'split2';
+import type { Transform } from 'node:stream';
+
+const LF = 0x0a;
+
+/**
+ * Cuts every line to `maxLine` bytes *before* the splitter sees it, so no line is ever held
+ * whole in memory: a 100 MB line without a newline costs `maxLine` bytes, not 100 MB. The
+ * kept part is passed on with a newline at once (the others see it without waiting for the
+ * sender's newline); the rest, up to the next newline, is discarded.
+ */
+export class LineCutter {
+  /** Bytes of the current line passed on so far. */
+  private lineBytes = 0;
+  /** True while discarding the rest of a line that was cut. */
+  private skipping = false;
+
+  constructor(
+    private readonly maxLine: number,
+    private readonly onCut: () => void,
+  ) {}
+
+  /** Feeds one chunk; `out` receives the pieces to pass on (sub-slices of `chunk`, no copies). */
+  feed(chunk: Buffer, out: (piece: Buffer) => void): void {
+    let start = 0;
+    while (start < chunk.length) {
+      const nl = chunk.indexOf(LF, start);
+      const end = nl === -1 ? chunk.length : nl;
+      if (this.skipping) {
+        if (nl === -1) return;
+        // The newline that ends a cut line was already passed on when the line was cut.
+        this.skipping = false;
+        this.lineBytes = 0;
+        start = nl + 1;
+        continue;
+      }
+      const room = this.maxLine - this.lineBytes;
+      // A line of exactly maxLine bytes ended by CRLF is not overlong: the CR is its line ending.
+      const crlfFits = nl === start + room + 1 && chunk[nl - 1] === 0x0d;
+      if (end - start <= room || crlfFits) {
+        const stop = nl === -1 ? end : nl + 1;
+        out(chunk.subarray(start, stop));
+        this.lineBytes = nl === -1 ? this.lineBytes + (end - start) : 0;
+        start = stop;
+        continue;
+      }
+      const cut = utf8Boundary(chunk, start, start + room);
+      if (cut > start) out(chunk.subarray(start, cut));
+      out(NEWLINE);
+      this.onCut();
+      this.skipping = true;
+      this.lineBytes = 0;
+      start = cut;
+    }
+  }
+}
+
+const NEWLINE = Buffer.from('\n');
+
+/** Moves a cut position back so it does not split a UTF-8 character (at most 3 bytes back). */
+function utf8Boundary(buf: Buffer, min: number, pos: number): number {
+  let p = pos;
+  while (p > min && pos - p < 3 && (buf[p] & 0xc0) === 0x80) p--;
+  return (buf[p] & 0xc0) === 0x80 ? pos : p;
+}
+
+/**
+ * One client's bytes → lines: cut at `maxLine` bytes, split on LF or CRLF by split2, decoded as
+ * UTF-8 (invalid bytes become U+FFFD). `onLine` gets each line without its line ending.
+ */
+export class LineReader {
+  private readonly cutter: LineCutter;
+  private readonly splitter: Transform;
+  private readonly feedSplitter = (piece: Buffer) => {
+    this.splitter.write(piece);
+  };
+
+  constructor(maxLine: number, onLine: (line: string) => void, onCut: () => void) {
+    this.cutter = new LineCutter(maxLine, onCut);
+    // The cutter already bounds every line; split2's own limit is a second guard that can only
+    // discard, never buffer.
+    const guard = { maxLength: maxLine + 8, skipOverflow: true };
+    this.splitter = split2(/\r?\n/, guard);
+    this.splitter.on('data', onLine);
+  }
+
+  write(chunk: Buffer): void {
+    this.cutter.feed(chunk, this.feedSplitter);
+  }
+
+  /** Passes on a last line without newline, then calls `done`. */
+  end(done: () => void): void {
+    this.splitter.once('end', done);
+    this.splitter.end();
+  }
+
+  /** Stops delivering lines (the client quit; what it sent after /quit is ignored). */
+  discard(): void {
+    this.splitter.removeAllListeners('data');
+    this.splitter.destroy();
+  }
+}
+
+// C0 controls except TAB, DEL, and the C1 controls (U+0080–U+009F), which some terminals obey
+// as escape sequences (U+009B is a one-character CSI).
+const CONTROL = /[\x00-\x08\x0a-\x1f\x7f-\x9f]/;
+const CONTROL_ALL = /[\x00-\x08\x0a-\x1f\x7f-\x9f]/g;
+
+/**
+ * Makes a line safe to show on other people's terminals: ESC → `^[`, CR → `^M`, DEL → `^?`,
+ * C1 controls → `\x9b`. TAB and printable text are left alone.
+ */
+export function escapeControls(line: string): string {
+  if (!CONTROL.test(line)) return line;
+  return line.replace(CONTROL_ALL, caretNotation);
+}
+
+function caretNotation(ch: string): string {
+  const code = ch.charCodeAt(0);
+  if (code < 0x20) return '^' + String.fromCharCode(code + 0x40);
+  if (code === 0x7f) return '^?';
+  return '\\x' + code.toString(16);
+}
+
+let stampSecond = -1;
+let stampBuffer = Buffer.alloc(0);
+
+/** "[12:34:56] " in local time, as a Buffer; built once per second, not once per line. */
+export function timestamp(now = Date.now()): Buffer {
+  const second = Math.floor(now / 1000);
+  if (second !== stampSecond) {
+    const d = new Date(now);
+    const two = (n: number) => String(n).padStart(2, '0');
+    stampBuffer = Buffer.from(`[${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}] `);
+    stampSecond = second;
+  }
+  return stampBuffer;
+}

@@ -1,0 +1,308 @@
+/**
+ * The room behind `sockcat broadcast`: who is in it, and the fan-out of messages to them.
+ *
+ * - Each message is one Buffer, written as is to every recipient: nothing is formatted or
+ *   copied per recipient. Messages queued within one turn of the event loop are joined into
+ *   one Buffer per run of same-sender messages, so a burst of lines costs one write per client.
+ * - Every client has a bounded outgoing queue: its stream's writableLength is checked against
+ *   maxQueue before each write. Past it the client is disconnected, or with `drop` the messages
+ *   for it are dropped (and counted) until it has caught up to half the cap.
+ * - The room never waits on its slowest reader. A sender is paused only when even the fastest
+ *   of its recipients is behind, so the room moves at the pace of whoever reads fastest and a
+ *   reader that falls maxQueue behind that is cut off (or dropped), not waited for.
+ */
+import type { Duplex, Readable, Writable } from 'node:stream';
+import type { Logger } from '../log';
+import type { LeaveReason } from './protocol';
+
+/** One connected client. */
+export interface Member {
+  readonly id: number;
+  readonly stream: Duplex;
+  /** Its address, for the server's log only. */
+  readonly label: string;
+  /** Its name in the chat (line mode). */
+  name: string;
+  /** Bytes read from it. */
+  received: number;
+  /** Bytes handed to its stream. */
+  sent: number;
+  /** Messages not delivered to it because its queue was full (--drop), in total. */
+  dropped: number;
+  /** True while its messages are being dropped. */
+  dropping: boolean;
+  /** Messages dropped since the current dropping spell began. */
+  droppedNow: number;
+  /** False once it has left (or was sent away); nothing more is delivered to it then. */
+  inRoom: boolean;
+  /** Set once it is leaving (or was sent away), with why. */
+  leaving?: LeaveReason;
+  /** Called on every delivery (idle timer). */
+  touch?: () => void;
+  /** Takes it out of the room and closes its connection: the one way a client is sent away. */
+  sendAway(reason: LeaveReason): void;
+}
+
+export interface RoomOptions {
+  /** Cap on a client's outgoing queue, in bytes. */
+  maxQueue: number;
+  /** Past the cap, drop that client's messages instead of disconnecting it. */
+  drop: boolean;
+  /** Also send a sender's messages back to it. */
+  echoSelf: boolean;
+  /** Where the room log (line mode) or the clients' bytes (raw mode) go. */
+  stdout: Writable;
+  logger: Logger;
+  /** Builds the notice a client gets after messages to it were dropped (none in raw mode). */
+  dropNotice?: (count: number) => Buffer | undefined;
+}
+
+/** Messages that go to the same recipients, in order. */
+interface Batch {
+  /** Only to this client… */
+  to?: Member;
+  /** …or to everyone but this one (undefined: everyone). */
+  except?: Member;
+  parts: Buffer[];
+  bytes: number;
+  count: number;
+}
+
+/** The most a sender's fastest recipient may have queued before the sender is paused. */
+const PACE_MARK = 64 * 1024;
+
+export class Room {
+  readonly members = new Set<Member>();
+  private batches: Batch[] = [];
+  private logParts: Buffer[] = [];
+  private logLines = 0;
+  private scheduled = false;
+  private flushing = false;
+  /** Streams that sent in this turn, and the member each belongs to (none for stdin). */
+  private readonly sources = new Map<Readable, Member | undefined>();
+  private readonly paused = new Set<Readable>();
+  private readonly paceMark: number;
+  private logDropping = false;
+  private logDropped = 0;
+  private readonly flushSoon = () => {
+    this.scheduled = false;
+    this.flush();
+  };
+  private readonly resumeSenders = () => {
+    for (const s of this.paused) s.resume();
+    this.paused.clear();
+  };
+
+  constructor(private readonly opts: RoomOptions) {
+    this.paceMark = Math.max(1, Math.min(PACE_MARK, Math.floor(opts.maxQueue / 4)));
+    opts.stdout.on('drain', this.resumeSenders);
+  }
+
+  /** Adds a client; its 'drain' may let a paused sender go on. */
+  add(member: Member): void {
+    this.members.add(member);
+    member.stream.on('drain', this.resumeSenders);
+    // A new reader may be faster than everyone who held senders back.
+    this.resumeSenders();
+  }
+
+  /** Removes a client: nothing more is broadcast to it (messages queued only for it still go). */
+  remove(member: Member): void {
+    if (!member.inRoom) return;
+    member.inRoom = false;
+    this.members.delete(member);
+    member.stream.off('drain', this.resumeSenders);
+    this.resumeSenders();
+  }
+
+  /**
+   * Queues `buf` for everyone but `from` (everyone with echoSelf); `source` is the stream it
+   * was read from, paused if the recipients fall behind.
+   */
+  broadcast(from: Member | undefined, buf: Buffer, source?: Readable): void {
+    this.queueForAllBut(this.opts.echoSelf ? undefined : from, buf);
+    if (source) this.sources.set(source, from);
+  }
+
+  /** Queues `buf` for everyone but `about` (announcements are never echoed to their subject). */
+  announce(about: Member | undefined, buf: Buffer): void {
+    this.queueForAllBut(about, buf);
+  }
+
+  /** Queues `buf` for one client only (replies, welcome, errors). */
+  sendTo(member: Member, buf: Buffer): void {
+    const last = this.batches[this.batches.length - 1];
+    if (last && last.to === member) this.append(last, buf);
+    else this.batches.push({ to: member, parts: [buf], bytes: buf.length, count: 1 });
+    this.schedule();
+  }
+
+  /** Queues pieces of one line (or chunk) for the server's stdout. */
+  log(...parts: Buffer[]): void {
+    for (const p of parts) this.logParts.push(p);
+    this.logLines++;
+    this.schedule();
+  }
+
+  /** Delivers everything queued now (also called before a client's stream is ended). */
+  flush(): void {
+    // A client sent away during a flush (too slow) must not reorder what this flush delivers.
+    if (this.flushing) return this.schedule();
+    this.flushing = true;
+    try {
+      this.deliverQueued();
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  private deliverQueued(): void {
+    const batches = this.batches;
+    this.batches = [];
+    for (const b of batches) {
+      const buf = b.parts.length === 1 ? b.parts[0] : Buffer.concat(b.parts, b.bytes);
+      if (b.to) this.deliver(b.to, buf, b.count);
+      else for (const m of this.members) if (m !== b.except) this.deliver(m, buf, b.count);
+    }
+    if (this.logParts.length > 0) {
+      const out = this.logParts.length === 1 ? this.logParts[0] : Buffer.concat(this.logParts);
+      const lines = this.logLines;
+      this.logParts = [];
+      this.logLines = 0;
+      this.writeLog(out, lines);
+    }
+    if (this.sources.size > 0) this.pace();
+  }
+
+  /** Stops listening to stdout and lets paused senders go (the room is closing). */
+  close(): void {
+    this.flush();
+    this.opts.stdout.off('drain', this.resumeSenders);
+    this.resumeSenders();
+  }
+
+  /** How many log lines were not written to stdout because it was not keeping up. */
+  get stdoutDropped(): number {
+    return this.logDropped;
+  }
+
+  private queueForAllBut(except: Member | undefined, buf: Buffer): void {
+    const last = this.batches[this.batches.length - 1];
+    if (last && !last.to && last.except === except) this.append(last, buf);
+    else this.batches.push({ except, parts: [buf], bytes: buf.length, count: 1 });
+    this.schedule();
+  }
+
+  private append(batch: Batch, buf: Buffer): void {
+    batch.parts.push(buf);
+    batch.bytes += buf.length;
+    batch.count++;
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(this.flushSoon);
+  }
+
+  /** Writes to one client unless its queue is over the cap. */
+  private deliver(m: Member, buf: Buffer, count: number): void {
+    const stream = m.stream;
+    if (!stream.writable) return;
+    const { maxQueue, logger } = this.opts;
+    const queued = stream.writableLength;
+    if (m.dropping) {
+      // Hysteresis: resume only once half the cap is free, so a client hovering at the cap
+      // gets long stretches of the conversation rather than every other line.
+      if (queued > maxQueue / 2) {
+        m.dropped += count;
+        m.droppedNow += count;
+        return;
+      }
+      logger.event('caught-up', `${m.label} (${m.name}) is reading again: ${m.droppedNow} message(s) were dropped for it`, {
+        client: m.label,
+        name: m.name,
+        dropped: m.droppedNow,
+      });
+      const notice = this.opts.dropNotice?.(m.droppedNow);
+      m.dropping = false;
+      m.droppedNow = 0;
+      if (notice) this.write(m, notice);
+    }
+    // An empty queue always takes the message, so a reading client gets even a burst larger than the cap.
+    if (queued > 0 && queued + buf.length > maxQueue) {
+      if (this.opts.drop) {
+        m.dropping = true;
+        m.dropped += count;
+        m.droppedNow = count;
+        logger.warn('dropping', `${m.label} (${m.name}) is not reading: ${queued} bytes queued (--max-queue ${maxQueue}); dropping its messages until it catches up`, {
+          client: m.label,
+          name: m.name,
+          queued,
+        });
+        return;
+      }
+      logger.warn('too-slow', `disconnecting ${m.label}${m.name ? ` (${m.name})` : ''}: not reading, ${queued} bytes queued (--max-queue ${maxQueue})`, {
+        client: m.label,
+        name: m.name,
+        queued,
+      });
+      m.sendAway('slow');
+      return;
+    }
+    this.write(m, buf);
+  }
+
+  private write(m: Member, buf: Buffer): void {
+    m.stream.write(buf);
+    m.sent += buf.length;
+    m.touch?.();
+  }
+
+  /** stdout has the same cap as a client: a log nobody reads is dropped, never hoarded. */
+  private writeLog(buf: Buffer, lines: number): void {
+    const out = this.opts.stdout;
+    const { maxQueue, logger } = this.opts;
+    const queued = out.writableLength;
+    if (this.logDropping) {
+      if (queued > maxQueue / 2) {
+        this.logDropped += lines;
+        return;
+      }
+      this.logDropping = false;
+      logger.event('stdout', `stdout is keeping up again (${this.logDropped} line(s) or chunk(s) dropped so far)`, { dropped: this.logDropped });
+    }
+    if (queued > 0 && queued + buf.length > maxQueue) {
+      this.logDropping = true;
+      this.logDropped += lines;
+      logger.warn('stdout', `stdout is not keeping up (${queued} bytes pending); dropping the room log until it does`, { queued });
+      return;
+    }
+    if (out.writable) out.write(buf);
+  }
+
+  /**
+   * Pauses a sender whose fastest recipient already has PACE_MARK bytes queued. A client alone in
+   * the room is paced by stdout. Any 'drain', join or leave lets paused senders go again.
+   */
+  private pace(): void {
+    let first: Member | undefined;
+    let second: Member | undefined;
+    for (const m of this.members) {
+      const q = m.stream.writableLength;
+      if (!first || q < first.stream.writableLength) {
+        second = first;
+        first = m;
+      } else if (!second || q < second.stream.writableLength) second = m;
+    }
+    for (const [source, from] of this.sources) {
+      const pacer: Writable | undefined = (from !== undefined && from === first ? second : first)?.stream ?? this.opts.stdout;
+      // Only a stream that will say 'drain' may hold a sender back, or the sender would wait forever.
+      if (pacer.writableLength >= this.paceMark && pacer.writableNeedDrain && !source.destroyed) {
+        source.pause();
+        this.paused.add(source);
+      }
+    }
+    this.sources.clear();
+  }
+}

@@ -7,9 +7,11 @@
  * - Every client has a bounded outgoing queue: its stream's writableLength is checked against
  *   maxQueue before each write. Past it the client is disconnected, or with `drop` the messages
  *   for it are dropped (and counted) until it has caught up to half the cap.
- * - The room never waits on its slowest reader. A sender is paused only when even the fastest
- *   of its recipients is behind, so the room moves at the pace of whoever reads fastest and a
- *   reader that falls maxQueue behind that is cut off (or dropped), not waited for.
+ * - The room never waits on a reader that does not read. A sender is paused while one of its
+ *   recipients has PACE_MARK bytes queued, so readers that keep up all get everything. But a
+ *   recipient that makes no progress within STALL_CHECK_MS (or is still behind after STALL_MS)
+ *   is marked lagging: nobody waits for it any more, its queue grows to the cap and it is cut
+ *   off (or dropped). It is waited for again once it has caught up.
  */
 import type { Duplex, Readable, Writable } from 'node:stream';
 import type { Logger } from '../log';
@@ -39,6 +41,11 @@ export interface Member {
   leaving?: LeaveReason;
   /** Called on every delivery (idle timer). */
   touch?: () => void;
+  /** True while senders no longer wait for it (it did not read when they did). */
+  lagging?: boolean;
+  /** When it began holding senders back, and its queue then (to tell progress from none). */
+  blockedSince?: number;
+  blockedQueue?: number;
   /** Takes it out of the room and closes its connection: the one way a client is sent away. */
   sendAway(reason: LeaveReason): void;
 }
@@ -70,6 +77,15 @@ interface Batch {
 
 /** The most a sender's fastest recipient may have queued before the sender is paused. */
 const PACE_MARK = 64 * 1024;
+/** How soon a recipient that holds senders back must show progress. */
+const STALL_CHECK_MS = 50;
+/** How long a recipient that reads, but slowly, may hold senders back in one go. */
+const STALL_MS = 1000;
+/**
+ * Queued bytes that are flushed at once rather than at the end of the event loop's turn: one
+ * turn can read megabytes from a fast sender, and senders are paced at each flush.
+ */
+const FLUSH_MARK = 64 * 1024;
 
 export class Room {
   readonly members = new Set<Member>();
@@ -77,11 +93,13 @@ export class Room {
   private logParts: Buffer[] = [];
   private logLines = 0;
   private scheduled = false;
+  private pendingBytes = 0;
   private flushing = false;
   /** Streams that sent in this turn, and the member each belongs to (none for stdin). */
   private readonly sources = new Map<Readable, Member | undefined>();
   private readonly paused = new Set<Readable>();
   private readonly paceMark: number;
+  private stallTimer: NodeJS.Timeout | undefined;
   private logDropping = false;
   private logDropped = 0;
   private readonly flushSoon = () => {
@@ -120,8 +138,8 @@ export class Room {
    * was read from, paused if the recipients fall behind.
    */
   broadcast(from: Member | undefined, buf: Buffer, source?: Readable): void {
-    this.queueForAllBut(this.opts.echoSelf ? undefined : from, buf);
     if (source) this.sources.set(source, from);
+    this.queueForAllBut(this.opts.echoSelf ? undefined : from, buf);
   }
 
   /** Queues `buf` for everyone but `about` (announcements are never echoed to their subject). */
@@ -134,14 +152,18 @@ export class Room {
     const last = this.batches[this.batches.length - 1];
     if (last && last.to === member) this.append(last, buf);
     else this.batches.push({ to: member, parts: [buf], bytes: buf.length, count: 1 });
-    this.schedule();
+    this.schedule(buf.length);
   }
 
   /** Queues pieces of one line (or chunk) for the server's stdout. */
   log(...parts: Buffer[]): void {
-    for (const p of parts) this.logParts.push(p);
+    let bytes = 0;
+    for (const p of parts) {
+      this.logParts.push(p);
+      bytes += p.length;
+    }
     this.logLines++;
-    this.schedule();
+    this.schedule(bytes);
   }
 
   /** Delivers everything queued now (also called before a client's stream is ended). */
@@ -159,6 +181,7 @@ export class Room {
   private deliverQueued(): void {
     const batches = this.batches;
     this.batches = [];
+    this.pendingBytes = 0;
     for (const b of batches) {
       const buf = b.parts.length === 1 ? b.parts[0] : Buffer.concat(b.parts, b.bytes);
       if (b.to) this.deliver(b.to, buf, b.count);
@@ -177,6 +200,7 @@ export class Room {
   /** Stops listening to stdout and lets paused senders go (the room is closing). */
   close(): void {
     this.flush();
+    if (this.stallTimer) clearTimeout(this.stallTimer);
     this.opts.stdout.off('drain', this.resumeSenders);
     this.resumeSenders();
   }
@@ -190,7 +214,7 @@ export class Room {
     const last = this.batches[this.batches.length - 1];
     if (last && !last.to && last.except === except) this.append(last, buf);
     else this.batches.push({ except, parts: [buf], bytes: buf.length, count: 1 });
-    this.schedule();
+    this.schedule(buf.length);
   }
 
   private append(batch: Batch, buf: Buffer): void {
@@ -199,7 +223,9 @@ export class Room {
     batch.count++;
   }
 
-  private schedule(): void {
+  private schedule(bytes = 0): void {
+    this.pendingBytes += bytes;
+    if (this.pendingBytes >= FLUSH_MARK && !this.flushing) return this.flush();
     if (this.scheduled) return;
     this.scheduled = true;
     setImmediate(this.flushSoon);
@@ -219,7 +245,7 @@ export class Room {
         m.droppedNow += count;
         return;
       }
-      logger.event('caught-up', `${m.label} (${m.name}) is reading again: ${m.droppedNow} message(s) were dropped for it`, {
+      logger.event('caught-up', `${who(m)} is reading again: ${m.droppedNow} message(s) were dropped for it`, {
         client: m.label,
         name: m.name,
         dropped: m.droppedNow,
@@ -235,14 +261,14 @@ export class Room {
         m.dropping = true;
         m.dropped += count;
         m.droppedNow = count;
-        logger.warn('dropping', `${m.label} (${m.name}) is not reading: ${queued} bytes queued (--max-queue ${maxQueue}); dropping its messages until it catches up`, {
+        logger.warn('dropping', `${who(m)} is not reading: ${queued} bytes queued (--max-queue ${maxQueue}); dropping its messages until it catches up`, {
           client: m.label,
           name: m.name,
           queued,
         });
         return;
       }
-      logger.warn('too-slow', `disconnecting ${m.label}${m.name ? ` (${m.name})` : ''}: not reading, ${queued} bytes queued (--max-queue ${maxQueue})`, {
+      logger.warn('too-slow', `disconnecting ${who(m)}: not reading, ${queued} bytes queued (--max-queue ${maxQueue})`, {
         client: m.label,
         name: m.name,
         queued,
@@ -282,27 +308,67 @@ export class Room {
   }
 
   /**
-   * Pauses a sender whose fastest recipient already has PACE_MARK bytes queued. A client alone in
-   * the room is paced by stdout. Any 'drain', join or leave lets paused senders go again.
+   * Pauses the senders of this flush while a recipient they wait for has PACE_MARK bytes
+   * queued. A client alone in the room is paced by stdout. A 'drain', a join, a leave or the
+   * stall check lets paused senders go again.
    */
   private pace(): void {
-    let first: Member | undefined;
-    let second: Member | undefined;
+    const blockers: Member[] = [];
     for (const m of this.members) {
       const q = m.stream.writableLength;
-      if (!first || q < first.stream.writableLength) {
-        second = first;
-        first = m;
-      } else if (!second || q < second.stream.writableLength) second = m;
+      if (m.lagging && q < this.paceMark) m.lagging = false;
+      if (m.lagging || m.dropping) continue;
+      if (q >= this.paceMark && m.stream.writableNeedDrain) {
+        blockers.push(m);
+        if (m.blockedSince === undefined) {
+          m.blockedSince = Date.now();
+          m.blockedQueue = q;
+        }
+      } else m.blockedSince = undefined;
     }
     for (const [source, from] of this.sources) {
-      const pacer: Writable | undefined = (from !== undefined && from === first ? second : first)?.stream ?? this.opts.stdout;
+      if (source.destroyed) continue;
       // Only a stream that will say 'drain' may hold a sender back, or the sender would wait forever.
-      if (pacer.writableLength >= this.paceMark && pacer.writableNeedDrain && !source.destroyed) {
+      const stdout = this.opts.stdout;
+      const alone = this.members.size === 0 || (this.members.size === 1 && from !== undefined && this.members.has(from));
+      const blocked = alone
+        ? stdout.writableLength >= this.paceMark && stdout.writableNeedDrain
+        : blockers.length > 1 || (blockers.length === 1 && blockers[0] !== from);
+      if (blocked) {
         source.pause();
         this.paused.add(source);
       }
     }
     this.sources.clear();
+    if (blockers.length > 0 && this.paused.size > 0 && !this.stallTimer) {
+      this.stallTimer = setTimeout(this.checkStalls, STALL_CHECK_MS);
+    }
   }
+
+  /** Recipients that held senders back without reading stop being waited for. */
+  private readonly checkStalls = () => {
+    this.stallTimer = undefined;
+    const now = Date.now();
+    for (const m of this.members) {
+      if (m.blockedSince === undefined) continue;
+      const q = m.stream.writableLength;
+      if (q < this.paceMark || !m.stream.writableNeedDrain) {
+        m.blockedSince = undefined;
+      } else if (q >= (m.blockedQueue ?? 0) || now - m.blockedSince > STALL_MS) {
+        m.blockedSince = undefined;
+        m.lagging = true;
+        this.opts.logger.event('lagging', `${who(m)} is not keeping up (${q} bytes queued): the room goes on without waiting for it`, {
+          client: m.label,
+          name: m.name,
+          queued: q,
+        });
+      } else m.blockedQueue = q;
+    }
+    this.resumeSenders();
+  };
+}
+
+/** "127.0.0.1:5555 (alice)", or the address alone in raw mode. */
+function who(m: Member): string {
+  return m.name ? `${m.label} (${m.name})` : m.label;
 }

@@ -7,32 +7,43 @@
  * - Every client has a bounded outgoing queue: its stream's writableLength is checked against
  *   maxQueue before each write. Past it the client is disconnected, or with `drop` the messages
  *   for it are dropped (and counted) until it has caught up to half the cap.
- * - The room never waits on a reader that does not read. A sender is paused while one of its
- *   recipients has PACE_MARK bytes queued, so readers that keep up all get everything. But a
- *   recipient that makes no progress within STALL_CHECK_MS (or is still behind after STALL_MS)
- *   is marked lagging: nobody waits for it any more, its queue grows to the cap and it is cut
- *   off (or dropped). It is waited for again once it has caught up.
+ * - The room never waits long on a reader that does not read. A sender is paused while one of
+ *   its recipients has PACE_MARK bytes queued, so readers that keep up all get everything. But
+ *   a recipient that reads nothing for NO_PROGRESS_MS (or is still behind after STALL_MS) is
+ *   marked lagging: nobody waits for it any more, its queue grows to the cap and it is cut off
+ *   (or dropped). It is waited for again once it has caught up. (ncat's broker waits forever.)
  */
 import type { Duplex, Readable, Writable } from 'node:stream';
 import type { Logger } from '../log';
 import type { LeaveReason } from './protocol';
 
-/** One connected client. */
-export interface Member {
-  readonly id: number;
-  readonly stream: Duplex;
-  /** Its address, for the server's log only. */
+/** Something the room writes to and may wait for: a client, or the server's stdout. */
+export interface Reader {
+  readonly stream: Writable;
+  /** Its address (or "stdout"), for the server's log only. */
   readonly label: string;
   /** Its name in the chat (line mode). */
   name: string;
-  /** Bytes read from it. */
-  received: number;
+  /** True while what is meant for it is being dropped. */
+  dropping: boolean;
   /** Bytes handed to its stream. */
   sent: number;
+  /** True while senders no longer wait for it (it did not read when they did). */
+  lagging?: boolean;
+  /** When it began holding senders back; how much of what it was sent had left its queue then, and when that last grew. */
+  blockedSince?: number;
+  flushed?: number;
+  progressAt?: number;
+}
+
+/** One connected client. */
+export interface Member extends Reader {
+  readonly id: number;
+  readonly stream: Duplex;
+  /** Bytes read from it. */
+  received: number;
   /** Messages not delivered to it because its queue was full (--drop), in total. */
   dropped: number;
-  /** True while its messages are being dropped. */
-  dropping: boolean;
   /** Messages dropped since the current dropping spell began. */
   droppedNow: number;
   /** False once it has left (or was sent away); nothing more is delivered to it then. */
@@ -41,11 +52,6 @@ export interface Member {
   leaving?: LeaveReason;
   /** Called on every delivery (idle timer). */
   touch?: () => void;
-  /** True while senders no longer wait for it (it did not read when they did). */
-  lagging?: boolean;
-  /** When it began holding senders back, and its queue then (to tell progress from none). */
-  blockedSince?: number;
-  blockedQueue?: number;
   /** Takes it out of the room and closes its connection: the one way a client is sent away. */
   sendAway(reason: LeaveReason): void;
 }
@@ -77,10 +83,12 @@ interface Batch {
 
 /** The most a sender's fastest recipient may have queued before the sender is paused. */
 const PACE_MARK = 64 * 1024;
-/** How soon a recipient that holds senders back must show progress. */
-const STALL_CHECK_MS = 50;
+/** How often recipients that hold senders back are checked for progress. */
+const STALL_CHECK_MS = 100;
+/** How long a recipient that holds senders back may read nothing before nobody waits for it. */
+export const NO_PROGRESS_MS = 500;
 /** How long a recipient that reads, but slowly, may hold senders back in one go. */
-const STALL_MS = 1000;
+export const STALL_MS = 2000;
 /**
  * Queued bytes that are flushed at once rather than at the end of the event loop's turn: one
  * turn can read megabytes from a fast sender, and senders are paced at each flush.
@@ -100,7 +108,7 @@ export class Room {
   private readonly paused = new Set<Readable>();
   private readonly paceMark: number;
   private stallTimer: NodeJS.Timeout | undefined;
-  private logDropping = false;
+  private readonly stdoutReader: Reader;
   private logDropped = 0;
   private readonly flushSoon = () => {
     this.scheduled = false;
@@ -113,6 +121,7 @@ export class Room {
 
   constructor(private readonly opts: RoomOptions) {
     this.paceMark = Math.max(1, Math.min(PACE_MARK, Math.floor(opts.maxQueue / 4)));
+    this.stdoutReader = { stream: opts.stdout, label: 'stdout', name: '', dropping: false, sent: 0 };
     opts.stdout.on('drain', this.resumeSenders);
   }
 
@@ -290,85 +299,97 @@ export class Room {
     const out = this.opts.stdout;
     const { maxQueue, logger } = this.opts;
     const queued = out.writableLength;
-    if (this.logDropping) {
+    if (this.stdoutReader.dropping) {
       if (queued > maxQueue / 2) {
         this.logDropped += lines;
         return;
       }
-      this.logDropping = false;
+      this.stdoutReader.dropping = false;
       logger.event('stdout', `stdout is keeping up again (${this.logDropped} line(s) or chunk(s) dropped so far)`, { dropped: this.logDropped });
     }
     if (queued > 0 && queued + buf.length > maxQueue) {
-      this.logDropping = true;
+      this.stdoutReader.dropping = true;
       this.logDropped += lines;
       logger.warn('stdout', `stdout is not keeping up (${queued} bytes pending); dropping the room log until it does`, { queued });
       return;
     }
-    if (out.writable) out.write(buf);
+    if (!out.writable) return;
+    out.write(buf);
+    this.stdoutReader.sent += buf.length;
   }
 
   /**
-   * Pauses the senders of this flush while a recipient they wait for has PACE_MARK bytes
-   * queued. A client alone in the room is paced by stdout. A 'drain', a join, a leave or the
-   * stall check lets paused senders go again.
+   * Pauses the senders of this flush while a reader they wait for (a client or stdout) has
+   * PACE_MARK bytes queued. A 'drain', a join, a leave or the stall check lets them go again.
    */
   private pace(): void {
-    const blockers: Member[] = [];
-    for (const m of this.members) {
-      const q = m.stream.writableLength;
-      if (m.lagging && q < this.paceMark) m.lagging = false;
-      if (m.lagging || m.dropping) continue;
-      if (q >= this.paceMark && m.stream.writableNeedDrain) {
-        blockers.push(m);
-        if (m.blockedSince === undefined) {
-          m.blockedSince = Date.now();
-          m.blockedQueue = q;
-        }
-      } else m.blockedSince = undefined;
-    }
-    for (const [source, from] of this.sources) {
-      if (source.destroyed) continue;
-      // Only a stream that will say 'drain' may hold a sender back, or the sender would wait forever.
-      const stdout = this.opts.stdout;
-      const alone = this.members.size === 0 || (this.members.size === 1 && from !== undefined && this.members.has(from));
-      const blocked = alone
-        ? stdout.writableLength >= this.paceMark && stdout.writableNeedDrain
-        : blockers.length > 1 || (blockers.length === 1 && blockers[0] !== from);
-      if (blocked) {
+    const blockers: Reader[] = [];
+    for (const m of this.members) if (this.holdsBack(m)) blockers.push(m);
+    if (this.holdsBack(this.stdoutReader)) blockers.push(this.stdoutReader);
+    if (blockers.length > 0) {
+      for (const [source, from] of this.sources) {
+        if (source.destroyed || !blockers.some((b) => b !== from)) continue;
         source.pause();
         this.paused.add(source);
       }
+      if (this.paused.size > 0 && !this.stallTimer) this.stallTimer = setTimeout(this.checkStalls, STALL_CHECK_MS);
     }
     this.sources.clear();
-    if (blockers.length > 0 && this.paused.size > 0 && !this.stallTimer) {
-      this.stallTimer = setTimeout(this.checkStalls, STALL_CHECK_MS);
+  }
+
+  /** Whether senders should wait for `r` now; notes since when it holds them back. */
+  private holdsBack(r: Reader): boolean {
+    const q = r.stream.writableLength;
+    if (r.lagging && q < this.paceMark) r.lagging = false;
+    // Only a stream that will say 'drain' may hold a sender back, or the sender would wait forever.
+    if (r.lagging || r.dropping || q < this.paceMark || !r.stream.writableNeedDrain) {
+      r.blockedSince = undefined;
+      return false;
     }
+    if (r.blockedSince === undefined) {
+      r.blockedSince = r.progressAt = Date.now();
+      r.flushed = r.sent - q;
+    }
+    return true;
   }
 
   /** Recipients that held senders back without reading stop being waited for. */
   private readonly checkStalls = () => {
     this.stallTimer = undefined;
     const now = Date.now();
-    for (const m of this.members) {
-      if (m.blockedSince === undefined) continue;
-      const q = m.stream.writableLength;
-      if (q < this.paceMark || !m.stream.writableNeedDrain) {
-        m.blockedSince = undefined;
-      } else if (q >= (m.blockedQueue ?? 0) || now - m.blockedSince > STALL_MS) {
-        m.blockedSince = undefined;
-        m.lagging = true;
-        this.opts.logger.event('lagging', `${who(m)} is not keeping up (${q} bytes queued): the room goes on without waiting for it`, {
-          client: m.label,
-          name: m.name,
+    let changed = false;
+    let waiting = false;
+    for (const r of [...this.members, this.stdoutReader]) {
+      if (r.blockedSince === undefined) continue;
+      const q = r.stream.writableLength;
+      if (q < this.paceMark || !r.stream.writableNeedDrain) {
+        r.blockedSince = undefined;
+        changed = true;
+        continue;
+      }
+      // Progress is what left its queue, which new messages for it do not hide.
+      const flushed = r.sent - q;
+      if (flushed > (r.flushed ?? 0)) {
+        r.flushed = flushed;
+        r.progressAt = now;
+      }
+      if (now - (r.progressAt ?? now) >= NO_PROGRESS_MS || now - r.blockedSince >= STALL_MS) {
+        r.blockedSince = undefined;
+        r.lagging = true;
+        changed = true;
+        this.opts.logger.event('lagging', `${who(r)} is not keeping up (${q} bytes queued): the room goes on without waiting for it`, {
+          client: r.label,
+          name: r.name,
           queued: q,
         });
-      } else m.blockedQueue = q;
+      } else waiting = true;
     }
-    this.resumeSenders();
+    if (changed) this.resumeSenders();
+    else if (waiting && this.paused.size > 0) this.stallTimer = setTimeout(this.checkStalls, STALL_CHECK_MS);
   };
 }
 
 /** "127.0.0.1:5555 (alice)", or the address alone in raw mode. */
-function who(m: Member): string {
+function who(m: Reader): string {
   return m.name ? `${m.label} (${m.name})` : m.label;
 }

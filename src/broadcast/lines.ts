@@ -24,9 +24,13 @@ export class LineCutter {
     private readonly onCut: () => void,
   ) {}
 
-  /** Feeds one chunk; `out` receives the pieces to pass on (sub-slices of `chunk`, no copies). */
+  /**
+   * Feeds one chunk; `out` receives the pieces to pass on: sub-slices of `chunk` (no copies), as
+   * few as possible — one for a chunk with no overlong line, however many lines it holds.
+   */
   feed(chunk: Buffer, out: (piece: Buffer) => void): void {
     let start = 0;
+    let pieceStart = 0;
     while (start < chunk.length) {
       const nl = chunk.indexOf(LF, start);
       const end = nl === -1 ? chunk.length : nl;
@@ -35,27 +39,26 @@ export class LineCutter {
         // The newline that ends a cut line was already passed on when the line was cut.
         this.skipping = false;
         this.lineBytes = 0;
-        start = nl + 1;
+        start = pieceStart = nl + 1;
         continue;
       }
       const room = this.maxLine - this.lineBytes;
       // A line of exactly maxLine bytes ended by CRLF is not overlong: the CR is its line ending.
       const crlfFits = nl === start + room + 1 && chunk[nl - 1] === 0x0d;
       if (end - start <= room || crlfFits) {
-        const stop = nl === -1 ? end : nl + 1;
-        out(chunk.subarray(start, stop));
         this.lineBytes = nl === -1 ? this.lineBytes + (end - start) : 0;
-        start = stop;
+        start = nl === -1 ? end : nl + 1;
         continue;
       }
       const cut = utf8Boundary(chunk, start, start + room);
-      if (cut > start) out(chunk.subarray(start, cut));
+      if (cut > pieceStart) out(chunk.subarray(pieceStart, cut));
       out(NEWLINE);
       this.onCut();
       this.skipping = true;
       this.lineBytes = 0;
-      start = cut;
+      start = pieceStart = cut;
     }
+    if (!this.skipping && pieceStart < chunk.length) out(chunk.subarray(pieceStart));
   }
 }
 

@@ -83,6 +83,8 @@ interface Batch {
 
 /** The most a sender's fastest recipient may have queued before the sender is paused. */
 const PACE_MARK = 64 * 1024;
+/** What a reader the room still waits for may hold above the cap (see overCap). */
+const IN_FLIGHT_SLACK = 256 * 1024;
 /** How often recipients that hold senders back are checked for progress. */
 const STALL_CHECK_MS = 100;
 /** How long a recipient that holds senders back may read nothing before nobody waits for it. */
@@ -264,8 +266,7 @@ export class Room {
       m.droppedNow = 0;
       if (notice) this.write(m, notice);
     }
-    // An empty queue always takes the message, so a reading client gets even a burst larger than the cap.
-    if (queued > 0 && queued + buf.length > maxQueue) {
+    if (this.overCap(m, queued, buf.length)) {
       if (this.opts.drop) {
         m.dropping = true;
         m.dropped += count;
@@ -288,6 +289,17 @@ export class Room {
     this.write(m, buf);
   }
 
+  /**
+   * Whether `len` more bytes would take `r` past its cap. An empty queue always takes the
+   * message, so a reading client gets even a burst larger than the cap. A reader the room still
+   * waits for gets IN_FLIGHT_SLACK more: its senders are paused, but what they had already sent
+   * in the same turn is still arriving.
+   */
+  private overCap(r: Reader, queued: number, len: number): boolean {
+    const cap = r.lagging ? this.opts.maxQueue : this.opts.maxQueue + IN_FLIGHT_SLACK;
+    return queued > 0 && queued + len > cap;
+  }
+
   private write(m: Member, buf: Buffer): void {
     m.stream.write(buf);
     m.sent += buf.length;
@@ -307,7 +319,7 @@ export class Room {
       this.stdoutReader.dropping = false;
       logger.event('stdout', `stdout is keeping up again (${this.logDropped} line(s) or chunk(s) dropped so far)`, { dropped: this.logDropped });
     }
-    if (queued > 0 && queued + buf.length > maxQueue) {
+    if (this.overCap(this.stdoutReader, queued, buf.length)) {
       this.stdoutReader.dropping = true;
       this.logDropped += lines;
       logger.warn('stdout', `stdout is not keeping up (${queued} bytes pending); dropping the room log until it does`, { queued });
@@ -326,7 +338,9 @@ export class Room {
     const blockers: Reader[] = [];
     for (const m of this.members) if (this.holdsBack(m)) blockers.push(m);
     if (this.holdsBack(this.stdoutReader)) blockers.push(this.stdoutReader);
-    if (blockers.length > 0) {
+    // Nobody to wait for (any more): senders paused earlier go on.
+    if (blockers.length === 0) this.resumeSenders();
+    else {
       for (const [source, from] of this.sources) {
         if (source.destroyed || !blockers.some((b) => b !== from)) continue;
         source.pause();
@@ -384,8 +398,8 @@ export class Room {
         });
       } else waiting = true;
     }
-    if (changed) this.resumeSenders();
-    else if (waiting && this.paused.size > 0) this.stallTimer = setTimeout(this.checkStalls, STALL_CHECK_MS);
+    if (changed || !waiting) this.resumeSenders();
+    else if (this.paused.size > 0) this.stallTimer = setTimeout(this.checkStalls, STALL_CHECK_MS);
   };
 }
 

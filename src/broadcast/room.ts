@@ -8,7 +8,7 @@
  *   maxQueue before each write. Past it the client is disconnected, or with `drop` the messages
  *   for it are dropped (and counted) until it has caught up to half the cap.
  * - The room never waits long on a reader that does not read. A sender is paused while one of
- *   its recipients has PACE_MARK bytes queued, so readers that keep up all get everything. But
+ *   its recipients has half its cap queued, so readers that keep up all get everything. But
  *   a recipient that reads nothing for NO_PROGRESS_MS (or is still behind after STALL_MS) is
  *   marked lagging: nobody waits for it any more, its queue grows to the cap and it is cut off
  *   (or dropped). It is waited for again once it has caught up. (ncat's broker waits forever.)
@@ -81,8 +81,6 @@ interface Batch {
   count: number;
 }
 
-/** The most a sender's fastest recipient may have queued before the sender is paused. */
-const PACE_MARK = 64 * 1024;
 /** What a reader the room still waits for may hold above the cap (see overCap). */
 const IN_FLIGHT_SLACK = 256 * 1024;
 /** How often recipients that hold senders back are checked for progress. */
@@ -122,7 +120,9 @@ export class Room {
   };
 
   constructor(private readonly opts: RoomOptions) {
-    this.paceMark = Math.max(1, Math.min(PACE_MARK, Math.floor(opts.maxQueue / 4)));
+    // Half the cap: well above what a reader that keeps up holds, so a burst into a client that
+    // never reads is absorbed by its queue (and the kernel's buffers) before anyone waits for it.
+    this.paceMark = Math.max(1, Math.floor(opts.maxQueue / 2));
     this.stdoutReader = { stream: opts.stdout, label: 'stdout', name: '', dropping: false, sent: 0 };
     opts.stdout.on('drain', this.resumeSenders);
   }
@@ -332,7 +332,7 @@ export class Room {
 
   /**
    * Pauses the senders of this flush while a reader they wait for (a client or stdout) has
-   * PACE_MARK bytes queued. A 'drain', a join, a leave or the stall check lets them go again.
+   * half its cap queued. A 'drain', a join, a leave or the stall check lets them go again.
    */
   private pace(): void {
     const blockers: Reader[] = [];

@@ -72,6 +72,19 @@ describe('sockcat broadcast (line mode)', () => {
     expect(cli.stderr()).toMatch(/closed 127\.0\.0\.1:\d+ \(bob\): \d+ bytes in, \d+ bytes out, .* \(eof\)/);
   });
 
+  it('serves IPv6 clients on [::1]', async () => {
+    const cli = startCli(['broadcast', '[::1]:0', '-v']);
+    running.push(cli);
+    const port = await cli.listeningPort();
+    const a = await joinRoom(port, '::1');
+    const b = await joinRoom(port, '::1');
+    clients.push(a, b);
+    await a.waitFor(/^\* user2 joined$/m);
+    b.say('over v6');
+    await a.waitFor(/^<user2> over v6$/m);
+    await waitFor(() => /\* user1 joined \(\[::1\]:\d+\)/.test(cli.stdout().toString()), 5000, 'the v6 address in the log');
+  });
+
   it("sends lines typed on the server's stdin to everyone as <server>, and keeps running after stdin's EOF", async () => {
     const { cli, port } = await room();
     const a = await join(port);

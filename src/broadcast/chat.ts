@@ -89,6 +89,11 @@ export class Chat implements RoomProtocol {
     this.stdinReader.write(chunk);
   }
 
+  stdinEnded(): void {
+    // A last line typed without a newline still goes out.
+    this.stdinReader.end(() => {});
+  }
+
   stopping(): void {
     const { room } = this.opts;
     room.announce(undefined, notice('the server is shutting down'));

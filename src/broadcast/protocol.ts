@@ -32,6 +32,8 @@ export interface RoomProtocol {
   left(member: Member, reason: LeaveReason): void;
   /** Bytes typed on the server's stdin. */
   stdin(chunk: Buffer, source: Readable): void;
+  /** stdin reached its end (the room goes on). */
+  stdinEnded(): void;
   /** The server is stopping: last words to everyone. */
   stopping(): void;
 }

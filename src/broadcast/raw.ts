@@ -27,5 +27,7 @@ export class RawBroker implements RoomProtocol {
     this.room.broadcast(undefined, chunk, source);
   }
 
+  stdinEnded(): void {}
+
   stopping(): void {}
 }

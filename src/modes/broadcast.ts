@@ -66,7 +66,7 @@ export async function runBroadcast(opts: BroadcastOptions, io: ModeIO): Promise<
   });
   const speaking: RoomProtocol = opts.raw ? new RawBroker(room) : new Chat({ room, logger, maxLine: opts.maxLine ?? DEFAULT_MAX_LINE });
 
-  const stdin = readStdin(io.stdin, (chunk) => speaking.stdin(chunk, io.stdin));
+  const stdin = readStdin(io.stdin, (chunk) => speaking.stdin(chunk, io.stdin), () => speaking.stdinEnded());
   const onStop = () => {
     // Last words, then a FIN to everyone; serve() waits for them to close (or --drain-timeout).
     speaking.stopping();
@@ -104,14 +104,16 @@ export async function runBroadcast(opts: BroadcastOptions, io: ModeIO): Promise<
 }
 
 /** Reads stdin for the room; its EOF or error only ends what stdin says, never the server. */
-function readStdin(input: Readable, onChunk: (chunk: Buffer) => void): { stop(): void } {
+function readStdin(input: Readable, onChunk: (chunk: Buffer) => void, onEnd: () => void): { stop(): void } {
   const onData = (chunk: Buffer | string) => onChunk(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
   const onError = () => input.off('data', onData);
   input.on('data', onData);
+  input.once('end', onEnd);
   input.on('error', onError);
   return {
     stop() {
       input.off('data', onData);
+      input.off('end', onEnd);
       input.off('error', onError);
       // Stop reading so the process can exit; the stream itself belongs to the caller.
       input.pause();

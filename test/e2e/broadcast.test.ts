@@ -89,8 +89,9 @@ describe('sockcat broadcast (line mode)', () => {
     const { cli, port } = await room();
     const a = await join(port);
     const b = await join(port);
-    cli.child.stdin!.end('hello everyone\n');
+    cli.child.stdin!.end('hello everyone\nno newline at the end');
     await a.waitFor(/^<server> hello everyone$/m);
+    await b.waitFor(/^<server> no newline at the end$/m);
     await b.waitFor(/^<server> hello everyone$/m);
     await waitFor(() => /\] <server> hello everyone\n/.test(cli.stdout().toString()), 5000, 'the server line in the log');
     // stdin is closed now; the room goes on.

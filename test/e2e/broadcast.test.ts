@@ -69,7 +69,7 @@ describe('sockcat broadcast (line mode)', () => {
     expect(log).toMatch(new RegExp(`^${ts}<user2> hi user1$`, 'm'));
     expect(log).toMatch(new RegExp(`^${ts}\\* user2 is now bob$`, 'm'));
     expect(log).toMatch(new RegExp(`^${ts}\\* bob left \\(127\\.0\\.0\\.1:\\d+\\)$`, 'm'));
-    expect(cli.stderr()).toMatch(/closed 127\.0\.0\.1:\d+ \(bob\): \d+ bytes in, \d+ bytes out, .* \(eof\)/);
+    await cli.waitForStderr(/closed 127\.0\.0\.1:\d+ \(bob\): \d+ bytes in, \d+ bytes out, .* \(eof\)/);
   });
 
   it('serves IPv6 clients on [::1]', async () => {
@@ -211,7 +211,7 @@ describe('sockcat broadcast (line mode)', () => {
     await waitFor(() => received.every((r) => r.lines === count), 60_000, 'every line at both readers');
     const want = expected.digest('hex');
     for (const r of received) expect(r.hash.digest('hex')).toBe(want);
-    expect(cli.stderr()).toMatch(/is not reading: \d+ bytes queued \(--max-queue 1048576\); dropping its messages/);
+    await cli.waitForStderr(/is not reading: \d+ bytes queued \(--max-queue 1048576\); dropping its messages/);
     expect(peakRss(cli.child.pid!)).toBeLessThan(200 << 20);
 
     // The stuck client reads again: it gets whole lines, in order, and a notice of what it missed.

@@ -40,6 +40,7 @@ export interface ChatOptions {
   maxLine: number;
 }
 
+/** The line-mode protocol: names, commands, announcements and the timestamped room log. */
 export class Chat implements RoomProtocol {
   /** Every name in use, lower-cased: names are unique without regard to case. */
   private readonly names = new Map<string, Member>();

@@ -7,6 +7,7 @@ import type { Readable } from 'node:stream';
 import type { RoomProtocol } from './protocol';
 import type { Member, Room } from './room';
 
+/** The --raw protocol: every byte to every other client, nothing added. */
 export class RawBroker implements RoomProtocol {
   constructor(private readonly room: Room) {}
 

@@ -95,6 +95,7 @@ export const STALL_MS = 2000;
  */
 const FLUSH_MARK = 64 * 1024;
 
+/** The members of one room and the fan-out to them (see the top of this file). */
 export class Room {
   readonly members = new Set<Member>();
   private batches: Batch[] = [];

@@ -106,6 +106,7 @@ export class Room {
   private flushing = false;
   /** Streams that sent in this turn, and the member each belongs to (none for stdin). */
   private readonly sources = new Map<Readable, Member | undefined>();
+  private lastSource: Readable | undefined;
   private readonly paused = new Set<Readable>();
   private readonly paceMark: number;
   private stallTimer: NodeJS.Timeout | undefined;
@@ -150,7 +151,11 @@ export class Room {
    * was read from, paused if the recipients fall behind.
    */
   broadcast(from: Member | undefined, buf: Buffer, source?: Readable): void {
-    if (source) this.sources.set(source, from);
+    // Lines come in runs from one sender: remember it once per run, not once per line.
+    if (source && source !== this.lastSource) {
+      this.sources.set(source, from);
+      this.lastSource = source;
+    }
     this.queueForAllBut(this.opts.echoSelf ? undefined : from, buf);
   }
 
@@ -350,6 +355,7 @@ export class Room {
       if (this.paused.size > 0 && !this.stallTimer) this.stallTimer = setTimeout(this.checkStalls, STALL_CHECK_MS);
     }
     this.sources.clear();
+    this.lastSource = undefined;
   }
 
   /** Whether senders should wait for `r` now; notes since when it holds them back. */

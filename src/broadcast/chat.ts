@@ -59,7 +59,16 @@ export class Chat implements RoomProtocol {
     this.names.set(member.name.toLowerCase(), member);
     this.readers.set(
       member,
-      new LineReader(this.opts.maxLine, (line) => this.clientLine(member, line), () => this.lineCut(member)),
+      new LineReader(
+        this.opts.maxLine,
+        (line) => this.clientLine(member, line),
+        () => this.lineCut(member),
+        (err) => {
+          // A bug of ours, not the client's doing: say so once and let it go, the room goes on.
+          this.opts.logger.error('error', `${member.label} (${member.name}): ${err.message}`, { client: member.label, error: err.message });
+          member.sendAway('error');
+        },
+      ),
     );
     const others = this.namesExcept(member);
     room.sendTo(member, notice(`welcome! you are ${member.name}`));

@@ -54,7 +54,6 @@ export interface BroadcastOptions {
 export async function runBroadcast(opts: BroadcastOptions, io: ModeIO): Promise<number> {
   const logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
   const access = opts.access ? new AccessControl({ ...opts.access, onReload: allowFileLogger(logger) }) : undefined;
-  const maxQueue = opts.maxQueue ?? DEFAULT_MAX_QUEUE;
   const clients = new Set<Member>();
   const room = new Room({
     maxQueue: opts.maxQueue ?? DEFAULT_MAX_QUEUE,

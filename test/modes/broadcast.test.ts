@@ -127,6 +127,18 @@ describe('runBroadcast', () => {
     b.socket.destroy();
   });
 
+  it('--max-conns refuses clients past the limit; the room is unchanged', async () => {
+    const room = await startRoom({ maxConns: 1 });
+    const a = await join(room);
+    const extra = await joinRoom(room.port);
+    clients.push(extra);
+    await extra.closed;
+    expect(extra.text()).toBe('');
+    await waitFor(() => /refused 127\.0\.0\.1:\d+: 1 connections already open \(--max-conns\)/.test(room.err()), 5000, 'the refusal');
+    a.say('/who');
+    await a.waitFor(/^\* here: user1 \(you\)$/m);
+  });
+
   it('a client that resets is announced as gone', async () => {
     const room = await startRoom();
     const a = await join(room);

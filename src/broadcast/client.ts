@@ -16,6 +16,8 @@ export interface ClientDeps {
   room: Room;
   protocol: RoomProtocol;
   idleTimeoutMs?: number;
+  /** When the server stops: how long a client may take to read the last lines and close (--drain-timeout). */
+  stopGraceMs?: number;
 }
 
 /**
@@ -60,7 +62,8 @@ export function serveClient(conn: Connection, ctx: ConnectionContext, deps: Clie
     }
     // A FIN lets it read the last lines; destroy only if it does not close in time.
     stream.end();
-    graceTimer = setTimeout(() => stream.destroy(), LEAVE_GRACE_MS);
+    const grace = reason === 'stopping' ? Math.max(LEAVE_GRACE_MS, deps.stopGraceMs ?? 0) : LEAVE_GRACE_MS;
+    graceTimer = setTimeout(() => stream.destroy(), grace);
     graceTimer.unref();
   }
 

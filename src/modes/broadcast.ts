@@ -83,7 +83,7 @@ export async function runBroadcast(opts: BroadcastOptions, io: ModeIO): Promise<
       drainTimeoutMs: opts.drainTimeoutMs,
       onListening: opts.onListening,
       handle: async (conn, ctx) => {
-        const { member, done } = serveClient(conn, ctx, { room, protocol: speaking, idleTimeoutMs: opts.idleTimeoutMs });
+        const { member, done } = serveClient(conn, ctx, { room, protocol: speaking, idleTimeoutMs: opts.idleTimeoutMs, stopGraceMs: opts.drainTimeoutMs });
         clients.add(member);
         try {
           return await done;

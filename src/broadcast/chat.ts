@@ -16,6 +16,8 @@ export const NAME_RULE = '1 to 32 letters, digits, _ or -';
 /** The name lines typed on the server's stdin go out under; no client may take it. */
 export const SERVER_NAME = 'server';
 const COMMANDS = '/nick NAME, /who, /quit, /help';
+/** Lines joined by LF that hold a control character to escape or a command (a line starting with /). */
+const NEEDS_CARE = /[\x00-\x08\x0b-\x1f\x7f-\x9f]|(?:^|\n)\//;
 
 const LEAVE_WORDS: Record<LeaveReason, string> = {
   eof: 'left',
@@ -50,7 +52,7 @@ export class Chat implements RoomProtocol {
   private stdinSource: Readable | undefined;
 
   constructor(private readonly opts: ChatOptions) {
-    this.stdinReader = new LineReader(opts.maxLine, (line) => this.serverLine(line), () => {});
+    this.stdinReader = new LineReader(opts.maxLine, (lines) => lines.forEach((line) => this.serverLine(line)), () => {});
   }
 
   joined(member: Member): void {
@@ -61,7 +63,7 @@ export class Chat implements RoomProtocol {
       member,
       new LineReader(
         this.opts.maxLine,
-        (line) => this.clientLine(member, line),
+        (lines) => this.clientLines(member, lines),
         () => this.lineCut(member),
         (err) => {
           // A bug of ours, not the client's doing: say so once and let it go, the room goes on.
@@ -108,6 +110,28 @@ export class Chat implements RoomProtocol {
     const { room } = this.opts;
     room.announce(undefined, notice('the server is shutting down'));
     room.log(timestamp(), notice('the server is shutting down'));
+  }
+
+  /**
+   * The lines of one chunk from a client. The common case — plain text, no command, nothing to
+   * escape — is formatted in one go for the whole chunk: one string, one Buffer, however many
+   * lines. Anything else goes line by line.
+   */
+  private clientLines(member: Member, lines: string[]): void {
+    const text = lines.join('\n');
+    if (lines.length > 1 && !NEEDS_CARE.test(text)) {
+      const prefix = `<${member.name}> `;
+      const { room } = this.opts;
+      room.broadcast(member, Buffer.from(prefix + text.replaceAll('\n', '\n' + prefix) + '\n'), member.stream, lines.length);
+      const stamped = timestamp().toString() + prefix;
+      room.logText(Buffer.from(stamped + text.replaceAll('\n', '\n' + stamped) + '\n'), lines.length);
+      return;
+    }
+    for (const line of lines) {
+      // After /quit, the rest of what it sent is ignored.
+      if (member.leaving) return;
+      this.clientLine(member, line);
+    }
   }
 
   private clientLine(member: Member, line: string): void {

@@ -73,28 +73,41 @@ function utf8Boundary(buf: Buffer, min: number, pos: number): number {
 
 /**
  * One client's bytes → lines: cut at `maxLine` bytes, split on LF or CRLF by split2, decoded as
- * UTF-8 (invalid bytes become U+FFFD). `onLine` gets each line without its line ending.
+ * UTF-8 (invalid bytes become U+FFFD). `onLines` gets the lines of each chunk, in one array,
+ * without their line endings: whoever handles them can do so in bulk.
  */
 export class LineReader {
   private readonly cutter: LineCutter;
   private readonly splitter: Transform;
   private discarded = false;
+  private lines: string[] = [];
+  private writing = false;
   private readonly feedSplitter = (piece: Buffer) => {
+    // split2 transforms synchronously: the lines of this piece are collected during write().
+    this.writing = true;
     this.splitter.write(piece);
+    this.writing = false;
+    this.handOver();
   };
 
-  constructor(maxLine: number, onLine: (line: string) => void, onCut: () => void, onError: (err: Error) => void = () => {}) {
+  constructor(
+    maxLine: number,
+    private readonly onLines: (lines: string[]) => void,
+    onCut: () => void,
+    onError: (err: Error) => void = () => {},
+  ) {
     this.cutter = new LineCutter(maxLine, onCut);
-    // Lines are handed over from split2's mapper, which returns nothing to push: one call per
-    // line instead of a trip through the stream machinery (several times faster for short lines).
-    const handOver = (line: string): undefined => {
-      if (!this.discarded) onLine(line);
+    // split2's mapper collects each line and returns nothing to push: no trip through the
+    // stream machinery per line (several times faster for short lines).
+    const collect = (line: string): undefined => {
+      this.lines.push(line);
+      if (!this.writing) this.handOver();
       return undefined;
     };
     // The cutter already bounds every line; split2's own limit is a second guard that can only
     // discard, never buffer.
     const guard = { maxLength: maxLine + 8, skipOverflow: true };
-    this.splitter = split2(/\r?\n/, handOver, guard);
+    this.splitter = split2(/\r?\n/, collect, guard);
     this.splitter.on('error', onError);
     this.splitter.resume();
   }
@@ -113,7 +126,15 @@ export class LineReader {
   /** Stops delivering lines (the client quit; what it sent after /quit is ignored). */
   discard(): void {
     this.discarded = true;
+    this.lines = [];
     this.splitter.destroy();
+  }
+
+  private handOver(): void {
+    if (this.lines.length === 0) return;
+    const lines = this.lines;
+    this.lines = [];
+    if (!this.discarded) this.onLines(lines);
   }
 }
 

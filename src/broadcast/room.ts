@@ -150,13 +150,13 @@ export class Room {
    * Queues `buf` for everyone but `from` (everyone with echoSelf); `source` is the stream it
    * was read from, paused if the recipients fall behind.
    */
-  broadcast(from: Member | undefined, buf: Buffer, source?: Readable): void {
+  broadcast(from: Member | undefined, buf: Buffer, source?: Readable, count = 1): void {
     // Lines come in runs from one sender: remember it once per run, not once per line.
     if (source && source !== this.lastSource) {
       this.sources.set(source, from);
       this.lastSource = source;
     }
-    this.queueForAllBut(this.opts.echoSelf ? undefined : from, buf);
+    this.queueForAllBut(this.opts.echoSelf ? undefined : from, buf, count);
   }
 
   /** Queues `buf` for everyone but `about` (announcements are never echoed to their subject). */
@@ -169,6 +169,13 @@ export class Room {
     const last = this.batches[this.batches.length - 1];
     if (last && last.to === member) this.append(last, buf);
     else this.batches.push({ to: member, parts: [buf], bytes: buf.length, count: 1 });
+    this.schedule(buf.length);
+  }
+
+  /** Queues `lines` ready-made lines (or one chunk) for the server's stdout. */
+  logText(buf: Buffer, lines = 1): void {
+    this.logParts.push(buf);
+    this.logLines += lines;
     this.schedule(buf.length);
   }
 
@@ -227,17 +234,17 @@ export class Room {
     return this.logDropped;
   }
 
-  private queueForAllBut(except: Member | undefined, buf: Buffer): void {
+  private queueForAllBut(except: Member | undefined, buf: Buffer, count = 1): void {
     const last = this.batches[this.batches.length - 1];
-    if (last && !last.to && last.except === except) this.append(last, buf);
-    else this.batches.push({ except, parts: [buf], bytes: buf.length, count: 1 });
+    if (last && !last.to && last.except === except) this.append(last, buf, count);
+    else this.batches.push({ except, parts: [buf], bytes: buf.length, count });
     this.schedule(buf.length);
   }
 
-  private append(batch: Batch, buf: Buffer): void {
+  private append(batch: Batch, buf: Buffer, count = 1): void {
     batch.parts.push(buf);
     batch.bytes += buf.length;
-    batch.count++;
+    batch.count += count;
   }
 
   private schedule(bytes = 0): void {

@@ -44,16 +44,24 @@ describe('LineCutter', () => {
 describe('LineReader', () => {
   it('splits on LF and CRLF, keeps empty lines, and hands over a last line without newline at the end', async () => {
     const lines: string[] = [];
-    const reader = new LineReader(100, (l) => lines.push(l), () => {});
+    const reader = new LineReader(100, (ls) => lines.push(...ls), () => {});
     reader.write(Buffer.from('a\r\nb\n\nc'));
     reader.write(Buffer.from('d'));
     await new Promise<void>((resolve) => reader.end(resolve));
     expect(lines).toEqual(['a', 'b', '', 'cd']);
   });
 
+  it('hands over the lines of one chunk together', () => {
+    const calls: string[][] = [];
+    const reader = new LineReader(100, (ls) => calls.push(ls), () => {});
+    reader.write(Buffer.from('a\nb\nc\npartial'));
+    reader.write(Buffer.from(' end\n'));
+    expect(calls).toEqual([['a', 'b', 'c'], ['partial end']]);
+  });
+
   it('decodes UTF-8 split across chunks', async () => {
     const lines: string[] = [];
-    const reader = new LineReader(100, (l) => lines.push(l), () => {});
+    const reader = new LineReader(100, (ls) => lines.push(...ls), () => {});
     const bytes = Buffer.from('héllo\n');
     reader.write(bytes.subarray(0, 2));
     reader.write(bytes.subarray(2));

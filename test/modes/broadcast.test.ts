@@ -91,6 +91,23 @@ describe('runBroadcast', () => {
     expect(b.text()).not.toMatch(/unknown command|renames you/);
   });
 
+  it('keeps the order of lines and commands sent in one chunk, and escapes inside a chunk', async () => {
+    const room = await startRoom();
+    const a = await join(room);
+    const b = await join(room);
+    a.socket.write('one\n/nick zed\ntwo\nthree\x1b[0m\nfour\n');
+    await b.waitFor(/^<zed> four$/m);
+    expect(b.text()).toMatch(/^<user1> one\n\* user1 is now zed\n<zed> two\n<zed> three\^\[\[0m\n<zed> four\n/m);
+    await waitFor(() => /<zed> four/.test(room.out()), 5000, 'the log');
+    expect(room.out()).toMatch(/\] <user1> one\n.*\* user1 is now zed\n.*\] <zed> two\n.*\] <zed> three\^\[\[0m\n.*\] <zed> four\n/);
+    // Plain lines in one chunk take the bulk path: same result, line by line.
+    a.socket.write('five\nsix\n\nseven\n');
+    await b.waitFor(/<zed> seven\n/);
+    expect(b.text()).toMatch(/<zed> four\n<zed> five\n<zed> six\n<zed> \n<zed> seven\n$/);
+    await waitFor(() => /<zed> seven/.test(room.out()), 5000, 'the log');
+    expect(room.out()).toMatch(/\[\d\d:\d\d:\d\d\] <zed> five\n\[\d\d:\d\d:\d\d\] <zed> six\n\[\d\d:\d\d:\d\d\] <zed> \n\[\d\d:\d\d:\d\d\] <zed> seven\n$/);
+  });
+
   it('default names skip names already taken', async () => {
     const room = await startRoom();
     const a = await join(room);

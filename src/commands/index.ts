@@ -3,6 +3,7 @@ import { listenCommand } from './listen';
 import { connectCommand } from './connect';
 import { forwardCommand } from './forward';
 import { execCommand } from './exec';
+import { broadcastCommand } from './broadcast';
 import type { CommandFactory } from './types';
 
-export const commands: CommandFactory[] = [listenCommand, connectCommand, forwardCommand, execCommand];
+export const commands: CommandFactory[] = [listenCommand, connectCommand, forwardCommand, execCommand, broadcastCommand];

@@ -241,3 +241,15 @@ export function listenerFromArgs(argv: ListenerArgs) {
     drainTimeoutMs: secondsOption(argv.drainTimeout, '--drain-timeout'),
   };
 }
+
+const BYTE_UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kb: 1024, kib: 1024, m: 1 << 20, mb: 1 << 20, mib: 1 << 20, g: 1 << 30, gb: 1 << 30, gib: 1 << 30 };
+
+/** A size in bytes: 4096, 64K, 1M, 1MiB (binary units), at least `min`; or undefined. */
+export function bytesOption(value: unknown, flag: string, min = 1): number | undefined {
+  if (value === undefined) return undefined;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(String(value));
+  const unit = m ? BYTE_UNITS[m[2].toLowerCase()] : undefined;
+  const n = m && unit !== undefined ? Math.floor(Number(m[1]) * unit) : NaN;
+  if (!Number.isSafeInteger(n) || n < min) throw new UsageError(`${flag} takes a size in bytes ≥ ${min} (e.g. 4096, 64K, 1M), not '${value}'`);
+  return n;
+}

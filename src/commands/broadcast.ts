@@ -1,0 +1,43 @@
+import { runBroadcast, DEFAULT_BROADCAST_MAX_CONNS } from '../modes/broadcast';
+import { UsageError } from '../errors';
+import { addressFromArgs, bytesOption, commonFromArgs, listenerFromArgs, secondsOption, withCommonOptions, withIdleTimeout, withListenerOptions } from './options';
+import type { CommandFactory } from './types';
+
+export const broadcastCommand: CommandFactory = (env) => ({
+  command: 'broadcast [address] [port]',
+  describe: 'A chat room ("echo à tous"): each line a client sends goes to all the others; --raw for a byte broker',
+  builder: (y) =>
+    withIdleTimeout(withListenerOptions(withCommonOptions(y)))
+      .positional('address', { type: 'string', describe: 'PORT, HOST:PORT, [IPv6]:PORT or SCHEME:… (binds 127.0.0.1 unless a host is given)' })
+      .positional('port', { type: 'string', describe: 'PORT, when the host is given on its own (broadcast 0.0.0.0 9090)' })
+      .option('max-conns', { type: 'number', describe: `Refuse new clients while this many are connected (default ${DEFAULT_BROADCAST_MAX_CONNS})` })
+      .option('raw', { type: 'boolean', default: false, describe: 'Broker mode: bytes go verbatim to every other client (and to stdout); no names, no announcements' })
+      .option('echo-self', { type: 'boolean', default: false, describe: "Also send a client's messages back to it" })
+      .option('max-queue', { type: 'string', describe: "Cap on each client's outgoing queue (bytes; K, M suffixes; default 1M): past it the client is disconnected, or with --drop its messages are dropped" })
+      .option('drop', { type: 'boolean', default: false, describe: 'Drop messages for a client past --max-queue (it is told how many) instead of disconnecting it' })
+      .option('max-line', { type: 'string', describe: 'Longest line in line mode (bytes; default 4096): longer lines are cut and the sender is told' })
+      .example('$0 broadcast 9090', 'a chat on 127.0.0.1:9090; clients join with nc 127.0.0.1 9090')
+      .example('$0 broadcast 0.0.0.0:9090 --allow 192.168.1.0/24', 'a classroom chat reachable from the local network')
+      .example('$0 broadcast --raw 9090', 'a byte broker, like ncat --broker, that never waits on a stuck client')
+      .example('$0 broadcast --drop --max-queue 256K 9090', 'slow readers miss messages instead of being disconnected'),
+  handler: async (argv) => {
+    const address = addressFromArgs(argv.address, argv.port, 'listen', argv);
+    if (argv.raw && argv.maxLine !== undefined) throw new UsageError('--max-line applies to line mode; --raw passes bytes as they come');
+    if (argv.hex) throw new UsageError('--hex is not available in broadcast (the room log on stdout shows every message)');
+    const code = await runBroadcast(
+      {
+        address,
+        raw: argv.raw,
+        echoSelf: argv.echoSelf,
+        maxQueue: bytesOption(argv.maxQueue, '--max-queue', 1024),
+        drop: argv.drop,
+        maxLine: bytesOption(argv.maxLine, '--max-line', 1),
+        idleTimeoutMs: secondsOption(argv.idleTimeout, '--idle-timeout'),
+        ...listenerFromArgs(argv),
+        ...commonFromArgs(argv),
+      },
+      env.io,
+    );
+    env.setExitCode(code);
+  },
+});

@@ -1,0 +1,121 @@
+/**
+ * `sockcat broadcast ADDR`: the course's "echo à tous" server, and ncat's --chat / --broker
+ * done so that one stuck reader never freezes the room.
+ * - line mode (default): a chat with names, /nick, /who, /quit; the server's stdout shows the
+ *   room with timestamps and lines typed on its stdin go to everyone as <server>.
+ * - --raw: a broker; bytes go verbatim to every other client and to stdout; stdin to everyone.
+ * Every client has a bounded outgoing queue (--max-queue); past it the client is disconnected,
+ * or with --drop its messages are dropped until it catches up.
+ */
+import type { Readable } from 'node:stream';
+import type { Address, Listener } from '../endpoints/index';
+import { Logger, type LogFormat } from '../log';
+import { serve } from '../server';
+import { AccessControl, type AccessOptions } from '../access';
+import { allowFileLogger } from './listen';
+import { Room, type Member } from '../broadcast/room';
+import { Chat, notice } from '../broadcast/chat';
+import { RawBroker } from '../broadcast/raw';
+import { serveClient } from '../broadcast/client';
+import type { RoomProtocol } from '../broadcast/protocol';
+import type { ModeIO } from '../io';
+
+/** Default cap on a client's outgoing queue: 1 MiB. */
+export const DEFAULT_MAX_QUEUE = 1024 * 1024;
+/** Default longest line in line mode: 4096 bytes. */
+export const DEFAULT_MAX_LINE = 4096;
+/** Default connection limit: with the default queue cap, at most 1 GiB of queued messages. */
+export const DEFAULT_BROADCAST_MAX_CONNS = 1000;
+
+export interface BroadcastOptions {
+  address: Address;
+  /** Broker mode: bytes verbatim, no names or announcements. */
+  raw?: boolean;
+  /** Send a client's messages back to it too. */
+  echoSelf?: boolean;
+  /** Cap on each client's outgoing queue, in bytes (default 1 MiB). */
+  maxQueue?: number;
+  /** Past the cap, drop that client's messages instead of disconnecting it. */
+  drop?: boolean;
+  /** Longest line in line mode, in bytes (default 4096); longer ones are cut. */
+  maxLine?: number;
+  /** Send a client away after this long with no traffic either way. */
+  idleTimeoutMs?: number;
+  access?: AccessOptions;
+  maxConns?: number;
+  drainTimeoutMs?: number;
+  verbose?: boolean;
+  logFormat?: LogFormat;
+  /** Told the real bound address (port 0 → the port the system picked). */
+  onListening?: (listener: Listener) => void;
+}
+
+/** Runs the room until stopped; resolves with the exit code. stdin's EOF does not stop it. */
+export async function runBroadcast(opts: BroadcastOptions, io: ModeIO): Promise<number> {
+  const logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
+  const access = opts.access ? new AccessControl({ ...opts.access, onReload: allowFileLogger(logger) }) : undefined;
+  const clients = new Set<Member>();
+  const room = new Room({
+    maxQueue: opts.maxQueue ?? DEFAULT_MAX_QUEUE,
+    drop: opts.drop ?? false,
+    echoSelf: opts.echoSelf ?? false,
+    stdout: io.stdout,
+    logger,
+    dropNotice: opts.raw ? undefined : (count) => notice(`${count} message(s) were dropped because you were not reading fast enough`),
+  });
+  const speaking: RoomProtocol = opts.raw ? new RawBroker(room) : new Chat({ room, logger, maxLine: opts.maxLine ?? DEFAULT_MAX_LINE });
+
+  const stdin = readStdin(io.stdin, (chunk) => speaking.stdin(chunk, io.stdin), () => speaking.stdinEnded());
+  const onStop = () => {
+    // Last words, then a FIN to everyone; serve() waits for them to close (or --drain-timeout).
+    speaking.stopping();
+    room.flush();
+    for (const c of [...clients]) c.sendAway('stopping');
+  };
+  io.signal.addEventListener('abort', onStop, { once: true });
+  try {
+    await serve({
+      address: opts.address,
+      logger,
+      signal: io.signal,
+      access,
+      maxConns: opts.maxConns ?? DEFAULT_BROADCAST_MAX_CONNS,
+      drainTimeoutMs: opts.drainTimeoutMs,
+      onListening: opts.onListening,
+      handle: async (conn, ctx) => {
+        const { member, done } = serveClient(conn, ctx, { room, protocol: speaking, idleTimeoutMs: opts.idleTimeoutMs, stopGraceMs: opts.drainTimeoutMs });
+        clients.add(member);
+        try {
+          return await done;
+        } finally {
+          clients.delete(member);
+        }
+      },
+    });
+  } finally {
+    io.signal.removeEventListener('abort', onStop);
+    stdin.stop();
+    room.close();
+  }
+  if (room.stdoutDropped > 0) logger.warn('stdout', `${room.stdoutDropped} line(s) or chunk(s) of the room log were dropped because stdout was not keeping up`);
+  if (io.endStdout) io.stdout.end();
+  return 0;
+}
+
+/** Reads stdin for the room; its EOF or error only ends what stdin says, never the server. */
+function readStdin(input: Readable, onChunk: (chunk: Buffer) => void, onEnd: () => void): { stop(): void } {
+  const onData = (chunk: Buffer | string) => onChunk(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
+  const onError = () => input.off('data', onData);
+  input.on('data', onData);
+  input.once('end', onEnd);
+  input.on('error', onError);
+  return {
+    stop() {
+      input.off('data', onData);
+      input.off('end', onEnd);
+      input.off('error', onError);
+      // Stop reading so the process can exit; the stream itself belongs to the caller.
+      input.pause();
+    },
+  };
+}

@@ -2,7 +2,7 @@
  * `npm run bench`: sockcat against socat and ncat on this machine, side by side in one run.
  *
  *   npm run bench                     all cases, ~5 minutes
- *   npm run bench -- --quick          one round each, shorter runs, ~1 minute
+ *   npm run bench -- --quick          one round each, shorter runs, 1,000 idle connections, ~1 minute
  *   npm run bench -- --only forward   one case: forward | exec | broadcast | echo
  *   npm run bench -- --rounds 5       more rounds (the median is reported)
  *
@@ -49,10 +49,10 @@ function parseArgs(argv: string[]): { opts: BenchOptions; only: string[] } {
     tputSeconds: quick ? 1 : 3,
     cpsSeconds: quick ? 1 : 3,
     latencyCount: quick ? 3000 : 5000,
-    holdCount: 2000,
+    holdCount: quick ? 1000 : 2000,
     fanoutClients: 50,
     fanoutLines: 20_000,
-    fanoutRounds: quick ? 2 : 5,
+    fanoutRounds: quick ? 1 : 5,
     fanoutTimeoutS: quick ? 10 : 15,
   };
   const only: string[] = [];

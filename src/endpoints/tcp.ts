@@ -70,7 +70,9 @@ export function bindServer<S extends net.Server>(server: S, addr: HostPort, labe
       reject(netError(err, { action: 'listen', address: label, host: addr.host, port: addr.port }));
     };
     server.once('error', onError);
-    server.listen({ host: addr.host, port: addr.port, backlog: opts.backlog ?? 511, ipv6Only: false }, () => {
+    // A deep accept queue (the kernel caps it at net.core.somaxconn): a burst of clients waiting to
+    // be accepted must not overflow it, or the kernel drops them and they later see resets.
+    server.listen({ host: addr.host, port: addr.port, backlog: opts.backlog ?? 4096, ipv6Only: false }, () => {
       server.off('error', onError);
       // After binding, errors come from accept(): report them and keep listening.
       server.on('error', (err) => opts.onAcceptError?.(err));

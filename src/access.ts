@@ -103,6 +103,11 @@ export class AccessControl {
     return this.allow.length > 0 || this.deny.length > 0 || this.allowFile !== undefined;
   }
 
+  /** True when clients must be on an allow list (so a unix-socket peer, which has no IP, cannot qualify). */
+  get hasAllowRules(): boolean {
+    return this.allow.length > 0 || this.allowFile !== undefined;
+  }
+
   private readonly reload = () => {
     if (!this.allowFile) return;
     try {

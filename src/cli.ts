@@ -82,7 +82,10 @@ function rewordYargs(msg: string, args: string[]): string {
     return flag ? flag.split('=')[0] : `'${name}'`;
   });
   const flags = names.every((n) => n.startsWith('-'));
-  return `${flags ? 'unknown option' : 'unexpected argument'}${names.length > 1 ? 's' : ''} ${names.join(', ')}`;
+  const text = `${flags ? 'unknown option' : 'unexpected argument'}${names.length > 1 ? 's' : ''} ${names.join(', ')}`;
+  // `sockcat exec 9090 ls -l`: the flag is the program's, which belongs after --.
+  if (flags && args[0] === 'exec' && !args.includes('--')) return `${text}; the program and its arguments go after --, e.g. sockcat exec 9090 -- ls -l`;
+  return text;
 }
 
 /** yargs says "Unknown argument: x"; our own messages are lower-case sentences. */
@@ -101,6 +104,9 @@ function runAsProgram(): void {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // A closed terminal stops us like Ctrl-C, so modes can end what they started (exec's children
+  // run in their own sessions and would not get the hangup themselves).
+  process.on('SIGHUP', onSignal);
   // A reader that goes away (sockcat … | head -1) is not an error worth a stack trace.
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
     if (err.code === 'EPIPE') process.exit(0);

@@ -2,6 +2,7 @@
  * Errors that reach the user. Every failure becomes one plain line on stderr and an exit code:
  * 0 ok, 1 network or runtime failure, 2 usage error. Nothing here prints a stack trace.
  */
+import { describeTlsError } from './endpoints/tls-errors';
 
 /** A mistake in how sockcat was called: bad flag, malformed address, impossible combination. Exit 2. */
 export class UsageError extends Error {
@@ -79,6 +80,8 @@ export function describeError(err: unknown, ctx: ErrorContext): string {
     case 'ENFILE':
       return `${where}: too many open files (raise the limit with ulimit -n)`;
     default: {
+      const tls = describeTlsError(err, where);
+      if (tls) return tls;
       const msg = e?.message ?? String(err);
       return `${where}: ${msg}`;
     }

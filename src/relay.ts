@@ -8,8 +8,10 @@
  *   direction keeps flowing: a reply sent after the peer's FIN still arrives. Streams must be
  *   opened with allowHalfOpen for this (every endpoint in src/endpoints does).
  * - Ending: the session is over when both directions have ended and flushed. Because a FIN
- *   looks the same whether the peer half-closed or went away, the remaining direction gets
- *   `closeWait` milliseconds after the first one ended; then both streams are destroyed.
+ *   looks the same whether the peer half-closed or went away, the remaining direction may then
+ *   go quiet for at most `closeWait` milliseconds: every byte it moves restarts that wait, so a
+ *   reply that keeps streaming is never cut, while a peer that neither talks nor closes is.
+ *   Then both streams are destroyed.
  * - Errors: the first error on either side destroys both streams and is reported once.
  */
 import type { Duplex } from 'node:stream';
@@ -34,8 +36,8 @@ export type EndReason =
 
 export interface RelayOptions {
   /**
-   * Milliseconds to keep the other direction open once one direction has ended; Infinity waits
-   * until it ends by itself. Give one number, or one per side whose EOF came first
+   * Once one direction has ended, how many milliseconds the other may stay silent before both
+   * streams are closed (each byte it moves restarts the wait); Infinity waits until it ends by itself. Give one number, or one per side whose EOF came first
    * (e.g. { a: 0, b: Infinity }: when the network side ends we are done, when stdin ends we wait).
    * Default Infinity.
    */
@@ -158,7 +160,17 @@ export function relay(a: Duplex, b: Duplex, opts: RelayOptions = {}): Promise<Re
       const wait = closeWaitFor(from);
       if (wait === Infinity || closeWaitTimer) return;
       if (wait <= 0) return finish('eof');
-      closeWaitTimer = setTimeout(() => finish('close-wait'), wait);
+      lastActivity = Date.now();
+      armCloseWait(wait, wait);
+    }
+
+    /** Fires after `delay` ms; closes if the open direction has been quiet for `wait` ms, else looks again later. */
+    function armCloseWait(wait: number, delay: number) {
+      closeWaitTimer = setTimeout(() => {
+        const quiet = Date.now() - lastActivity;
+        if (quiet >= wait) finish('close-wait');
+        else armCloseWait(wait, wait - quiet);
+      }, delay);
     }
 
     const isDirectionDone = (from: Side) => readEnded[from] && writeDone[other(from)];
@@ -176,10 +188,12 @@ export function relay(a: Duplex, b: Duplex, opts: RelayOptions = {}): Promise<Re
         if (!dst.write(chunk)) src.pause();
       });
       on(dst, 'drain', () => {
-        if (!finished) src.resume();
-      });
-      on(src, 'end', () => {
         if (finished) return;
+        lastActivity = Date.now();
+        src.resume();
+      });
+      function srcEnded() {
+        if (finished || readEnded[from]) return;
         readEnded[from] = true;
         result.firstEof ??= from;
         opts.onEof?.(from);
@@ -193,28 +207,43 @@ export function relay(a: Duplex, b: Duplex, opts: RelayOptions = {}): Promise<Re
           writeDone[other(from)] = true;
           directionDone(from);
         });
-      });
-      on(src, 'error', (err: Error) => finish(isResetError(err) ? 'reset' : 'error', err, from));
-      on(src, 'close', () => {
+      }
+      function srcClosed() {
         // A stream that closes before both of its halves are done was destroyed under us.
         if (!finished && !(readEnded[from] && writeDone[from])) {
           const err = (src as any).errored as Error | null;
           if (err) finish(isResetError(err) ? 'reset' : 'error', err, from);
           else finish('aborted');
         }
-      });
+      }
+      on(src, 'end', srcEnded);
+      on(src, 'error', (err: Error) => finish(isResetError(err) ? 'reset' : 'error', err, from));
+      on(src, 'close', srcClosed);
+      return { ended: srcEnded, closed: srcClosed };
+    }
+
+    /**
+     * A stream may have ended or closed before the relay was called: a client that connects and
+     * closes at once (nc -z, a health check) while forward is still connecting upstream has
+     * already emitted 'end', with nobody listening. Act on it now, or the EOF is never passed
+     * on and the session waits for the other side forever.
+     */
+    function catchUp(from: Side, handlers: { ended: () => void; closed: () => void }) {
+      const s = streams[from];
+      if (s.readableEnded) handlers.ended();
+      if ((s as any).closed === true) handlers.closed();
     }
 
     function onAbort() {
       finish('aborted');
     }
 
-    function armIdle(ms: number) {
+    function armIdle(ms: number, delay: number) {
       idleTimer = setTimeout(() => {
         const quiet = Date.now() - lastActivity;
         if (quiet >= ms) finish('idle');
-        else armIdle(ms - quiet);
-      }, ms);
+        else armIdle(ms, ms - quiet);
+      }, delay);
     }
 
     if (opts.signal?.aborted) return finish('aborted');
@@ -228,11 +257,13 @@ export function relay(a: Duplex, b: Duplex, opts: RelayOptions = {}): Promise<Re
       }
     }
     opts.signal?.addEventListener('abort', onAbort, { once: true });
-    copy('a');
-    copy('b');
-    if (opts.idleTimeoutMs && opts.idleTimeoutMs > 0) armIdle(opts.idleTimeoutMs);
+    const handlersA = copy('a');
+    const handlersB = copy('b');
+    if (opts.idleTimeoutMs && opts.idleTimeoutMs > 0) armIdle(opts.idleTimeoutMs, opts.idleTimeoutMs);
     // Streams may arrive paused (pauseOnConnect, or a stream read before the relay): start them.
     a.resume();
     b.resume();
+    catchUp('a', handlersA);
+    catchUp('b', handlersB);
   });
 }

@@ -79,7 +79,13 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
       return;
     }
     if (opts.access) {
-      const verdict = conn.remote.port === undefined && !opts.access.active ? { ok: true as const } : opts.access.check(conn.remote.address);
+      // Unix-socket peers have no IP: --deny cannot match them, an allow list cannot include them.
+      const verdict =
+        conn.remote.port !== undefined
+          ? opts.access.check(conn.remote.address)
+          : opts.access.hasAllowRules
+            ? { ok: false as const, reason: 'unix-socket clients have no IP address to match --allow' }
+            : { ok: true as const };
       if (!verdict.ok) {
         logger.event('denied', `refused ${who}: ${verdict.reason}`, { ...baseFields, reason: verdict.reason });
         conn.stream.destroy();
@@ -129,6 +135,7 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
   listener = await listenAddress(opts.address, {
     onConnection,
     onAcceptError: (err) => logger.error('accept-error', `${formatAddress(opts.address)}: accept failed: ${err.message}`),
+    log: logger,
   });
   const addr = listener.address;
   logger.event('listening', `listening on ${listener.label}`, { address: listener.label });

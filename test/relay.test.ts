@@ -117,6 +117,26 @@ describe('relay', () => {
     await close2();
   });
 
+  it('never cuts a direction that keeps moving during the close-wait', async () => {
+    const [client, x, close1] = await socketPair();
+    const [y, backend, close2] = await socketPair();
+    const done = relay(x, y, { closeWait: 200 });
+    const clientGot = readAll(client);
+    client.end();
+    // The backend streams its reply for 1 s after the client's FIN, a chunk every 50 ms.
+    for (let i = 0; i < 20; i++) {
+      backend.write(`chunk ${i}\n`);
+      await sleep(50);
+    }
+    backend.end('last\n');
+    const got = (await clientGot).toString();
+    expect(got).toContain('chunk 19\n');
+    expect(got.endsWith('last\n')).toBe(true);
+    expect((await done).reason).toBe('eof');
+    await close1();
+    await close2();
+  });
+
   it('closes an idle session after the idle timeout', async () => {
     const [client, x, close1] = await socketPair();
     const [y, backend, close2] = await socketPair();
@@ -136,5 +156,21 @@ describe('relay', () => {
     expect((await got).toString()).toBe('ping');
     expect((await done).reason).toBe('eof');
     await close1();
+  });
+  it('passes on an EOF that came before the relay started (a client that connects and closes at once)', async () => {
+    const [client, x, close1] = await socketPair();
+    const [y, backend, close2] = await socketPair();
+    const backendGot = readAll(backend);
+    client.end();
+    // The EOF is read and 'end' emitted while nobody relays yet (forward is still connecting upstream).
+    x.resume();
+    await new Promise((resolve) => x.once('end', resolve));
+    const done = relay(x, y);
+    expect((await backendGot).length).toBe(0);
+    backend.end();
+    const r = await done;
+    expect(r).toMatchObject({ aToB: 0, bToA: 0, reason: 'eof', firstEof: 'a' });
+    await close1();
+    await close2();
   });
 });

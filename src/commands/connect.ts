@@ -1,4 +1,5 @@
 import { runConnect } from '../modes/connect';
+import { DEFAULT_QUIT_AFTER_MS } from '../modes/udp-connect';
 import { addressFromArgs, commonFromArgs, secondsOption, withCommonOptions, withIdleTimeout } from './options';
 import type { CommandFactory } from './types';
 
@@ -11,17 +12,22 @@ export const connectCommand: CommandFactory = (env) => ({
       .positional('port', { type: 'string', describe: 'PORT, when the host is given on its own (nc style: connect example.org 80)' })
       .option('wait', { alias: 'w', type: 'number', describe: 'Give up connecting after SECS' })
       .option('crlf', { alias: 'C', type: 'boolean', default: false, describe: 'Send LF from stdin as CRLF (HTTP, SMTP by hand)' })
+      .option('quit-after', { type: 'number', describe: `UDP: after stdin EOF, wait SECS of silence for replies before quitting (default ${DEFAULT_QUIT_AFTER_MS / 1000})` })
       .option('shutdown', { type: 'boolean', default: true, describe: 'Shut down the write side on stdin EOF (--no-shutdown keeps it open)' })
       .example('$0 connect 127.0.0.1:9090', 'like nc 127.0.0.1 9090')
+      .example('$0 connect tls:example.org:443', 'TLS client; the certificate and host name are verified')
+      .example('$0 connect --ca cert.pem tls:localhost:8443', 'trust a self-signed certificate')
+      .example('echo ping | $0 connect -u 127.0.0.1:9999', 'one UDP datagram; replies are awaited 1 s after EOF')
       .example("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | $0 connect example.org 80", 'the reply arrives after our EOF'),
   handler: async (argv) => {
     const code = await runConnect(
       {
-        address: addressFromArgs(argv.address, argv.port, 'connect', argv),
+        address: addressFromArgs(argv.address, argv.port, 'connect', { ...argv, tlsOnConnect: true }),
         connectTimeoutMs: secondsOption(argv.wait, '--wait'),
         idleTimeoutMs: secondsOption(argv.idleTimeout, '--idle-timeout'),
         shutdown: argv.shutdown,
         crlf: argv.crlf,
+        quitAfterMs: secondsOption(argv.quitAfter, '--quit-after'),
         ...commonFromArgs(argv),
       },
       env.io,

@@ -2,6 +2,7 @@
 import { listenCommand } from './listen';
 import { connectCommand } from './connect';
 import { forwardCommand } from './forward';
+import { execCommand } from './exec';
 import type { CommandFactory } from './types';
 
-export const commands: CommandFactory[] = [listenCommand, connectCommand, forwardCommand];
+export const commands: CommandFactory[] = [listenCommand, connectCommand, forwardCommand, execCommand];

@@ -1,13 +1,13 @@
 import { runListen } from '../modes/listen';
 import { UsageError } from '../errors';
-import { addressFromArgs, commonFromArgs, listenerFromArgs, secondsOption, withCommonOptions, withIdleTimeout, withListenerOptions } from './options';
+import { addressFromArgs, commonFromArgs, listenerFromArgs, secondsOption, withCommonOptions, withIdleTimeout, withListenerOptions, withUdpIdle } from './options';
 import type { CommandFactory } from './types';
 
 export const listenCommand: CommandFactory = (env) => ({
   command: 'listen [address] [port]',
   describe: 'Wait for clients, like nc -l (one client; -k many; --echo an echo server)',
   builder: (y) =>
-    withIdleTimeout(withListenerOptions(withCommonOptions(y)))
+    withUdpIdle(withIdleTimeout(withListenerOptions(withCommonOptions(y))))
       .positional('address', { type: 'string', describe: 'PORT, HOST:PORT, [IPv6]:PORT or SCHEME:… (binds 127.0.0.1 unless a host is given)' })
       .positional('port', { type: 'string', describe: 'PORT, when the host is given on its own (nc style: listen 0.0.0.0 9090)' })
       .option('port', { alias: 'p', type: 'string', describe: 'Port to listen on (nc style: -p 9090)' })
@@ -17,7 +17,10 @@ export const listenCommand: CommandFactory = (env) => ({
       .option('shutdown', { type: 'boolean', default: true, describe: 'Shut down the write side on stdin EOF (--no-shutdown keeps it open)' })
       .example('$0 listen 9090', 'one client on 127.0.0.1:9090, like nc -l 9090')
       .example('$0 listen -k 0.0.0.0:9090', 'many clients, reachable from the network')
-      .example('$0 listen --echo 9090', 'echo server for the socket exercises'),
+      .example('$0 listen --echo 9090', 'echo server for the socket exercises')
+      .example('$0 listen --tls --echo 8443', 'TLS echo server (ephemeral certificate; try openssl s_client -connect 127.0.0.1:8443)')
+      .example('$0 listen -u -k 9999', 'UDP chat: every peer is tracked, stdin goes to all of them')
+      .example('$0 listen --echo --unix-mode 0660 unix:/tmp/echo.sock', 'echo server on a unix socket'),
   handler: async (argv) => {
     const address = addressFromArgs(argv.address, argv.port, 'listen', argv);
     if (argv.echo && argv.keepOpen === false && argv.crlf) throw new UsageError('--crlf applies to stdin, which --echo does not read');
@@ -29,6 +32,7 @@ export const listenCommand: CommandFactory = (env) => ({
         shutdown: argv.shutdown,
         crlf: argv.crlf,
         idleTimeoutMs: secondsOption(argv.idleTimeout, '--idle-timeout'),
+        udpIdleMs: secondsOption(argv.udpIdle, '--udp-idle'),
         ...listenerFromArgs(argv),
         ...commonFromArgs(argv),
       },

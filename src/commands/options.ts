@@ -4,7 +4,9 @@
  */
 import type { Argv } from 'yargs';
 import { UsageError } from '../errors';
-import { parseAddress, type Address, type Role } from '../endpoints/index';
+import fs from 'node:fs';
+import tls from 'node:tls';
+import { parseAddress, type Address, type PemFile, type Role, type TlsSettings } from '../endpoints/index';
 import type { AccessOptions } from '../access';
 import type { LogFormat } from '../log';
 import { DEFAULT_CLOSE_WAIT_MS } from '../relay';
@@ -20,11 +22,18 @@ export function withCommonOptions<T>(y: Argv<T>) {
 /** Access control, limits and graceful stop: every listening mode has them. */
 export function withListenerOptions<T>(y: Argv<T>) {
   return y
-    .option('allow', { type: 'string', array: true, describe: 'Only let in clients from this address or CIDR range (repeatable; IPv4 and IPv6)' })
-    .option('deny', { type: 'string', array: true, describe: 'Refuse clients from this address or CIDR range (repeatable; deny wins over allow)' })
+    // Not `array: true`: yargs arrays are greedy and would swallow the positional address after them.
+    // Repeating the flag still collects every value.
+    .option('allow', { type: 'string', describe: 'Only let in clients from this address or CIDR range (repeatable; IPv4 and IPv6)' })
+    .option('deny', { type: 'string', describe: 'Refuse clients from this address or CIDR range (repeatable; deny wins over allow)' })
     .option('allow-file', { type: 'string', describe: 'File with one address or CIDR per line (# comments); re-read when it changes' })
     .option('max-conns', { type: 'number', describe: 'Refuse new clients while this many are connected (default 10000)' })
     .option('drain-timeout', { type: 'number', describe: 'On SIGINT/SIGTERM, seconds live connections may take to finish before they are closed' });
+}
+
+/** --udp-idle: how long a silent UDP peer is remembered (listen -u -k, forward udp:…). */
+export function withUdpIdle<T>(y: Argv<T>) {
+  return y.option('udp-idle', { type: 'number', describe: 'UDP: forget a peer (and close its upstream socket in forward) after SECS without a datagram from it (default 60; listen -k: never)' });
 }
 
 /** --idle-timeout: for commands that relay. */
@@ -42,19 +51,124 @@ export function withRelayOptions<T>(y: Argv<T>) {
 }
 
 /**
- * Transport options shared by every command (TLS certificates, unix socket mode…). Each
+ * Transport options shared by every command (TLS certificates, unix socket mode, -u…). Each
  * transport adds its flags here, so every mode gains them without per-mode code.
  */
 export function withTransportOptions<T>(y: Argv<T>) {
-  return y;
+  const group = 'Transport options:';
+  return y
+    .option('tls', { type: 'boolean', group, describe: 'Use TLS on the listening address (connect: on the server address); same as writing tls:HOST:PORT' })
+    .option('cert', { type: 'string', group, describe: 'TLS server: certificate PEM FILE (without it: an ephemeral self-signed one, fingerprint logged)' })
+    .option('key', { type: 'string', group, describe: 'TLS server: private key PEM FILE for --cert' })
+    .option('ca', { type: 'string', group, describe: 'TLS client: trust this CA or self-signed certificate PEM FILE; server: CA for client certificates' })
+    .option('insecure', { type: 'boolean', group, describe: 'TLS client: do not verify the certificate or host name (says so on stderr)' })
+    .option('servername', { type: 'string', group, describe: 'TLS client: NAME for SNI and the certificate check (default: the host)' })
+    .option('client-cert', { type: 'string', group, describe: 'TLS client: certificate PEM FILE for mutual TLS' })
+    .option('client-key', { type: 'string', group, describe: 'TLS client: private key PEM FILE for --client-cert' })
+    .option('require-client-cert', { type: 'boolean', group, describe: 'TLS server: refuse clients without a certificate signed by --ca (mutual TLS)' })
+    .option('unix-mode', { type: 'string', group, describe: "Permissions of a listening unix: socket file, octal (e.g. 0660; default from the umask)" })
+    .option('udp', { alias: 'u', type: 'boolean', group, describe: 'UDP instead of TCP: same as writing udp:HOST:PORT' });
+}
+
+/** Transport flags as yargs hands them over. */
+interface TransportArgs {
+  tls?: boolean;
+  cert?: string;
+  key?: string;
+  ca?: string;
+  insecure?: boolean;
+  servername?: string;
+  clientCert?: string;
+  clientKey?: string;
+  requireClientCert?: boolean;
+  unixMode?: string;
+  udp?: boolean;
+  /** Set by the connect command: there --tls applies to the address connected to. */
+  tlsOnConnect?: boolean;
 }
 
 /**
  * Applies the transport options in argv to a parsed address: settings travel inside the
  * Address object, so modes pass addresses around without knowing about TLS or unix modes.
+ * `role` says which address this is: --tls and the server-side TLS flags apply to the listening
+ * address (forward's TARGET names tls: itself), the client-side ones to addresses connected to.
  */
-export function applyTransportOptions(addr: Address, _argv: Record<string, unknown>, _role: Role): Address {
+export function applyTransportOptions(addr: Address, argv: Record<string, unknown>, role: Role): Address {
+  const a = argv as TransportArgs;
+  if (a.udp && a.tls) throw new UsageError('-u and --tls cannot be combined (DTLS is not supported)');
+  const serverTlsFlags = a.cert !== undefined || a.key !== undefined || a.requireClientCert === true;
+  const wantsTls = a.tls === true || (role === 'listen' && serverTlsFlags);
+  if (wantsTls && (role === 'listen' || a.tlsOnConnect)) {
+    if (addr.scheme === 'tcp') addr = { ...addr, scheme: 'tls' };
+    else if (addr.scheme !== 'tls') throw new UsageError(`--tls works over TCP, not with ${addr.scheme}: addresses`);
+  }
+  if (a.udp) {
+    if (addr.scheme === 'tcp') addr = { ...addr, scheme: 'udp' };
+    else if (addr.scheme !== 'udp') throw new UsageError(`-u works on TCP addresses, not with ${addr.scheme}: ones`);
+  }
+  if (addr.scheme === 'tls') return { ...addr, tls: role === 'listen' ? serverTlsSettings(a) : clientTlsSettings(a) };
+  const clientTlsFlags = a.ca !== undefined || a.insecure || a.servername !== undefined || a.clientCert !== undefined || a.clientKey !== undefined;
+  if (a.tlsOnConnect && clientTlsFlags) {
+    // A TLS flag on a plain connection would be silently ignored: the user believes it is protected.
+    throw new UsageError(`--ca, --insecure, --servername and --client-cert apply to TLS: write tls:HOST:PORT or add --tls`);
+  }
+  if (addr.scheme === 'unix' && role === 'listen' && a.unixMode !== undefined) return { ...addr, mode: parseFileMode(a.unixMode) };
   return addr;
+}
+
+function serverTlsSettings(a: TransportArgs): TlsSettings {
+  if ((a.cert === undefined) !== (a.key === undefined)) throw new UsageError('--cert and --key go together (the certificate and its private key)');
+  if (a.requireClientCert && a.ca === undefined) throw new UsageError('--require-client-cert needs --ca FILE: the CA that signs the client certificates');
+  const cert = a.cert === undefined ? undefined : readPem(a.cert, '--cert');
+  const key = a.key === undefined ? undefined : readPem(a.key, '--key');
+  if (cert && key) checkKeyPair(cert, key, '--cert', '--key');
+  return { cert, key, ca: a.ca === undefined ? undefined : readPem(a.ca, '--ca'), requireClientCert: a.requireClientCert };
+}
+
+function clientTlsSettings(a: TransportArgs): TlsSettings {
+  if ((a.clientCert === undefined) !== (a.clientKey === undefined)) throw new UsageError('--client-cert and --client-key go together (the certificate and its private key)');
+  if (a.insecure && a.ca !== undefined) throw new UsageError('--insecure and --ca contradict each other: --ca verifies with that CA, --insecure verifies nothing');
+  const clientCert = a.clientCert === undefined ? undefined : readPem(a.clientCert, '--client-cert');
+  const clientKey = a.clientKey === undefined ? undefined : readPem(a.clientKey, '--client-key');
+  if (clientCert && clientKey) checkKeyPair(clientCert, clientKey, '--client-cert', '--client-key');
+  return {
+    ca: a.ca === undefined ? undefined : readPem(a.ca, '--ca'),
+    insecure: a.insecure,
+    servername: a.servername,
+    clientCert,
+    clientKey,
+  };
+}
+
+/** Reads a PEM file now, so a typo is a usage error before anything listens or connects. */
+function readPem(path: string, flag: string): PemFile {
+  let pem: Buffer;
+  try {
+    pem = fs.readFileSync(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'is a directory' : (err as Error).message;
+    throw new UsageError(`${flag} ${path}: ${why}`);
+  }
+  if (!pem.includes('-----BEGIN ')) throw new UsageError(`${flag} ${path}: not a PEM file (expected a -----BEGIN …----- block)`);
+  return { path, pem };
+}
+
+/** A certificate with someone else's key fails every handshake: say so at start instead. */
+function checkKeyPair(cert: PemFile, key: PemFile, certFlag: string, keyFlag: string): void {
+  try {
+    tls.createSecureContext({ cert: cert.pem, key: key.pem });
+  } catch (err) {
+    const msg = (err as Error).message;
+    const why = /mismatch/i.test(msg) ? 'the key does not belong to the certificate' : msg;
+    throw new UsageError(`${certFlag} ${cert.path} with ${keyFlag} ${key.path}: ${why}`);
+  }
+}
+
+/** "0660" or "660" → 0o660. */
+function parseFileMode(text: string): number {
+  if (!/^0?[0-7]{3}$/.test(text)) throw new UsageError(`--unix-mode takes octal permissions such as 0660 or 600, not '${text}'`);
+  return parseInt(text, 8);
 }
 
 /** Seconds from the command line → milliseconds, refusing negative and non-numbers. */
@@ -99,11 +213,17 @@ export interface CommonArgs {
 
 export interface ListenerArgs {
   [key: string]: unknown;
-  allow?: string[];
-  deny?: string[];
+  allow?: string | string[];
+  deny?: string | string[];
   allowFile?: string;
   maxConns?: number;
   drainTimeout?: number;
+}
+
+/** A repeatable flag: absent, once (a string) or several times (an array); "a,b" also splits. */
+export function listOption(value: string | string[] | undefined): string[] {
+  if (value === undefined) return [];
+  return ([] as string[]).concat(value).flatMap((v) => String(v).split(',')).map((v) => v.trim()).filter(Boolean);
 }
 
 export function commonFromArgs(argv: CommonArgs) {
@@ -112,8 +232,9 @@ export function commonFromArgs(argv: CommonArgs) {
 
 /** Listener options in the modes' shape. */
 export function listenerFromArgs(argv: ListenerArgs) {
-  const access: AccessOptions | undefined =
-    argv.allow?.length || argv.deny?.length || argv.allowFile ? { allow: argv.allow, deny: argv.deny, allowFile: argv.allowFile } : undefined;
+  const allow = listOption(argv.allow);
+  const deny = listOption(argv.deny);
+  const access: AccessOptions | undefined = allow.length || deny.length || argv.allowFile ? { allow, deny, allowFile: argv.allowFile } : undefined;
   return {
     access,
     maxConns: countOption(argv.maxConns, '--max-conns'),

@@ -19,8 +19,37 @@ export interface HostPort {
 export interface TcpAddress extends HostPort {
   scheme: 'tcp';
 }
+/** A PEM file read when the command line was parsed (a missing file is a usage error, not a late failure). */
+export interface PemFile {
+  /** The path the user gave, for messages. */
+  path: string;
+  pem: Buffer;
+}
+
+/**
+ * TLS settings, carried inside the address so modes never need to know about them.
+ * Server side uses cert/key/ca/requireClientCert; client side ca/insecure/servername/clientCert/clientKey.
+ */
+export interface TlsSettings {
+  /** Server certificate and key; without them a listener makes an ephemeral self-signed certificate. */
+  cert?: PemFile;
+  key?: PemFile;
+  /** Client: CA (or self-signed certificate) to trust instead of the system list. Server: CA that signs client certificates. */
+  ca?: PemFile;
+  /** Client: do not verify the server's certificate or name. */
+  insecure?: boolean;
+  /** Client: name sent for SNI and checked against the certificate (default: the host). */
+  servername?: string;
+  /** Client certificate and key for mutual TLS. */
+  clientCert?: PemFile;
+  clientKey?: PemFile;
+  /** Server: refuse clients without a certificate signed by `ca`. */
+  requireClientCert?: boolean;
+}
+
 export interface TlsAddress extends HostPort {
   scheme: 'tls';
+  tls?: TlsSettings;
 }
 export interface UdpAddress extends HostPort {
   scheme: 'udp';
@@ -28,6 +57,8 @@ export interface UdpAddress extends HostPort {
 export interface UnixAddress {
   scheme: 'unix';
   path: string;
+  /** Permissions of the socket file a listener creates (e.g. 0o660); default: the umask's. */
+  mode?: number;
 }
 
 export type Address = TcpAddress | TlsAddress | UdpAddress | UnixAddress;

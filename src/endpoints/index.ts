@@ -3,6 +3,9 @@
  * functions re-exported here and never a transport directly.
  */
 import './tcp';
+import './tls';
+import './unix';
+import './udp';
 
 export { parseAddress, formatAddress, connectAddress, listenAddress, listTransports } from './registry';
 export * from './address';

@@ -11,6 +11,16 @@ export interface StdioStreamOptions {
   endOutput?: boolean;
 }
 
+/**
+ * After the network side's EOF, how long stdin may stay silent before the session ends. A file
+ * or pipe on stdin keeps flowing and is sent in full (each chunk restarts the wait: nc's
+ * "listen < file" transfer to a client that half-closed at once); an idle pipe ends soon after.
+ * An interactive terminal ends at once: the person at it has nothing queued.
+ */
+export function stdinLingerMs(input: Readable): number {
+  return (input as { isTTY?: boolean }).isTTY ? 0 : 500;
+}
+
 /** Reads from `input`, writes to `output`, with backpressure both ways. */
 export class StdioStream extends Duplex {
   private readonly input: Readable;

@@ -4,7 +4,7 @@
  * a reply sent after the peer's EOF still gets through.
  */
 import net from 'node:net';
-import { netError, NetError } from '../errors';
+import { netError, NetError, type ErrorContext } from '../errors';
 import { formatHostPort, parseHostPort, type TcpAddress, type HostPort } from './address';
 import { registerTransport } from './registry';
 import type { Connection, ConnectOptions, Listener, ListenOptions, Peer, Transport } from './types';
@@ -24,13 +24,22 @@ export function socketPeer(socket: net.Socket, side: 'remote' | 'local'): Peer {
  */
 export function connectTcpSocket(addr: HostPort, opts: ConnectOptions = {}): Promise<net.Socket> {
   const label = formatHostPort(addr.host, addr.port);
+  return connectNetSocket({ host: addr.host, port: addr.port, noDelay: true }, { action: 'connect', address: label, host: addr.host, port: addr.port }, opts);
+}
+
+/**
+ * Connects any stream socket (TCP or unix) with allowHalfOpen, honouring the timeout and the
+ * abort signal; `ctx` names the address in errors.
+ */
+export function connectNetSocket(target: net.NetConnectOpts, ctx: ErrorContext, opts: ConnectOptions = {}): Promise<net.Socket> {
+  const label = ctx.address;
   return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: addr.host, port: addr.port, allowHalfOpen: true, noDelay: true });
+    const socket = net.connect({ ...target, allowHalfOpen: true });
     let timer: NodeJS.Timeout | undefined;
     const fail = (err: unknown) => {
       cleanup();
       socket.destroy();
-      reject(netError(err, { action: 'connect', address: label, host: addr.host, port: addr.port }));
+      reject(netError(err, ctx));
     };
     const onAbort = () => fail(new NetError(`connect to ${label} aborted`));
     const cleanup = () => {
@@ -64,15 +73,21 @@ export function socketConnection(socket: net.Socket): Connection {
  * Shared by TCP and TLS (which passes its own server).
  */
 export function bindServer<S extends net.Server>(server: S, addr: HostPort, label: string, opts: ListenOptions): Promise<S> {
+  const where: net.ListenOptions = { host: addr.host, port: addr.port, ipv6Only: false };
+  return bindNetServer(server, where, { action: 'listen', address: label, host: addr.host, port: addr.port }, opts);
+}
+
+/** Binds any net.Server (TCP, TLS, unix path); rejects with a NetError naming `ctx.address`. */
+export function bindNetServer<S extends net.Server>(server: S, where: net.ListenOptions, ctx: ErrorContext, opts: ListenOptions): Promise<S> {
   return new Promise((resolve, reject) => {
     const onError = (err: Error) => {
       server.close();
-      reject(netError(err, { action: 'listen', address: label, host: addr.host, port: addr.port }));
+      reject(netError(err, ctx));
     };
     server.once('error', onError);
     // A deep accept queue (the kernel caps it at net.core.somaxconn): a burst of clients waiting to
     // be accepted must not overflow it, or the kernel drops them and they later see resets.
-    server.listen({ host: addr.host, port: addr.port, backlog: opts.backlog ?? 4096, ipv6Only: false }, () => {
+    server.listen({ ...where, backlog: opts.backlog ?? 4096 }, () => {
       server.off('error', onError);
       // After binding, errors come from accept(): report them and keep listening.
       server.on('error', (err) => opts.onAcceptError?.(err));
@@ -83,8 +98,8 @@ export function bindServer<S extends net.Server>(server: S, addr: HostPort, labe
 
 /** Closes a server, resolving when it has stopped accepting (live connections stay up). */
 export function closeServer(server: net.Server): Promise<void> {
-  // close() stops accepting at once, but its callback waits for every live connection to end:
-  // waiting for it would keep the drain (serve's job, bounded by --drain-timeout) from starting.
+  // close() stops accepting at once; its callback would wait until every live connection has
+  // ended, and ending them is the caller's drain, which runs after this resolves.
   if (server.listening) server.close();
   return Promise.resolve();
 }

@@ -32,6 +32,16 @@ export interface ConnectOptions {
   /** Give up connecting after this many milliseconds (0 or undefined: the system's own timeout). */
   timeoutMs?: number;
   signal?: AbortSignal;
+  /** Transport-level notes (e.g. the warning that --insecure skips verification). */
+  log?: TransportLog;
+}
+
+/** Where a transport reports what happens below the connections (TLS handshakes, certificates). */
+export interface TransportLog {
+  /** Shown with -v (e.g. a failed handshake). */
+  event(event: string, text: string, fields?: Record<string, string | number | boolean | null | undefined>): void;
+  /** Always shown (e.g. the fingerprint of an ephemeral certificate). */
+  warn(event: string, text: string, fields?: Record<string, string | number | boolean | null | undefined>): void;
 }
 
 export interface ListenOptions {
@@ -41,6 +51,8 @@ export interface ListenOptions {
   onAcceptError?: (err: Error) => void;
   /** Listen backlog. */
   backlog?: number;
+  /** Transport-level events (handshake failures, certificate notes). */
+  log?: TransportLog;
 }
 
 /**

@@ -4,12 +4,13 @@
  * closes, so a reply sent after our EOF still arrives (--no-shutdown keeps the write side open).
  */
 import { connectAddress, formatAddress, type Address } from '../endpoints/index';
-import { StdioStream } from '../endpoints/stdio';
+import { StdioStream, stdinLingerMs } from '../endpoints/stdio';
 import { hexDumper } from '../hexdump';
 import { formatDuration, Logger, type LogFormat } from '../log';
 import { relay } from '../relay';
 import { describeError } from '../errors';
 import type { ModeIO } from '../io';
+import { runUdpConnect } from './udp-connect';
 
 export interface ConnectOptions {
   address: Address;
@@ -21,6 +22,8 @@ export interface ConnectOptions {
   shutdown?: boolean;
   /** LF → CRLF on stdin. */
   crlf?: boolean;
+  /** UDP: after stdin EOF, quit once no datagram came for this many ms. */
+  quitAfterMs?: number;
   verbose?: boolean;
   hex?: boolean;
   logFormat?: LogFormat;
@@ -28,15 +31,18 @@ export interface ConnectOptions {
 
 /** Runs the client; resolves with the exit code (0 ok, 1 network failure). Connection errors reject with a NetError. */
 export async function runConnect(opts: ConnectOptions, io: ModeIO): Promise<number> {
+  // Datagrams are not a byte stream: UDP has its own client loop.
+  if (opts.address.scheme === 'udp') return runUdpConnect(opts, io);
   const logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
   const label = formatAddress(opts.address);
-  const conn = await connectAddress(opts.address, { timeoutMs: opts.connectTimeoutMs, signal: io.signal });
+  const conn = await connectAddress(opts.address, { timeoutMs: opts.connectTimeoutMs, signal: io.signal, log: logger });
   logger.event('connected', `connected to ${conn.remote.label} from ${conn.local.label}`, { remote: conn.remote.label, local: conn.local.label });
   const stdio = new StdioStream(io.stdin, io.stdout, { crlf: opts.crlf, endOutput: io.endStdout });
   const dump = opts.hex ? hexDumper(io.stderr, { a: '<', b: '>' }) : undefined;
   const result = await relay(conn.stream, stdio, {
-    // The server's EOF ends the session once its bytes are on stdout; stdin's EOF only half-closes.
-    closeWait: { a: 0, b: Infinity },
+    // The server's EOF ends the session once its bytes are on stdout and stdin has nothing more
+    // queued (see stdinLingerMs); stdin's EOF only half-closes, and we wait for the server.
+    closeWait: { a: stdinLingerMs(io.stdin), b: Infinity },
     shutdown: { b: opts.shutdown !== false },
     idleTimeoutMs: opts.idleTimeoutMs,
     signal: io.signal,
@@ -56,6 +62,8 @@ export function exitCodeFor(result: { reason: string; error?: Error }, label: st
   switch (result.reason) {
     case 'eof':
     case 'aborted':
+    // The peer had closed and stdin went quiet: the exchange is over.
+    case 'close-wait':
       return 0;
     case 'idle':
       logger.error('idle', `${label}: idle timeout, closing`);

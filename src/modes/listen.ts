@@ -7,13 +7,14 @@
  */
 import { Duplex, PassThrough, type Writable } from 'node:stream';
 import type { Address, Connection, Listener } from '../endpoints/index';
-import { StdioStream, LfToCrlf } from '../endpoints/stdio';
+import { StdioStream, LfToCrlf, stdinLingerMs } from '../endpoints/stdio';
 import { hexDumper } from '../hexdump';
 import { Logger, type LogFormat } from '../log';
 import { relay, type RelayResult } from '../relay';
 import { serve, type ConnectionSummary } from '../server';
 import { AccessControl, type AccessOptions } from '../access';
 import { exitCodeFor } from './connect';
+import { runUdpListen } from './udp-listen';
 import type { ModeIO } from '../io';
 
 export interface ListenOptions {
@@ -32,10 +33,14 @@ export interface ListenOptions {
   logFormat?: LogFormat;
   /** Told the real bound address (port 0 → the port the system picked). */
   onListening?: (listener: Listener) => void;
+  /** UDP -k: forget a peer after this many ms without a datagram from it. */
+  udpIdleMs?: number;
 }
 
 /** Runs the server; resolves with the exit code (0 ok, 1 the client reset or a runtime failure). */
 export async function runListen(opts: ListenOptions, io: ModeIO): Promise<number> {
+  // Datagrams are not a byte stream: UDP has its own server loop.
+  if (opts.address.scheme === 'udp') return runUdpListen(opts, io);
   const logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
   const access = opts.access ? new AccessControl({ ...opts.access, onReload: allowFileLogger(logger) }) : undefined;
   const dumpFor = (conn: Connection) =>
@@ -73,8 +78,9 @@ export async function runListen(opts: ListenOptions, io: ModeIO): Promise<number
       handle: async (conn, ctx) => {
         const stdio = new StdioStream(io.stdin, io.stdout, { crlf: opts.crlf, endOutput: io.endStdout });
         const r = await relay(conn.stream, stdio, {
-          // The client's EOF ends the exchange once its bytes are on stdout; stdin's EOF only half-closes.
-          closeWait: { a: 0, b: Infinity },
+          // The client's EOF ends the exchange once its bytes are on stdout and stdin has nothing
+          // more queued (see stdinLingerMs); stdin's EOF only half-closes.
+          closeWait: { a: stdinLingerMs(io.stdin), b: Infinity },
           shutdown: { b: opts.shutdown !== false },
           idleTimeoutMs: opts.idleTimeoutMs,
           signal: ctx.signal,

@@ -1,0 +1,99 @@
+/**
+ * `npm run bench`: sockcat against socat and ncat on this machine, side by side in one run.
+ *
+ *   npm run bench                     all cases, ~5 minutes
+ *   npm run bench -- --quick          one round each, shorter runs, ~1 minute
+ *   npm run bench -- --only forward   one case: forward | exec | broadcast | echo
+ *   npm run bench -- --rounds 5       more rounds (the median is reported)
+ *
+ * Prints Markdown tables (medians, server CPU, ratios against the targets) on stdout; progress
+ * goes to stderr. SOCKCAT_BIN=path runs the standalone binary instead of node dist/sockcat.cjs.
+ */
+import { broadcastCase } from './cases/broadcast';
+import { echoCase } from './cases/echo';
+import { execCase } from './cases/exec';
+import { forwardCase } from './cases/forward';
+import { formatCase, type CaseResult } from './lib/report';
+import { cTool, have, machine } from './lib/tools';
+
+export interface BenchOptions {
+  quick: boolean;
+  rounds: number;
+  memRounds: number;
+  tputSeconds: number;
+  cpsSeconds: number;
+  latencyCount: number;
+  holdCount: number;
+  fanoutClients: number;
+  fanoutLines: number;
+  /** Rounds of the fan-out runs: each takes well under a second, and short runs vary more. */
+  fanoutRounds: number;
+  /** Upper bound on one fan-out run (a stalled broker is reported, not waited for). */
+  fanoutTimeoutS: number;
+}
+
+const CASES: Record<string, (o: BenchOptions) => Promise<CaseResult>> = {
+  forward: forwardCase,
+  exec: execCase,
+  broadcast: broadcastCase,
+  echo: echoCase,
+};
+const DEFAULT_CASES = ['forward', 'exec', 'broadcast'];
+
+function parseArgs(argv: string[]): { opts: BenchOptions; only: string[] } {
+  const quick = argv.includes('--quick');
+  const opts: BenchOptions = {
+    quick,
+    rounds: quick ? 1 : 3,
+    memRounds: quick ? 1 : 2,
+    tputSeconds: quick ? 1 : 3,
+    cpsSeconds: quick ? 1 : 3,
+    latencyCount: quick ? 3000 : 5000,
+    holdCount: 2000,
+    fanoutClients: 50,
+    fanoutLines: 20_000,
+    fanoutRounds: quick ? 2 : 5,
+    fanoutTimeoutS: quick ? 10 : 15,
+  };
+  const only: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--quick') continue;
+    else if (a === '--only') only.push(...(argv[++i] ?? '').split(','));
+    else if (a === '--rounds') opts.rounds = opts.fanoutRounds = Math.max(1, Math.min(20, Number(argv[++i]) || 1));
+    else {
+      process.stderr.write(`bench: unknown argument ${a} (use --quick, --only forward|exec|broadcast|echo, --rounds N)\n`);
+      process.exit(2);
+    }
+  }
+  for (const c of only) {
+    if (!CASES[c]) {
+      process.stderr.write(`bench: unknown case "${c}" (forward, exec, broadcast, echo)\n`);
+      process.exit(2);
+    }
+  }
+  return { opts, only: only.length > 0 ? only : DEFAULT_CASES };
+}
+
+async function main() {
+  const { opts, only } = parseArgs(process.argv.slice(2));
+  for (const cmd of ['gcc', 'socat', 'ncat', 'iperf3']) {
+    if (!have(cmd)) process.stderr.write(`bench: ${cmd} not found; the figures that need it will be missing\n`);
+  }
+  cTool('loadgen');
+  cTool('echo');
+  cTool('fanout');
+  const started = Date.now();
+  const out: string[] = ['## sockcat benchmark', '', ...machine(), `- options: ${opts.quick ? '--quick, ' : ''}${opts.rounds} round(s), interleaved`, ''];
+  for (const name of only) {
+    process.stderr.write(`== ${name}\n`);
+    out.push(formatCase(await CASES[name](opts)));
+  }
+  out.push(`Total run time: ${Math.round((Date.now() - started) / 1000)} s.`);
+  process.stdout.write(out.join('\n') + '\n');
+}
+
+main().catch((e) => {
+  process.stderr.write(`bench: ${(e as Error).stack ?? e}\n`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,193 @@
+/**
+ * `sockcat exec ADDR -- PROGRAM [ARGS…]` / `sockcat exec ADDR --sh 'SCRIPT'`: one child process
+ * per client (socat's SYSTEM:…,fork, ncat's --exec/--sh-exec). The client's bytes go to the
+ * child's stdin, the child's stdout goes to the client, through the shared relay.
+ *
+ * - The client's EOF closes the child's stdin; the child's remaining output still reaches the
+ *   client, as long as the child is not silent for longer than --close-wait; the connection is
+ *   over when the child's stdout ends.
+ * - The child's stderr goes to the server's stderr, each line prefixed with the client
+ *   ("[127.0.0.1:5555] …"), or to the client with --stderr.
+ * - When the connection ends for any reason, the child's process group is stopped (SIGTERM, then
+ *   SIGKILL): no child outlives its client, and none outlives the server.
+ */
+import type { Readable, Writable } from 'node:stream';
+import type { Address, Connection, Listener } from '../endpoints/index';
+import { ChildStream, type ChildCommand, type ChildExit } from '../endpoints/child';
+import { resolveProgram, resolveShell } from '../endpoints/program';
+import { eachLine } from '../lines';
+import { hexDumper } from '../hexdump';
+import { Logger, type LogFormat } from '../log';
+import { relay, DEFAULT_CLOSE_WAIT_MS } from '../relay';
+import { serve, type ConnectionSummary } from '../server';
+import { AccessControl, type AccessOptions } from '../access';
+import { UsageError } from '../errors';
+import { allowFileLogger } from './listen';
+import type { ModeIO } from '../io';
+
+/** Children running at once unless --max-children says otherwise. */
+export const DEFAULT_MAX_CHILDREN = 100;
+
+export interface ExecOptions {
+  address: Address;
+  /** The argv form: [PROGRAM, ARGS…], run without a shell. */
+  program?: string[];
+  /** The shell form: run with /bin/sh -c SCRIPT. */
+  script?: string;
+  /** Send the child's stderr to the client (merged with stdout) instead of the server's stderr. */
+  stderrToClient?: boolean;
+  /** Refuse clients while this many children run (default 100). */
+  maxChildren?: number;
+  /** After the client's EOF, ms the child may take to finish its output (default 2000). */
+  closeWaitMs?: number;
+  idleTimeoutMs?: number;
+  /** Ms between SIGTERM and SIGKILL when a child is stopped (default 1000). */
+  killGraceMs?: number;
+  /** Environment the children start from (default process.env). */
+  env?: NodeJS.ProcessEnv;
+  access?: AccessOptions;
+  maxConns?: number;
+  drainTimeoutMs?: number;
+  verbose?: boolean;
+  hex?: boolean;
+  logFormat?: LogFormat;
+  /** Told the real bound address (port 0 → the port the system picked). */
+  onListening?: (listener: Listener) => void;
+}
+
+/**
+ * Runs the server until io.signal is aborted; resolves 0 once every child is gone. Rejects with a
+ * UsageError (exit 2) before listening when the program cannot be run.
+ */
+export async function runExec(opts: ExecOptions, io: ModeIO): Promise<number> {
+  const command = commandFor(opts);
+  const logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
+  const access = opts.access ? new AccessControl({ ...opts.access, onReload: allowFileLogger(logger) }) : undefined;
+  const maxChildren = opts.maxChildren ?? DEFAULT_MAX_CHILDREN;
+  // A plain copy, made once: reading process.env goes through a native getter per key.
+  const baseEnv = { ...(opts.env ?? process.env) };
+  const children = new Set<ChildStream>();
+  const stderrLines = stderrRelay(io.stderr, logger);
+
+  // Children lead their own process groups, so they would not die with us on their own: if the
+  // process exits without a graceful stop (a second Ctrl-C), take them down first.
+  const killAllNow = () => {
+    for (const child of children) child.killNow();
+  };
+  process.on('exit', killAllNow);
+
+  async function handle(conn: Connection, ctx: { signal: AbortSignal }): Promise<ConnectionSummary> {
+    const who = conn.remote.label;
+    if (children.size >= maxChildren) {
+      logger.warn('limit', `refused ${who}: ${maxChildren} children already running (--max-children)`, { client: who, reason: 'max-children', max_children: maxChildren });
+      // Nothing was read or promised: a plain close tells the client to come back later.
+      conn.stream.destroy();
+      return { received: 0, sent: 0, reason: 'max-children' };
+    }
+    let child: ChildStream;
+    try {
+      child = new ChildStream(command, {
+        env: childEnv(baseEnv, conn),
+        stderr: opts.stderrToClient ? 'stdout' : 'pipe',
+        killGraceMs: opts.killGraceMs,
+      });
+    } catch (err) {
+      // spawn() throws synchronously for a few causes (e.g. too many open files).
+      conn.stream.destroy();
+      logger.error('spawn', `${who}: cannot start ${command.argv0}: ${(err as Error).message}`, { client: who });
+      return { received: 0, sent: 0, reason: 'spawn-failed' };
+    }
+    children.add(child);
+    const stderrDone = child.stderr ? stderrLines.copy(child.stderr, who) : Promise.resolve();
+    const r = await relay(conn.stream, child, {
+      closeWait: opts.closeWaitMs ?? DEFAULT_CLOSE_WAIT_MS,
+      idleTimeoutMs: opts.idleTimeoutMs,
+      signal: ctx.signal,
+      onData: opts.hex ? hexDumper(io.stderr, { a: `< ${who}`, b: `> ${who}` }) : undefined,
+    });
+    const exit = await child.exited;
+    await stderrDone;
+    children.delete(child);
+    if (exit.error) logger.error('spawn', `${who}: cannot start ${command.argv0}: ${exit.error.message}`, { client: who });
+    return {
+      received: r.aToB,
+      sent: r.bToA,
+      reason: r.reason,
+      text: ` (pid ${exit.pid ?? '-'}, ${describeExit(exit)})`,
+      fields: { pid: exit.pid, exit_code: exit.code, exit_signal: exit.signal },
+    };
+  }
+
+  try {
+    await serve({
+      address: opts.address,
+      logger,
+      signal: io.signal,
+      access,
+      maxConns: opts.maxConns,
+      drainTimeoutMs: opts.drainTimeoutMs,
+      onListening: opts.onListening,
+      handle,
+    });
+  } finally {
+    process.off('exit', killAllNow);
+    stderrLines.close();
+  }
+  return 0;
+}
+
+/** The command every connection runs, checked once: a missing program is a usage error. */
+function commandFor(opts: ExecOptions): ChildCommand {
+  const argv = opts.program ?? [];
+  if (opts.script !== undefined && argv.length > 0) throw new UsageError('give either a program (after --) or --sh SCRIPT, not both');
+  if (opts.script !== undefined) {
+    if (opts.script.trim() === '') throw new UsageError('--sh needs a script, e.g. --sh \'echo hello\'');
+    return { file: resolveShell(), args: ['-c', opts.script], argv0: 'sh' };
+  }
+  if (argv.length === 0) throw new UsageError("missing program: sockcat exec ADDRESS -- PROGRAM [ARGS…], or --sh 'SCRIPT'");
+  const [name, ...args] = argv;
+  return { file: resolveProgram(name, opts.env ?? process.env), args, argv0: name };
+}
+
+/** The parent's environment plus who is on each end, as socat's SOCAT_PEERADDR and ncat's NCAT_REMOTE_ADDR. */
+function childEnv(base: NodeJS.ProcessEnv, conn: Connection): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...base, SOCKCAT_PEER_ADDR: conn.remote.address, SOCKCAT_LOCAL_ADDR: conn.local.address };
+  if (conn.remote.port !== undefined) env.SOCKCAT_PEER_PORT = String(conn.remote.port);
+  if (conn.local.port !== undefined) env.SOCKCAT_LOCAL_PORT = String(conn.local.port);
+  return env;
+}
+
+/**
+ * Copies children's stderr to the server's, one line at a time, each marked with its client.
+ * When the server's stderr is full (a slow terminal or pipe), the children writing to it are
+ * paused — their own stderr fills and they wait — and all resume on one shared 'drain'.
+ */
+function stderrRelay(out: Writable, logger: Logger) {
+  const paused = new Set<() => void>();
+  const onDrain = () => {
+    for (const resume of paused) resume();
+    paused.clear();
+  };
+  out.on('drain', onDrain);
+  return {
+    copy(stderr: Readable, who: string): Promise<void> {
+      const lines = eachLine(stderr, {
+        onLine: (line) => {
+          if (logger.format === 'json') return logger.event('stderr', line, { client: who, line });
+          if (out.write(`[${who}] ${line}\n`)) return true;
+          paused.add(lines.resume);
+          return false;
+        },
+      });
+      return lines.done.finally(() => paused.delete(lines.resume));
+    },
+    close: () => out.off('drain', onDrain),
+  };
+}
+
+/** "exit 0", "killed by SIGTERM", "not started". */
+function describeExit(exit: ChildExit): string {
+  if (exit.error) return 'not started';
+  if (exit.signal) return `killed by ${exit.signal}`;
+  return `exit ${exit.code}`;
+}

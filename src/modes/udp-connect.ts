@@ -1,0 +1,109 @@
+/**
+ * `sockcat connect -u ADDR` (or udp:ADDR): the nc -u client. Each stdin read is one datagram
+ * (split at 65507 bytes); datagrams from the server go to stdout. After stdin EOF we keep
+ * listening for --quit-after SECS of silence, so replies still in flight are not lost.
+ */
+import { connectUdpSocket, peerLabel, sendDatagrams, udpError, udpLabel } from '../endpoints/udp';
+import type { UdpAddress } from '../endpoints/address';
+import { hexDumper } from '../hexdump';
+import { formatDuration, Logger } from '../log';
+import type { ConnectOptions } from './connect';
+import type { ModeIO } from '../io';
+import { LfToCrlf } from '../endpoints/stdio';
+import type { Readable } from 'node:stream';
+
+/** Default wait for replies after stdin EOF. */
+export const DEFAULT_QUIT_AFTER_MS = 1000;
+
+/** Runs the UDP client; resolves with the exit code (0 done, 1 port unreachable or send failure). */
+export async function runUdpConnect(opts: ConnectOptions, io: ModeIO): Promise<number> {
+  const logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
+  const addr = opts.address as UdpAddress;
+  const where = udpLabel(addr);
+  const socket = await connectUdpSocket(addr);
+  const local = peerLabel(socket.address());
+  logger.event('connected', `sending to ${where} from ${local}`, { remote: where, local });
+  const dump = opts.hex ? hexDumper(io.stderr, { in: '<', out: '>' }) : undefined;
+  const quitAfterMs = opts.quitAfterMs ?? DEFAULT_QUIT_AFTER_MS;
+  // -C: each line typed ends in CRLF, as line protocols over UDP (SIP, syslog) may want.
+  const stdin: Readable = opts.crlf ? io.stdin.pipe(new LfToCrlf()) : io.stdin;
+  const started = Date.now();
+  let bytesIn = 0;
+  let bytesOut = 0;
+
+  const code = await new Promise<number>((resolve) => {
+    let stdinDone = false;
+    let quitTimer: NodeJS.Timeout | undefined;
+    let idleTimer: NodeJS.Timeout | undefined;
+    const finish = (exitCode: number) => {
+      if (quitTimer) clearTimeout(quitTimer);
+      if (idleTimer) clearTimeout(idleTimer);
+      io.signal.removeEventListener('abort', onAbort);
+      stdin.off('data', stdinOnData);
+      stdin.off('end', stdinOnEnd);
+      stdin.off('error', stdinOnEnd);
+      stdin.pause();
+      resolve(exitCode);
+    };
+    const onAbort = () => finish(0);
+    // Every datagram either way restarts the timers: replies may come in several pieces.
+    const traffic = () => {
+      if (opts.idleTimeoutMs) {
+        if (idleTimer) clearTimeout(idleTimer);
+        idleTimer = setTimeout(() => {
+          logger.error('idle', `${where}: idle timeout, closing`);
+          finish(1);
+        }, opts.idleTimeoutMs);
+      }
+      if (stdinDone) {
+        if (quitTimer) clearTimeout(quitTimer);
+        quitTimer = setTimeout(() => finish(0), quitAfterMs);
+      }
+    };
+    async function stdinOnData(chunk: Buffer): Promise<void> {
+      stdin.pause();
+      const err = await sendDatagrams(chunk, (part, cb) => socket.send(part, cb));
+      if (err) {
+        logger.error('send', udpError(err, where).message);
+        return finish(1);
+      }
+      bytesOut += chunk.length;
+      dump?.('out', chunk);
+      traffic();
+      stdin.resume();
+    }
+    function stdinOnEnd(): void {
+      stdinDone = true;
+      logger.event('eof', `stdin closed; waiting ${formatDuration(quitAfterMs)} for replies`, { quit_after_ms: quitAfterMs });
+      traffic();
+    }
+    socket.on('message', (msg: Buffer) => {
+      bytesIn += msg.length;
+      dump?.('in', msg);
+      io.stdout.write(msg);
+      traffic();
+    });
+    socket.on('error', (err: Error) => {
+      logger.error('error', udpError(err, where).message);
+      finish(1);
+    });
+    if (io.signal.aborted) return finish(0);
+    io.signal.addEventListener('abort', onAbort, { once: true });
+    stdin.on('data', stdinOnData);
+    stdin.on('end', stdinOnEnd);
+    stdin.on('error', stdinOnEnd);
+    stdin.resume();
+    traffic();
+  });
+
+  socket.close();
+  logger.event('close', `done with ${where}: ${bytesIn} bytes in, ${bytesOut} bytes out, ${formatDuration(Date.now() - started)}`, {
+    remote: where,
+    bytes_in: bytesIn,
+    bytes_out: bytesOut,
+  });
+  // Let stdout flush before the caller ends it or exits.
+  await new Promise<void>((ok) => io.stdout.write('', () => ok()));
+  if (io.endStdout) io.stdout.end();
+  return code;
+}

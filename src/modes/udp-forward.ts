@@ -1,0 +1,128 @@
+/**
+ * `sockcat forward udp:LISTEN udp:TARGET`: a UDP relay. Each client peer (address:port) gets
+ * its own upstream socket connected to the target, so every reply comes back on the socket
+ * that belongs to that client and is returned to it — two clients never see each other's
+ * replies. A peer's upstream socket is closed after --udp-idle seconds without a datagram.
+ */
+import type dgram from 'node:dgram';
+import type { RemoteInfo } from 'node:dgram';
+import { UsageError } from '../errors';
+import { formatAddress, isWildcardHost, type Address, type UdpAddress } from '../endpoints/index';
+import { bindUdpSocket, connectUdpSocket, udpError, udpLabel } from '../endpoints/udp';
+import type { Listener } from '../endpoints/types';
+import { hexDumper } from '../hexdump';
+import { Logger, type LogFormat } from '../log';
+import { AccessControl, type AccessOptions } from '../access';
+import { PeerTable, type UdpPeer } from './udp-peers';
+import { allowFileLogger } from './listen';
+import { DEFAULT_UDP_IDLE_MS, untilStopped } from './udp-listen';
+import type { ModeIO } from '../io';
+
+
+/** Datagrams a peer may send while its upstream socket is still being opened. */
+const MAX_PENDING = 64;
+
+export interface UdpForwardOptions {
+  /** Where clients send (udp:…). */
+  listen: Address;
+  /** Where their datagrams go (udp:…). */
+  target: Address;
+  /** Forget a peer after this many ms of silence (default 60 s). */
+  udpIdleMs?: number;
+  /** At most this many peers at once (--max-conns). */
+  maxConns?: number;
+  access?: AccessOptions;
+  verbose?: boolean;
+  hex?: boolean;
+  logFormat?: LogFormat;
+  onListening?: (listener: Listener) => void;
+}
+
+/** One client's upstream socket, and what it sent before that socket was ready. */
+interface Upstream {
+  socket?: dgram.Socket;
+  pending: Buffer[];
+  opening: boolean;
+  closed: boolean;
+}
+
+/** Runs the UDP relay until stopped; resolves with the exit code. */
+export async function runUdpForward(opts: UdpForwardOptions, io: ModeIO): Promise<number> {
+  if (opts.listen.scheme !== 'udp' || opts.target.scheme !== 'udp') {
+    throw new UsageError(`forwarding UDP needs udp: on both sides (got ${formatAddress(opts.listen)} → ${formatAddress(opts.target)})`);
+  }
+  const target = opts.target;
+  const targetLabel = udpLabel(target);
+  const logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
+  const access = opts.access ? new AccessControl({ ...opts.access, onReload: allowFileLogger(logger) }) : undefined;
+  const { socket: front, bound, label } = await bindUdpSocket(opts.listen as UdpAddress);
+  logger.event('listening', `listening on ${label}, forwarding to ${targetLabel}`, { address: label, target: targetLabel });
+  if (isWildcardHost(bound.host)) logger.event('exposed', `${label} is reachable from the network, not only from this machine`, { address: label });
+  const dump = opts.hex ? hexDumper(io.stderr, {}) : undefined;
+  let lastTraffic = Date.now();
+
+  const peers: PeerTable<Upstream> = new PeerTable<Upstream>({
+    logger,
+    access,
+    maxPeers: opts.maxConns,
+    idleMs: opts.udpIdleMs ?? DEFAULT_UDP_IDLE_MS,
+    create: () => ({ pending: [], opening: false, closed: false }),
+    release: (peer) => {
+      peer.state.closed = true;
+      // UDP has nothing to flush or half-close: closing the upstream socket is the whole goodbye.
+      peer.state.socket?.close();
+    },
+  });
+
+  function openUpstream(peer: UdpPeer<Upstream>): void {
+    connectUdpSocket(target).then(
+      (socket) => {
+        if (peer.state.closed) return void socket.close();
+        peer.state.socket = socket;
+        socket.on('message', (msg: Buffer) => {
+          peer.lastSeen = lastTraffic = Date.now();
+          peer.sent += msg.length;
+          dump?.(`> ${peer.label}`, msg);
+          front.send(msg, peer.port, peer.address);
+        });
+        // The target may not be up yet (ICMP unreachable): say so, keep the peer, it may retry.
+        socket.on('error', (err: Error) => logger.event('upstream-error', `${peer.label} → ${udpError(err, targetLabel).message}`, { client: peer.label }));
+        for (const msg of peer.state.pending.splice(0)) socket.send(msg);
+      },
+      (err: Error) => {
+        logger.error('upstream-error', `${peer.label}: ${err.message}`, { client: peer.label });
+        peers.drop(peer, 'upstream failed');
+      },
+    );
+  }
+
+  function frontOnMessage(msg: Buffer, rinfo: RemoteInfo): void {
+    const peer = peers.admit(rinfo);
+    if (!peer) return;
+    lastTraffic = Date.now();
+    peer.received += msg.length;
+    dump?.(`< ${peer.label}`, msg);
+    if (peer.state.socket) return void peer.state.socket.send(msg);
+    if (!peer.state.opening) {
+      peer.state.opening = true;
+      openUpstream(peer);
+    }
+    // Past the bound, datagrams are dropped, as a congested network would.
+    if (peer.state.pending.length < MAX_PENDING) peer.state.pending.push(msg);
+  }
+
+  front.on('message', frontOnMessage);
+  front.on('error', (err: Error) => logger.error('error', `${label}: ${err.message}`));
+  let closed = false;
+  const closeFront = () => {
+    if (!closed) front.close();
+    closed = true;
+  };
+  opts.onListening?.({ address: bound, label, close: async () => closeFront() });
+
+  await untilStopped(io.signal, undefined, () => lastTraffic, logger);
+  peers.close();
+  access?.close();
+  closeFront();
+  return 0;
+}

@@ -1,0 +1,142 @@
+/**
+ * `sockcat listen -u ADDR` (or udp:ADDR): the nc -u -l server.
+ * - default: datagrams from any peer go to stdout; stdin goes to the peer that spoke last.
+ * - --keep-open (-k): every peer is tracked (until --udp-idle of silence, at most --max-conns);
+ *   stdin goes to all of them.
+ * - --echo: each datagram is sent back to its sender.
+ * UDP has no end of stream: stdin EOF sends nothing; the server runs until stopped, or until
+ * --idle-timeout passes without a datagram either way.
+ */
+import type { RemoteInfo } from 'node:dgram';
+import { bindUdpSocket, sendDatagrams } from '../endpoints/udp';
+import { isWildcardHost, type UdpAddress } from '../endpoints/address';
+import { hexDumper } from '../hexdump';
+import { formatDuration, Logger } from '../log';
+import { AccessControl } from '../access';
+import { PeerTable, type UdpPeer } from './udp-peers';
+import { allowFileLogger, type ListenOptions } from './listen';
+import type { ModeIO } from '../io';
+import { LfToCrlf } from '../endpoints/stdio';
+import type { Readable } from 'node:stream';
+
+/** Without -k, a peer silent this long is forgotten (replies then wait for the next one to speak). */
+export const DEFAULT_UDP_IDLE_MS = 60_000;
+
+/** Datagrams arriving while this much output is still unwritten are dropped (UDP cannot push back). */
+export const STDOUT_BACKLOG_LIMIT = 4 << 20;
+
+/** Runs the UDP server until stopped; resolves with the exit code. */
+export async function runUdpListen(opts: ListenOptions, io: ModeIO): Promise<number> {
+  const logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
+  const access = opts.access ? new AccessControl({ ...opts.access, onReload: allowFileLogger(logger) }) : undefined;
+  const { socket, bound, label } = await bindUdpSocket(opts.address as UdpAddress);
+  logger.event('listening', `listening on ${label}`, { address: label });
+  if (isWildcardHost(bound.host)) logger.event('exposed', `${label} is reachable from the network, not only from this machine`, { address: label });
+  // -k keeps every peer until --udp-idle; otherwise silent peers are forgotten after a minute so
+  // the table (bounded by --max-conns) never fills up with peers long gone.
+  const idleMs = opts.udpIdleMs ?? (opts.keepOpen ? undefined : DEFAULT_UDP_IDLE_MS);
+  const peers = new PeerTable<null>({ logger, access, maxPeers: opts.maxConns, idleMs, create: () => null });
+  const dump = opts.hex ? hexDumper(io.stderr, {}) : undefined;
+  let lastPeer: UdpPeer<null> | undefined;
+  // -C: each line typed ends in CRLF, as line protocols over UDP (SIP, syslog) may want.
+  const stdin: Readable = opts.crlf ? io.stdin.pipe(new LfToCrlf()) : io.stdin;
+  let lastTraffic = Date.now();
+  let dropped = 0;
+
+  function socketOnMessage(msg: Buffer, rinfo: RemoteInfo): void {
+    const peer = peers.admit(rinfo);
+    if (!peer) return;
+    lastTraffic = Date.now();
+    peer.received += msg.length;
+    dump?.(`< ${peer.label}`, msg);
+    if (opts.echo) {
+      peer.sent += msg.length;
+      dump?.(`> ${peer.label}`, msg);
+      socket.send(msg, rinfo.port, rinfo.address);
+      return;
+    }
+    if (io.stdout.writableLength > STDOUT_BACKLOG_LIMIT) {
+      if (dropped++ === 0) logger.warn('dropped', `stdout is not keeping up: dropping datagrams (UDP cannot slow the sender down)`);
+      return;
+    }
+    io.stdout.write(msg);
+    if (!lastPeer) stdin.resume();
+    // Without -k only the last peer matters: replies go to it.
+    if (!opts.keepOpen && lastPeer && lastPeer !== peer) peers.drop(lastPeer, 'another peer spoke');
+    lastPeer = peer;
+  }
+
+  async function stdinOnData(chunk: Buffer): Promise<void> {
+    // One read, one datagram: stdin waits until it is handed to the kernel for every target.
+    stdin.pause();
+    const targets = opts.keepOpen ? [...peers.peers.values()] : lastPeer && peers.peers.has(lastPeer.label) ? [lastPeer] : [];
+    for (const peer of targets) {
+      const err = await sendDatagrams(chunk, (part, cb) => socket.send(part, peer.port, peer.address, cb));
+      if (err) logger.error('send', `sending to ${peer.label} failed: ${err.message}`);
+      else {
+        peer.sent += chunk.length;
+        dump?.(`> ${peer.label}`, chunk);
+      }
+    }
+    lastTraffic = Date.now();
+    stdin.resume();
+  }
+  const stdinOnEnd = () => logger.event('eof', 'stdin closed; still receiving (UDP has no end of stream)');
+  const socketOnError = (err: Error) => logger.error('error', `${label}: ${err.message}`);
+
+  socket.on('message', socketOnMessage);
+  socket.on('error', socketOnError);
+  if (!opts.echo) {
+    stdin.on('data', stdinOnData);
+    stdin.on('end', stdinOnEnd);
+    stdin.on('error', stdinOnEnd);
+    // Nothing to send to before a peer has spoken.
+    stdin.pause();
+  }
+  let closed = false;
+  const closeSocket = () => {
+    if (!closed) socket.close();
+    closed = true;
+  };
+  opts.onListening?.({ address: bound, label, close: async () => closeSocket() });
+
+  await untilStopped(io.signal, opts.idleTimeoutMs, () => lastTraffic, logger);
+
+  stdin.off('data', stdinOnData);
+  stdin.off('end', stdinOnEnd);
+  stdin.off('error', stdinOnEnd);
+  stdin.pause();
+  peers.close();
+  access?.close();
+  closeSocket();
+  if (dropped > 0) logger.warn('dropped', `${dropped} datagram(s) dropped because stdout was not keeping up`);
+  if (io.endStdout) io.stdout.end();
+  return 0;
+}
+
+/**
+ * Resolves when the signal is aborted, or when `idleMs` passed since `lastTraffic()` (a UDP
+ * server has no other way to know it is done).
+ */
+export function untilStopped(signal: AbortSignal, idleMs: number | undefined, lastTraffic: () => number, logger: Logger): Promise<void> {
+  return new Promise((resolve) => {
+    let timer: NodeJS.Timeout | undefined;
+    const finish = () => {
+      if (timer) clearTimeout(timer);
+      signal.removeEventListener('abort', finish);
+      resolve();
+    };
+    if (signal.aborted) return finish();
+    signal.addEventListener('abort', finish, { once: true });
+    if (!idleMs) return;
+    const check = () => {
+      const left = lastTraffic() + idleMs - Date.now();
+      if (left > 0) timer = setTimeout(check, left);
+      else {
+        logger.event('idle', `no datagram for ${formatDuration(idleMs)}, stopping`);
+        finish();
+      }
+    };
+    timer = setTimeout(check, idleMs);
+  });
+}

@@ -1,0 +1,106 @@
+/**
+ * Peer bookkeeping shared by the UDP modes (listen -u, forward udp:…): UDP has no connections,
+ * so a "client" is an address:port that sent us a datagram, remembered until it falls silent.
+ */
+import type { RemoteInfo } from 'node:dgram';
+import type { AccessControl } from '../access';
+import type { Logger } from '../log';
+import { peerLabel } from '../endpoints/udp';
+
+/** One remembered peer, with its own state (an upstream socket for forward). */
+export interface UdpPeer<S> {
+  label: string;
+  address: string;
+  port: number;
+  lastSeen: number;
+  started: number;
+  /** Bytes received from the peer, and sent to it. */
+  received: number;
+  sent: number;
+  state: S;
+}
+
+export interface PeerTableOptions<S> {
+  logger: Logger;
+  access?: AccessControl;
+  /** Refuse datagrams from new peers past this many (default 10000). */
+  maxPeers?: number;
+  /** Forget a peer after this many ms without a datagram from it (0 or undefined: never). */
+  idleMs?: number;
+  /** Creates a new peer's state. */
+  create: (rinfo: RemoteInfo, label: string) => S;
+  /** Releases a peer's state when it is forgotten. */
+  release?: (peer: UdpPeer<S>, reason: string) => void;
+}
+
+/** Logs of refused peers are kept to one line per address, bounded. */
+const MAX_REFUSED_REMEMBERED = 1000;
+
+/** The table of peers: admission (access control, limit), idle expiry, and the open/close log lines. */
+export class PeerTable<S> {
+  readonly peers = new Map<string, UdpPeer<S>>();
+  private readonly refused = new Set<string>();
+  private readonly sweeper?: NodeJS.Timeout;
+
+  constructor(private readonly opts: PeerTableOptions<S>) {
+    if (opts.idleMs && opts.idleMs > 0) {
+      this.sweeper = setInterval(() => this.sweep(), Math.max(50, Math.min(1000, opts.idleMs / 4)));
+      this.sweeper.unref();
+    }
+  }
+
+  /** The peer a datagram came from, created on its first datagram; undefined when refused. */
+  admit(rinfo: RemoteInfo): UdpPeer<S> | undefined {
+    const label = peerLabel(rinfo);
+    const known = this.peers.get(label);
+    if (known) {
+      known.lastSeen = Date.now();
+      return known;
+    }
+    const { logger, access } = this.opts;
+    const verdict = access ? access.check(rinfo.address) : { ok: true as const };
+    if (!verdict.ok) return this.refuse(label, `refused ${label}: ${verdict.reason}`, 'denied', verdict.reason);
+    const max = this.opts.maxPeers ?? 10_000;
+    if (this.peers.size >= max) return this.refuse(label, `refused ${label}: ${max} peers already active (--max-conns)`, 'limit', 'limit');
+    const now = Date.now();
+    const peer: UdpPeer<S> = { label, address: rinfo.address, port: rinfo.port, lastSeen: now, started: now, received: 0, sent: 0, state: this.opts.create(rinfo, label) };
+    this.peers.set(label, peer);
+    logger.event('open', `datagrams from ${label}`, { client: label });
+    return peer;
+  }
+
+  /** Forgets a peer and logs its totals. */
+  drop(peer: UdpPeer<S>, reason: string): void {
+    if (this.peers.get(peer.label) !== peer) return;
+    this.peers.delete(peer.label);
+    this.opts.release?.(peer, reason);
+    const ms = Date.now() - peer.started;
+    this.opts.logger.event('close', `forgot ${peer.label}: ${peer.received} bytes in, ${peer.sent} bytes out (${reason})`, {
+      client: peer.label,
+      bytes_in: peer.received,
+      bytes_out: peer.sent,
+      duration_ms: ms,
+      reason,
+    });
+  }
+
+  /** Forgets every peer (on stop). */
+  close(): void {
+    if (this.sweeper) clearInterval(this.sweeper);
+    for (const peer of [...this.peers.values()]) this.drop(peer, 'stopped');
+  }
+
+  private sweep(): void {
+    const limit = Date.now() - (this.opts.idleMs ?? 0);
+    for (const peer of [...this.peers.values()]) if (peer.lastSeen < limit) this.drop(peer, 'idle');
+  }
+
+  private refuse(label: string, text: string, event: string, reason: string): undefined {
+    if (!this.refused.has(label)) {
+      if (this.refused.size >= MAX_REFUSED_REMEMBERED) this.refused.clear();
+      this.refused.add(label);
+      this.opts.logger.event(event, text, { client: label, reason });
+    }
+    return undefined;
+  }
+}

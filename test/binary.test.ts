@@ -1,0 +1,63 @@
+/**
+ * The standalone binary: built the way the README says (npm run build:bin), then run from an
+ * empty directory with an empty environment — no Node.js on PATH, no node_modules beside it.
+ */
+import { describe, it, expect, beforeAll } from 'vitest';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { exchange } from './helpers/net';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const bin = join(root, 'dist/sockcat');
+
+describe('standalone binary dist/sockcat', () => {
+  let empty: string;
+  beforeAll(() => {
+    execFileSync(process.execPath, [join(root, 'scripts/build-bin.mjs')], { stdio: 'pipe' });
+    empty = mkdtempSync(join(tmpdir(), 'sockcat-empty-'));
+    return () => rmSync(empty, { recursive: true, force: true });
+  }, 120_000);
+
+  it('exists and prints its version with env -i from an empty directory', () => {
+    expect(existsSync(bin)).toBe(true);
+    const out = execFileSync('/usr/bin/env', ['-i', bin, '--version'], { cwd: empty, encoding: 'utf8' });
+    expect(out.trim()).toMatch(/^\d+\.\d+\.\d+$/);
+  });
+
+  it('runs an echo server and a client with no Node.js around', async () => {
+    const server = spawn('/usr/bin/env', ['-i', bin, 'listen', '--echo', '-v', '0'], { cwd: empty, stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    server.stderr.on('data', (c) => (err += c));
+    try {
+      const port = await new Promise<number>((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`no listening line: ${err}`)), 10_000);
+        server.stderr.on('data', () => {
+          const m = /listening on 127\.0\.0\.1:(\d+)/.exec(err);
+          if (m) {
+            clearTimeout(t);
+            resolve(Number(m[1]));
+          }
+        });
+      });
+      expect((await exchange(port, 'standalone')).toString()).toBe('standalone');
+      const client = execFileSync('/usr/bin/env', ['-i', bin, 'connect', `127.0.0.1:${port}`], { cwd: empty, input: 'via binary client', encoding: 'utf8' });
+      expect(client).toBe('via binary client');
+    } finally {
+      server.kill();
+    }
+  });
+
+  it('reports errors as one line with the right exit code', () => {
+    try {
+      execFileSync('/usr/bin/env', ['-i', bin, 'connect', '::1:80'], { cwd: empty, stdio: 'pipe' });
+      expect.unreachable();
+    } catch (err) {
+      const e = err as { status: number; stderr: Buffer };
+      expect(e.status).toBe(2);
+      expect(e.stderr.toString()).toMatch(/^sockcat: malformed address '::1:80'/);
+    }
+  });
+});

@@ -1,0 +1,222 @@
+/**
+ * TLS through the real CLI: verification by default and its failures in one line, --ca,
+ * --insecure, --servername, mutual TLS, a stalled handshake that blocks nobody, and interop
+ * with openssl, gnutls-cli and curl.
+ */
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import fs from 'node:fs';
+import net from 'node:net';
+import tls from 'node:tls';
+import { spawn } from 'node:child_process';
+import { startCli, runCli, type RunningCli } from '../helpers/cli';
+import { makeTestCerts, type TestCerts } from '../helpers/tls';
+import { readAll, waitFor } from '../helpers/net';
+
+let certs: TestCerts;
+const running: RunningCli[] = [];
+
+beforeAll(async () => {
+  certs = await makeTestCerts();
+});
+afterAll(async () => {
+  for (const r of running) r.kill();
+  await Promise.all(running.map((r) => r.exited));
+  fs.rmSync(certs.dir, { recursive: true, force: true });
+});
+
+/** A `sockcat listen --tls --echo` server; returns its port. */
+async function tlsEcho(...args: string[]): Promise<{ server: RunningCli; port: number }> {
+  const server = startCli(['listen', '--tls', '--echo', '-v', ...args, '0']);
+  running.push(server);
+  return { server, port: await server.listeningPort() };
+}
+
+const oneLine = (stderr: string) => stderr.trim().split('\n');
+
+/** Runs an outside tool (openssl, curl…) with a time limit; resolves with its output. */
+function runTool(cmd: string, args: string[], stdin: string | null, timeoutMs = 10_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c));
+    child.stderr.on('data', (c: Buffer) => (stderr += c));
+    child.stdin.on('error', () => {});
+    if (stdin !== null) child.stdin.end(stdin);
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+describe('TLS verification', () => {
+  it('refuses a self-signed certificate by default: exit 1, one line naming the reason and the way out', async () => {
+    const { port } = await tlsEcho();
+    const r = await runCli(['connect', `tls:127.0.0.1:${port}`], { stdin: 'secret\n' });
+    expect(r.code).toBe(1);
+    expect(r.stdout.length).toBe(0);
+    expect(oneLine(r.stderr)).toEqual([`sockcat: certificate of tls:127.0.0.1:${port} is self-signed — pass --ca FILE to trust it or --insecure`]);
+  });
+
+  it('--insecure connects, warns on stderr, and shows the fingerprint the server logged', async () => {
+    const { server, port } = await tlsEcho();
+    const fingerprint = (await server.waitForStderr(/SHA-256 fingerprint ([0-9A-F:]{95})/))[1];
+    const r = await runCli(['connect', '-v', '--insecure', `tls:127.0.0.1:${port}`], { stdin: 'hello\n' });
+    expect(r.code).toBe(0);
+    expect(r.stdout.toString()).toBe('hello\n');
+    expect(r.stderr).toMatch(/--insecure: not verifying the certificate of tls:127\.0\.0\.1:\d+/);
+    expect(r.stderr).toContain(fingerprint);
+  });
+
+  it('--ca trusts the self-signed certificate; --tls on connect is the same as tls:', async () => {
+    const { port } = await tlsEcho('--cert', certs.cert, '--key', certs.key);
+    const r = await runCli(['connect', '--tls', '--ca', certs.cert, 'localhost', String(port)], { stdin: 'verified\n' });
+    expect(r.stderr).toBe('');
+    expect(r.stdout.toString()).toBe('verified\n');
+    expect(r.code).toBe(0);
+  });
+
+  it('refuses a certificate for another name, and says which names it is for', async () => {
+    const { port } = await tlsEcho('--cert', certs.cert, '--key', certs.key);
+    const r = await runCli(['connect', '--ca', certs.cert, '--servername', 'example.com', `tls:127.0.0.1:${port}`], { stdin: 'x' });
+    expect(r.code).toBe(1);
+    expect(oneLine(r.stderr)).toHaveLength(1);
+    expect(r.stderr).toMatch(/does not match the name 'example\.com' \(it is for DNS:localhost/);
+  });
+
+  it('refuses an expired certificate', async () => {
+    const { port } = await tlsEcho('--cert', certs.expiredCert, '--key', certs.expiredKey);
+    const r = await runCli(['connect', '--ca', certs.expiredCert, `tls:localhost:${port}`], { stdin: 'x' });
+    expect(r.code).toBe(1);
+    expect(oneLine(r.stderr)).toEqual([`sockcat: certificate of tls:localhost:${port} has expired — the server must renew it (--insecure skips the check)`]);
+  });
+
+  it('says so when the server does not speak TLS', async () => {
+    const plain = startCli(['listen', '-v', '0'], { stdin: '220 plain text service\r\n' });
+    running.push(plain);
+    const port = await plain.listeningPort();
+    const r = await runCli(['connect', '--insecure', `tls:127.0.0.1:${port}`], { stdin: 'x' });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/does not speak TLS|closed the connection during the TLS handshake/);
+  });
+
+  it('bad certificate files are usage errors (exit 2, one line)', async () => {
+    const missing = await runCli(['listen', '--tls', '--cert', '/nonexistent/cert.pem', '--key', certs.key, '0']);
+    expect(missing.code).toBe(2);
+    expect(oneLine(missing.stderr)).toEqual(["sockcat: --cert /nonexistent/cert.pem: no such file (see 'sockcat --help')"]);
+    const mismatch = await runCli(['listen', '--tls', '--cert', certs.cert, '--key', certs.clientKey, '0']);
+    expect(mismatch.code).toBe(2);
+    expect(mismatch.stderr).toMatch(/the key does not belong to the certificate/);
+    const notPem = await runCli(['connect', '--ca', '/etc/hostname', 'tls:localhost:443']);
+    expect(notPem.code).toBe(2);
+    expect(notPem.stderr).toMatch(/not a PEM file/);
+    const noCa = await runCli(['listen', '--tls', '--require-client-cert', '0']);
+    expect(noCa.code).toBe(2);
+    expect(noCa.stderr).toMatch(/--require-client-cert needs --ca FILE/);
+  });
+});
+
+describe('mutual TLS', () => {
+  const server = () => tlsEcho('--cert', certs.cert, '--key', certs.key, '--require-client-cert', '--ca', certs.ca);
+
+  it('lets in a client whose certificate the CA signed', async () => {
+    const { port } = await server();
+    const r = await runCli(['connect', '--ca', certs.cert, '--client-cert', certs.clientCert, '--client-key', certs.clientKey, `tls:localhost:${port}`], {
+      stdin: 'with my certificate\n',
+    });
+    expect(r.stdout.toString()).toBe('with my certificate\n');
+    expect(r.code).toBe(0);
+  });
+
+  it('refuses a client without a certificate, with a line that says what is missing', async () => {
+    const { port } = await server();
+    const r = await runCli(['connect', '--ca', certs.cert, `tls:localhost:${port}`], { stdin: 'no certificate\n' });
+    expect(r.code).toBe(1);
+    expect(r.stdout.length).toBe(0);
+    expect(r.stderr).toMatch(/requires a client certificate — pass --client-cert FILE --client-key FILE/);
+  });
+
+  it('refuses a client certificate signed by someone else, and the server log says why', async () => {
+    // Node's TLS server closes without an alert here, so the client only sees the door shut.
+    const { server: srv, port } = await server();
+    const r = await runCli(['connect', '--ca', certs.cert, '--client-cert', certs.strangerCert, '--client-key', certs.strangerKey, `tls:localhost:${port}`], {
+      stdin: 'stranger\n',
+    });
+    expect(r.stdout.length).toBe(0);
+    await srv.waitForStderr(/refused 127\.0\.0\.1:\d+: its client certificate is not trusted \(DEPTH_ZERO_SELF_SIGNED_CERT\)/);
+  });
+});
+
+describe('TLS listener robustness', () => {
+  it('a stalled handshake and a plain-TCP client disturb no other client', async () => {
+    const { server, port } = await tlsEcho('--cert', certs.cert, '--key', certs.key);
+    // One client connects and never says a word; another speaks plain HTTP to the TLS port.
+    const stalled = net.connect({ port, host: '127.0.0.1' });
+    stalled.on('error', () => {});
+    const plain = net.connect({ port, host: '127.0.0.1' });
+    const plainGot = readAll(plain);
+    plain.write('GET / HTTP/1.0\r\n\r\n');
+    // The plain client is hung up on, the stalled one still waits, and a real client is served.
+    expect((await plainGot).toString()).not.toContain('GET');
+    const ok = tls.connect({ port, host: '127.0.0.1', servername: 'localhost', ca: fs.readFileSync(certs.cert) });
+    const okGot = readAll(ok);
+    ok.end('still served\n');
+    expect((await okGot).toString()).toBe('still served\n');
+    expect(stalled.destroyed).toBe(false);
+    await server.waitForStderr(/plain HTTP was sent to a TLS port|does not speak TLS/);
+    stalled.destroy();
+  });
+});
+
+describe('TLS interop', () => {
+  it('openssl s_client talks to sockcat listen --tls', async () => {
+    const { port } = await tlsEcho('--cert', certs.cert, '--key', certs.key);
+    const child = spawn('openssl', ['s_client', '-quiet', '-verify_return_error', '-CAfile', certs.cert, '-verify_hostname', 'localhost', '-connect', `127.0.0.1:${port}`], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c));
+    child.stdin.write('hello openssl\n');
+    await waitFor(() => out.includes('hello openssl\n'), 10_000, 'the echo through openssl');
+    child.kill();
+  });
+
+  it('sockcat connect talks to openssl s_server, verifying its certificate', async () => {
+    const child = spawn('openssl', ['s_server', '-accept', '127.0.0.1:0', '-cert', certs.cert, '-key', certs.key, '-naccept', '1'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (c: Buffer) => (out += c));
+    child.stderr.on('data', (c: Buffer) => (err += c));
+    await waitFor(() => /ACCEPT .*:(\d+)/.test(out + err), 10_000, 'openssl s_server ACCEPT');
+    const port = Number(/ACCEPT .*:(\d+)/.exec(out + err)![1]);
+    const client = startCli(['connect', '--ca', certs.cert, `tls:localhost:${port}`]);
+    running.push(client);
+    client.child.stdin!.write('from sockcat\n');
+    await waitFor(() => out.includes('from sockcat\n'), 10_000, 'sockcat line at s_server');
+    child.stdin.write('from openssl\n');
+    await waitFor(() => client.stdout().toString().includes('from openssl\n'), 10_000, 'openssl line at sockcat');
+    child.kill();
+    client.kill();
+  });
+
+  it('gnutls-cli talks to sockcat listen --tls', async () => {
+    const { port } = await tlsEcho('--cert', certs.cert, '--key', certs.key);
+    const r = await runTool('gnutls-cli', ['--x509cafile', certs.cert, '--port', String(port), 'localhost'], 'hello gnutls\n');
+    expect(r.stdout).toContain('hello gnutls\n');
+  });
+
+  it('curl https:// gets a reply from sockcat listen --tls', async () => {
+    const body = 'hello over https\n';
+    const server = startCli(['listen', '--tls', '--cert', certs.cert, '--key', certs.key, '-v', '0'], {
+      stdin: `HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+    });
+    running.push(server);
+    const port = await server.listeningPort();
+    const r = await runTool('curl', ['-sS', '--cacert', certs.cert, `https://localhost:${port}/`], null);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe(body);
+    expect(server.stdout().toString()).toMatch(/^GET \/ HTTP\/1\.1\r\n/);
+  });
+});

@@ -17,6 +17,8 @@ import { AccessControl, type AccessOptions } from '../access';
 import { encodeProxyHeader, type ProxyVersion } from '../proxy-protocol';
 import { ensureFdLimit } from '../fdlimit';
 import { allowFileLogger } from './listen';
+import { runUdpForward } from './udp-forward';
+import { UsageError } from '../errors';
 import type { ModeIO } from '../io';
 
 /** Default --connect-timeout: a client must not wait minutes for an upstream that never answers. */
@@ -39,6 +41,8 @@ export interface ForwardOptions {
   idleTimeoutMs?: number;
   /** Send a PROXY protocol header upstream before the client's bytes. */
   proxyProtocol?: ProxyVersion;
+  /** UDP only: forget a silent client (and close its upstream socket) after this many ms. */
+  udpIdleMs?: number;
   access?: AccessOptions;
   maxConns?: number;
   /** On stop, ms live connections may take to finish (default 10 s). */
@@ -54,6 +58,10 @@ export interface ForwardOptions {
 
 /** Runs the relay until stopped; resolves with the exit code (0 after a graceful stop). Rejects if LISTEN cannot be opened. */
 export async function runForward(opts: ForwardOptions, io: ModeIO): Promise<number> {
+  if (opts.listen.scheme === 'udp' || opts.target.scheme === 'udp') {
+    if (opts.proxyProtocol) throw new UsageError('--proxy-protocol applies to TCP streams, not to UDP');
+    return runUdpForward(opts, io);
+  }
   const logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
   const room = await ensureFdLimit({
     maxConns: opts.maxConns,

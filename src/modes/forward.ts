@@ -162,9 +162,9 @@ class Forwarder {
 const sideName = (s: Side | undefined) => (s === undefined ? undefined : s === 'a' ? 'client' : 'upstream');
 
 /**
- * Without -v, an unreachable upstream is still worth telling the user (they may have typed the
- * wrong port), but not once per client: a new cause is printed at once, a repeated one at most
- * every 10 s. With -v every client's "closed … (refused upstream)" line says it already.
+ * An unreachable upstream is worth telling the user even without -v (they may have typed the
+ * wrong port), with its cause in words, but not once per client: a new cause is printed at once,
+ * a repeated one at most every 10 s. JSON logs carry the cause in each close event instead.
  */
 class UpstreamWarnings {
   private last = '';
@@ -172,7 +172,7 @@ class UpstreamWarnings {
   constructor(private readonly logger: Logger) {}
 
   report(message: string): void {
-    if (this.logger.verbose || this.logger.format === 'json') return;
+    if (this.logger.format === 'json') return;
     const now = Date.now();
     if (message === this.last && now - this.lastAt < 10_000) return;
     this.last = message;

@@ -90,7 +90,7 @@ export async function runForward(opts: ForwardOptions, io: ModeIO): Promise<numb
   return 0;
 }
 
-/** Serves one client at a time per call; holds what every connection shares. */
+/** Serves each client (handle() runs once per connection) and holds what all of them share. */
 class Forwarder {
   readonly targetLabel: string;
   private readonly text: string;

@@ -17,6 +17,8 @@ import { AccessControl, type AccessOptions } from '../access';
 import { encodeProxyHeader, type ProxyVersion } from '../proxy-protocol';
 import { ensureFdLimit } from '../fdlimit';
 import { allowFileLogger } from './listen';
+import { runUdpForward } from './udp-forward';
+import { UsageError } from '../errors';
 import type { ModeIO } from '../io';
 
 /** Default --connect-timeout: a client must not wait minutes for an upstream that never answers. */
@@ -39,6 +41,8 @@ export interface ForwardOptions {
   idleTimeoutMs?: number;
   /** Send a PROXY protocol header upstream before the client's bytes. */
   proxyProtocol?: ProxyVersion;
+  /** UDP only: forget a silent client (and close its upstream socket) after this many ms. */
+  udpIdleMs?: number;
   access?: AccessOptions;
   maxConns?: number;
   /** On stop, ms live connections may take to finish (default 10 s). */
@@ -54,6 +58,10 @@ export interface ForwardOptions {
 
 /** Runs the relay until stopped; resolves with the exit code (0 after a graceful stop). Rejects if LISTEN cannot be opened. */
 export async function runForward(opts: ForwardOptions, io: ModeIO): Promise<number> {
+  if (opts.listen.scheme === 'udp' || opts.target.scheme === 'udp') {
+    if (opts.proxyProtocol) throw new UsageError('--proxy-protocol applies to TCP streams, not to UDP');
+    return runUdpForward(opts, io);
+  }
   const logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
   const room = await ensureFdLimit({
     maxConns: opts.maxConns,
@@ -82,7 +90,7 @@ export async function runForward(opts: ForwardOptions, io: ModeIO): Promise<numb
   return 0;
 }
 
-/** Serves one client at a time per call; holds what every connection shares. */
+/** Serves each client (handle() runs once per connection) and holds what all of them share. */
 class Forwarder {
   readonly targetLabel: string;
   private readonly text: string;
@@ -154,9 +162,9 @@ class Forwarder {
 const sideName = (s: Side | undefined) => (s === undefined ? undefined : s === 'a' ? 'client' : 'upstream');
 
 /**
- * Without -v, an unreachable upstream is still worth telling the user (they may have typed the
- * wrong port), but not once per client: a new cause is printed at once, a repeated one at most
- * every 10 s. With -v every client's "closed … (refused upstream)" line says it already.
+ * An unreachable upstream is worth telling the user even without -v (they may have typed the
+ * wrong port), with its cause in words, but not once per client: a new cause is printed at once,
+ * a repeated one at most every 10 s. JSON logs carry the cause in each close event instead.
  */
 class UpstreamWarnings {
   private last = '';
@@ -164,7 +172,7 @@ class UpstreamWarnings {
   constructor(private readonly logger: Logger) {}
 
   report(message: string): void {
-    if (this.logger.verbose || this.logger.format === 'json') return;
+    if (this.logger.format === 'json') return;
     const now = Date.now();
     if (message === this.last && now - this.lastAt < 10_000) return;
     this.last = message;

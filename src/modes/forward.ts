@@ -8,12 +8,12 @@
  * chunk unless -x asks for a hex dump, sockets are joined directly (no extra stream layers),
  * and TCP_NODELAY is set on both sides by the TCP transport.
  */
-import { connectAddress, formatAddress, type Address, type Connection, type Listener } from '../endpoints/index';
+import { connectAddress, formatAddress, type Address, type Connection } from '../endpoints/index';
 import { hexDumper } from '../hexdump';
-import { Logger, type LogFormat } from '../log';
+import { Logger, type LogOptions } from '../log';
 import { relay, resetStream, DEFAULT_CLOSE_WAIT_MS, type RelayResult, type Side } from '../relay';
-import { serve, DEFAULT_MAX_CONNS, type ConnectionContext, type ConnectionSummary } from '../server';
-import { AccessControl, type AccessOptions } from '../access';
+import { serve, DEFAULT_MAX_CONNS, type ConnectionContext, type ConnectionSummary, type ListenerModeOptions } from '../server';
+import { AccessControl } from '../access';
 import { encodeProxyHeader, type ProxyVersion } from '../proxy-protocol';
 import { ensureFdLimit } from '../fdlimit';
 import { allowFileLogger } from './listen';
@@ -28,7 +28,7 @@ export const DEFAULT_FORWARD_DRAIN_TIMEOUT_MS = 10_000;
 /** Descriptors per client: the client's socket and its upstream. */
 const FDS_PER_CLIENT = 2;
 
-export interface ForwardOptions {
+export interface ForwardOptions extends ListenerModeOptions, LogOptions {
   /** Where clients connect. */
   listen: Address;
   /** Where each client's upstream connection goes. */
@@ -43,17 +43,9 @@ export interface ForwardOptions {
   proxyProtocol?: ProxyVersion;
   /** UDP only: forget a silent client (and close its upstream socket) after this many ms. */
   udpIdleMs?: number;
-  access?: AccessOptions;
-  maxConns?: number;
-  /** On stop, ms live connections may take to finish (default 10 s). */
-  drainTimeoutMs?: number;
   /** Run sockcat again with a higher open-file limit when --max-conns needs it (the CLI sets this). */
   raiseFdLimit?: boolean;
-  verbose?: boolean;
   hex?: boolean;
-  logFormat?: LogFormat;
-  /** Told the real bound address (port 0 → the port the system picked). */
-  onListening?: (listener: Listener) => void;
 }
 
 /** Runs the relay until stopped; resolves with the exit code (0 after a graceful stop). Rejects if LISTEN cannot be opened. */

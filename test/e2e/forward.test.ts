@@ -66,7 +66,8 @@ describe('sockcat forward (CLI)', () => {
     const fwd = sockcat(['forward', '-v', '0', `127.0.0.1:${gone.port}`]);
     const port = await fwd.listeningPort();
     for (let i = 0; i < 2; i++) {
-      const client = await connect(port);
+      // The reset can come before Node has even reported the connect: listen from the start.
+      const client = net.connect({ port, host: '127.0.0.1' });
       const err = await new Promise<string | undefined>((resolve) => {
         client.once('error', (e: NodeJS.ErrnoException) => resolve(e.code));
         client.once('end', () => resolve('eof'));

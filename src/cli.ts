@@ -12,11 +12,25 @@ import type { ModeIO } from './io';
 
 const EPILOG = `Addresses: PORT (127.0.0.1), HOST:PORT, [IPv6]:PORT, or SCHEME:… with SCHEME one of
 ${listTransports()
-  .map((t) => `  ${t.scheme}:  ${t.help} — ${t.example}`)
+  .map((t) => wrapIndented(`${t.scheme}:`.padEnd(6) + `${t.help}. e.g. ${t.example}`, 92, '        '))
   .join('\n')}
 Listeners bind 127.0.0.1 unless you name another address (0.0.0.0 or [::] for the network).
 Exit codes: 0 ok, 1 network or runtime failure, 2 usage error.
 Run 'sockcat MODE --help' for a mode's options and examples.`;
+
+/** Wraps at word boundaries (yargs would cut long epilog lines mid-word), indenting continuations. */
+function wrapIndented(text: string, width: number, indent: string): string {
+  const lines: string[] = [];
+  let line = '  ';
+  for (const word of text.split(' ')) {
+    if (line.trim() && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = indent + word;
+    } else line += (line.trim() ? ' ' : '') + word;
+  }
+  lines.push(line);
+  return lines.join('\n');
+}
 
 /** Parses `args` and runs the chosen mode; resolves with the exit code. */
 export async function main(args: string[], io: ModeIO): Promise<number> {

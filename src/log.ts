@@ -12,6 +12,14 @@ export interface LoggerOptions {
   format?: LogFormat;
 }
 
+/** The logging options every mode takes. */
+export interface LogOptions {
+  /** -v: connection events on stderr. */
+  verbose?: boolean;
+  /** --log-format: text lines or one JSON object per event. */
+  logFormat?: LogFormat;
+}
+
 export type LogFields = Record<string, string | number | boolean | null | undefined>;
 
 export class Logger {

@@ -117,8 +117,8 @@ export function relay(a: Duplex, b: Duplex, opts: RelayOptions = {}): Promise<Re
     const writeDone: Record<Side, boolean> = { a: false, b: false };
     const removers: Array<() => void> = [];
     let finished = false;
-    let closeWaitTimer: NodeJS.Timeout | undefined;
-    let idleTimer: NodeJS.Timeout | undefined;
+    /** The two silence timers: 'close-wait' after the first EOF, 'idle' for the whole session. */
+    const quietTimers: Partial<Record<'close-wait' | 'idle', NodeJS.Timeout>> = {};
     let lastActivity = Date.now();
 
     const closeWaitFor = (side: Side): number => {
@@ -136,8 +136,8 @@ export function relay(a: Duplex, b: Duplex, opts: RelayOptions = {}): Promise<Re
     function finish(reason: EndReason, error?: Error, errorSide?: Side) {
       if (finished) return;
       finished = true;
-      if (closeWaitTimer) clearTimeout(closeWaitTimer);
-      if (idleTimer) clearTimeout(idleTimer);
+      clearTimeout(quietTimers['close-wait']);
+      clearTimeout(quietTimers.idle);
       opts.signal?.removeEventListener('abort', onAbort);
       for (const remove of removers) remove();
       if (reason === 'reset' && errorSide && opts.propagateReset) resetStream(streams[other(errorSide)]);
@@ -158,18 +158,21 @@ export function relay(a: Duplex, b: Duplex, opts: RelayOptions = {}): Promise<Re
       if (finished) return;
       if (isDirectionDone('a') && isDirectionDone('b')) return finish('eof');
       const wait = closeWaitFor(from);
-      if (wait === Infinity || closeWaitTimer) return;
+      if (wait === Infinity || quietTimers['close-wait']) return;
       if (wait <= 0) return finish('eof');
       lastActivity = Date.now();
-      armCloseWait(wait, wait);
+      armQuietTimer('close-wait', wait, wait);
     }
 
-    /** Fires after `delay` ms; closes if the open direction has been quiet for `wait` ms, else looks again later. */
-    function armCloseWait(wait: number, delay: number) {
-      closeWaitTimer = setTimeout(() => {
+    /**
+     * Ends the session with `reason` once nothing has moved for `ms`. One timer at a time: when
+     * it fires early (something moved meanwhile) it is set again for the rest of the silence.
+     */
+    function armQuietTimer(reason: 'close-wait' | 'idle', ms: number, delay: number) {
+      quietTimers[reason] = setTimeout(() => {
         const quiet = Date.now() - lastActivity;
-        if (quiet >= wait) finish('close-wait');
-        else armCloseWait(wait, wait - quiet);
+        if (quiet >= ms) finish(reason);
+        else armQuietTimer(reason, ms, ms - quiet);
       }, delay);
     }
 
@@ -225,8 +228,9 @@ export function relay(a: Duplex, b: Duplex, opts: RelayOptions = {}): Promise<Re
     /**
      * A stream may have ended or closed before the relay was called: a client that connects and
      * closes at once (nc -z, a health check) while forward is still connecting upstream has
-     * already emitted 'end', with nobody listening. Act on it now, or the EOF is never passed
-     * on and the session waits for the other side forever.
+     * already emitted 'end', with nobody listening; one that reset is already destroyed. Act on
+     * it now, or the EOF is never passed on and the session waits for the other side forever.
+     * (A stream destroyed but not yet closed still emits 'close', which srcClosed handles.)
      */
     function catchUp(from: Side, handlers: { ended: () => void; closed: () => void }) {
       const s = streams[from];
@@ -238,28 +242,11 @@ export function relay(a: Duplex, b: Duplex, opts: RelayOptions = {}): Promise<Re
       finish('aborted');
     }
 
-    function armIdle(ms: number, delay: number) {
-      idleTimer = setTimeout(() => {
-        const quiet = Date.now() - lastActivity;
-        if (quiet >= ms) finish('idle');
-        else armIdle(ms, ms - quiet);
-      }, delay);
-    }
-
     if (opts.signal?.aborted) return finish('aborted');
-    // A stream that was closed before we were handed it (a client that left while its upstream
-    // was being connected) will send no more events: end now rather than wait forever.
-    for (const side of ['a', 'b'] as const) {
-      const s = streams[side];
-      if (s.destroyed) {
-        const err = (s as any).errored as Error | null;
-        return err ? finish(isResetError(err) ? 'reset' : 'error', err, side) : finish('aborted');
-      }
-    }
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     const handlersA = copy('a');
     const handlersB = copy('b');
-    if (opts.idleTimeoutMs && opts.idleTimeoutMs > 0) armIdle(opts.idleTimeoutMs, opts.idleTimeoutMs);
+    if (opts.idleTimeoutMs && opts.idleTimeoutMs > 0) armQuietTimer('idle', opts.idleTimeoutMs, opts.idleTimeoutMs);
     // Streams may arrive paused (pauseOnConnect, or a stream read before the relay): start them.
     a.resume();
     b.resume();

@@ -7,7 +7,7 @@ import { formatAddress, listenAddress } from './endpoints/index';
 import { isWildcardHost, type Address } from './endpoints/address';
 import type { Connection, Listener } from './endpoints/types';
 import { formatDuration, type Logger, type LogFields } from './log';
-import type { AccessControl } from './access';
+import type { AccessControl, AccessOptions } from './access';
 
 /** What a connection handler reports when its connection is over, for the "closed" log line. */
 export interface ConnectionSummary {
@@ -28,6 +28,18 @@ export interface ConnectionContext {
   id: number;
   /** Aborted when the server gives up draining: the handler must close its connection then. */
   signal: AbortSignal;
+}
+
+/** Options every listening mode takes and hands on to serve(). */
+export interface ListenerModeOptions {
+  /** --allow, --deny, --allow-file. */
+  access?: AccessOptions;
+  /** --max-conns. */
+  maxConns?: number;
+  /** --drain-timeout, in ms. */
+  drainTimeoutMs?: number;
+  /** Told the real bound address (port 0 → the port the system picked). */
+  onListening?: (listener: Listener) => void;
 }
 
 export interface ServeOptions {

@@ -1,14 +1,14 @@
 import { runForward, DEFAULT_FORWARD_CONNECT_TIMEOUT_MS, DEFAULT_FORWARD_DRAIN_TIMEOUT_MS } from '../modes/forward';
 import { UsageError } from '../errors';
 import type { ProxyVersion } from '../proxy-protocol';
-import { addressFromArgs, commonFromArgs, listenerFromArgs, secondsOption, withCommonOptions, withListenerOptions, withRelayOptions } from './options';
+import { addressFromArgs, commonFromArgs, listenerFromArgs, secondsOption, withCommonOptions, withListenerOptions, withRelayOptions, withUdpIdle } from './options';
 import type { CommandFactory } from './types';
 
 export const forwardCommand: CommandFactory = (env) => ({
   command: 'forward [listen] [target]',
   describe: 'Relay every client of LISTEN to TARGET, like socat TCP-LISTEN:p,fork TCP:host:p or ssh -L',
   builder: (y) =>
-    withRelayOptions(withListenerOptions(withCommonOptions(y)))
+    withUdpIdle(withRelayOptions(withListenerOptions(withCommonOptions(y))))
       .positional('listen', { type: 'string', describe: 'Where clients connect: PORT (127.0.0.1), HOST:PORT, [IPv6]:PORT or SCHEME:…' })
       .positional('target', { type: 'string', describe: 'Where each client is relayed: HOST:PORT, [IPv6]:PORT, PORT (127.0.0.1) or SCHEME:…' })
       .option('connect-timeout', {
@@ -28,7 +28,8 @@ export const forwardCommand: CommandFactory = (env) => ({
       .example('$0 forward 0.0.0.0:4000 roucas101.etu:22', 'ssh -p 4000 to this machine reaches roucas101.etu:22')
       .example('$0 forward 8080 127.0.0.1:80 --allow 192.168.1.0/24 -v', 'only that network; one log line per connection')
       .example('$0 forward 0.0.0.0:443 127.0.0.1:8443 --proxy-protocol v2', 'the backend sees the real client address')
-      .example('$0 forward 9000 127.0.0.1:9001 --max-conns 500 --idle-timeout 300', 'at most 500 clients, closed after 5 idle minutes'),
+      .example('$0 forward 9000 127.0.0.1:9001 --max-conns 500 --idle-timeout 300', 'at most 500 clients, closed after 5 idle minutes')
+      .example('$0 forward udp:127.0.0.1:5353 udp:9.9.9.9:53', 'a UDP relay: each client gets its own upstream socket'),
   handler: async (argv) => {
     const listen = addressFromArgs(argv.listen, undefined, 'listen', argv, 'LISTEN address');
     const target = addressFromArgs(argv.target, undefined, 'connect', argv, 'TARGET address');
@@ -42,6 +43,7 @@ export const forwardCommand: CommandFactory = (env) => ({
         closeWaitMs: secondsOption(argv.closeWait, '--close-wait'),
         idleTimeoutMs: secondsOption(argv.idleTimeout, '--idle-timeout'),
         proxyProtocol: argv.proxyProtocol as ProxyVersion | undefined,
+        udpIdleMs: secondsOption(argv.udpIdle, '--udp-idle'),
         raiseFdLimit: true,
         ...listenerFromArgs(argv),
         ...commonFromArgs(argv),

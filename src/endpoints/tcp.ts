@@ -85,7 +85,9 @@ export function bindNetServer<S extends net.Server>(server: S, where: net.Listen
       reject(netError(err, ctx));
     };
     server.once('error', onError);
-    server.listen({ ...where, backlog: opts.backlog ?? 511 }, () => {
+    // A deep accept queue (the kernel caps it at net.core.somaxconn): a burst of clients waiting to
+    // be accepted must not overflow it, or the kernel drops them and they later see resets.
+    server.listen({ ...where, backlog: opts.backlog ?? 4096 }, () => {
       server.off('error', onError);
       // After binding, errors come from accept(): report them and keep listening.
       server.on('error', (err) => opts.onAcceptError?.(err));

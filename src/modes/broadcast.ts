@@ -8,10 +8,10 @@
  * or with --drop its messages are dropped until it catches up.
  */
 import type { Readable } from 'node:stream';
-import type { Address, Listener } from '../endpoints/index';
-import { Logger, type LogFormat } from '../log';
-import { serve } from '../server';
-import { AccessControl, type AccessOptions } from '../access';
+import type { Address } from '../endpoints/index';
+import { Logger, type LogOptions } from '../log';
+import { serve, type ListenerModeOptions } from '../server';
+import { AccessControl } from '../access';
 import { allowFileLogger } from './listen';
 import { Room, type Member } from '../broadcast/room';
 import { Chat, notice } from '../broadcast/chat';
@@ -27,7 +27,7 @@ export const DEFAULT_MAX_LINE = 4096;
 /** Default connection limit: with the default queue cap, at most 1 GiB of queued messages. */
 export const DEFAULT_BROADCAST_MAX_CONNS = 1000;
 
-export interface BroadcastOptions {
+export interface BroadcastOptions extends ListenerModeOptions, LogOptions {
   address: Address;
   /** Broker mode: bytes verbatim, no names or announcements. */
   raw?: boolean;
@@ -41,13 +41,6 @@ export interface BroadcastOptions {
   maxLine?: number;
   /** Send a client away after this long with no traffic either way. */
   idleTimeoutMs?: number;
-  access?: AccessOptions;
-  maxConns?: number;
-  drainTimeoutMs?: number;
-  verbose?: boolean;
-  logFormat?: LogFormat;
-  /** Told the real bound address (port 0 → the port the system picked). */
-  onListening?: (listener: Listener) => void;
 }
 
 /** Runs the room until stopped; resolves with the exit code. stdin's EOF does not stop it. */

@@ -6,13 +6,13 @@
 import { connectAddress, formatAddress, type Address } from '../endpoints/index';
 import { StdioStream, stdinLingerMs } from '../endpoints/stdio';
 import { hexDumper } from '../hexdump';
-import { formatDuration, Logger, type LogFormat } from '../log';
+import { formatDuration, Logger, type LogOptions } from '../log';
 import { relay } from '../relay';
 import { describeError } from '../errors';
 import type { ModeIO } from '../io';
 import { runUdpConnect } from './udp-connect';
 
-export interface ConnectOptions {
+export interface ConnectOptions extends LogOptions {
   address: Address;
   /** Give up connecting after this many ms. */
   connectTimeoutMs?: number;
@@ -24,9 +24,7 @@ export interface ConnectOptions {
   crlf?: boolean;
   /** UDP: after stdin EOF, quit once no datagram came for this many ms. */
   quitAfterMs?: number;
-  verbose?: boolean;
   hex?: boolean;
-  logFormat?: LogFormat;
 }
 
 /** Runs the client; resolves with the exit code (0 ok, 1 network failure). Connection errors reject with a NetError. */

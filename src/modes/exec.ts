@@ -12,15 +12,15 @@
  *   SIGKILL): no child outlives its client, and none outlives the server.
  */
 import type { Readable, Writable } from 'node:stream';
-import type { Address, Connection, Listener } from '../endpoints/index';
+import type { Address, Connection } from '../endpoints/index';
 import { ChildStream, type ChildCommand, type ChildExit } from '../endpoints/child';
 import { resolveProgram, resolveShell } from '../endpoints/program';
 import { eachLine } from '../lines';
 import { hexDumper } from '../hexdump';
-import { Logger, type LogFormat } from '../log';
+import { Logger, type LogOptions } from '../log';
 import { relay, DEFAULT_CLOSE_WAIT_MS } from '../relay';
-import { serve, type ConnectionSummary } from '../server';
-import { AccessControl, type AccessOptions } from '../access';
+import { serve, type ConnectionSummary, type ListenerModeOptions } from '../server';
+import { AccessControl } from '../access';
 import { UsageError } from '../errors';
 import { allowFileLogger } from './listen';
 import type { ModeIO } from '../io';
@@ -28,7 +28,7 @@ import type { ModeIO } from '../io';
 /** Children running at once unless --max-children says otherwise. */
 export const DEFAULT_MAX_CHILDREN = 100;
 
-export interface ExecOptions {
+export interface ExecOptions extends ListenerModeOptions, LogOptions {
   address: Address;
   /** The argv form: [PROGRAM, ARGS…], run without a shell. */
   program?: string[];
@@ -45,14 +45,7 @@ export interface ExecOptions {
   killGraceMs?: number;
   /** Environment the children start from (default process.env). */
   env?: NodeJS.ProcessEnv;
-  access?: AccessOptions;
-  maxConns?: number;
-  drainTimeoutMs?: number;
-  verbose?: boolean;
   hex?: boolean;
-  logFormat?: LogFormat;
-  /** Told the real bound address (port 0 → the port the system picked). */
-  onListening?: (listener: Listener) => void;
 }
 
 /**

@@ -8,15 +8,17 @@
  * chunk unless -x asks for a hex dump, sockets are joined directly (no extra stream layers),
  * and TCP_NODELAY is set on both sides by the TCP transport.
  */
-import { connectAddress, formatAddress, type Address, type Connection, type Listener } from '../endpoints/index';
+import { connectAddress, formatAddress, type Address, type Connection } from '../endpoints/index';
 import { hexDumper } from '../hexdump';
-import { Logger, type LogFormat } from '../log';
+import { Logger, type LogOptions } from '../log';
 import { relay, resetStream, DEFAULT_CLOSE_WAIT_MS, type RelayResult, type Side } from '../relay';
-import { serve, DEFAULT_MAX_CONNS, type ConnectionContext, type ConnectionSummary } from '../server';
-import { AccessControl, type AccessOptions } from '../access';
+import { serve, DEFAULT_MAX_CONNS, type ConnectionContext, type ConnectionSummary, type ListenerModeOptions } from '../server';
+import { AccessControl } from '../access';
 import { encodeProxyHeader, type ProxyVersion } from '../proxy-protocol';
 import { ensureFdLimit } from '../fdlimit';
 import { allowFileLogger } from './listen';
+import { runUdpForward } from './udp-forward';
+import { UsageError } from '../errors';
 import type { ModeIO } from '../io';
 
 /** Default --connect-timeout: a client must not wait minutes for an upstream that never answers. */
@@ -26,7 +28,7 @@ export const DEFAULT_FORWARD_DRAIN_TIMEOUT_MS = 10_000;
 /** Descriptors per client: the client's socket and its upstream. */
 const FDS_PER_CLIENT = 2;
 
-export interface ForwardOptions {
+export interface ForwardOptions extends ListenerModeOptions, LogOptions {
   /** Where clients connect. */
   listen: Address;
   /** Where each client's upstream connection goes. */
@@ -39,21 +41,19 @@ export interface ForwardOptions {
   idleTimeoutMs?: number;
   /** Send a PROXY protocol header upstream before the client's bytes. */
   proxyProtocol?: ProxyVersion;
-  access?: AccessOptions;
-  maxConns?: number;
-  /** On stop, ms live connections may take to finish (default 10 s). */
-  drainTimeoutMs?: number;
+  /** UDP only: forget a silent client (and close its upstream socket) after this many ms. */
+  udpIdleMs?: number;
   /** Run sockcat again with a higher open-file limit when --max-conns needs it (the CLI sets this). */
   raiseFdLimit?: boolean;
-  verbose?: boolean;
   hex?: boolean;
-  logFormat?: LogFormat;
-  /** Told the real bound address (port 0 → the port the system picked). */
-  onListening?: (listener: Listener) => void;
 }
 
 /** Runs the relay until stopped; resolves with the exit code (0 after a graceful stop). Rejects if LISTEN cannot be opened. */
 export async function runForward(opts: ForwardOptions, io: ModeIO): Promise<number> {
+  if (opts.listen.scheme === 'udp' || opts.target.scheme === 'udp') {
+    if (opts.proxyProtocol) throw new UsageError('--proxy-protocol applies to TCP streams, not to UDP');
+    return runUdpForward(opts, io);
+  }
   const logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
   const room = await ensureFdLimit({
     maxConns: opts.maxConns,
@@ -82,7 +82,7 @@ export async function runForward(opts: ForwardOptions, io: ModeIO): Promise<numb
   return 0;
 }
 
-/** Serves one client at a time per call; holds what every connection shares. */
+/** Serves each client (handle() runs once per connection) and holds what all of them share. */
 class Forwarder {
   readonly targetLabel: string;
   private readonly text: string;
@@ -154,9 +154,9 @@ class Forwarder {
 const sideName = (s: Side | undefined) => (s === undefined ? undefined : s === 'a' ? 'client' : 'upstream');
 
 /**
- * Without -v, an unreachable upstream is still worth telling the user (they may have typed the
- * wrong port), but not once per client: a new cause is printed at once, a repeated one at most
- * every 10 s. With -v every client's "closed … (refused upstream)" line says it already.
+ * An unreachable upstream is worth telling the user even without -v (they may have typed the
+ * wrong port), with its cause in words, but not once per client: a new cause is printed at once,
+ * a repeated one at most every 10 s. JSON logs carry the cause in each close event instead.
  */
 class UpstreamWarnings {
   private last = '';
@@ -164,7 +164,7 @@ class UpstreamWarnings {
   constructor(private readonly logger: Logger) {}
 
   report(message: string): void {
-    if (this.logger.verbose || this.logger.format === 'json') return;
+    if (this.logger.format === 'json') return;
     const now = Date.now();
     if (message === this.last && now - this.lastAt < 10_000) return;
     this.last = message;

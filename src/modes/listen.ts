@@ -6,18 +6,18 @@
  * - --echo: a built-in echo server for any number of concurrent clients.
  */
 import { Duplex, PassThrough, type Writable } from 'node:stream';
-import type { Address, Connection, Listener } from '../endpoints/index';
+import type { Address, Connection } from '../endpoints/index';
 import { StdioStream, LfToCrlf, stdinLingerMs } from '../endpoints/stdio';
 import { hexDumper } from '../hexdump';
-import { Logger, type LogFormat } from '../log';
+import { Logger, type LogOptions } from '../log';
 import { relay, type RelayResult } from '../relay';
-import { serve, type ConnectionSummary } from '../server';
+import { serve, type ConnectionSummary, type ListenerModeOptions } from '../server';
 import { AccessControl, type AccessOptions } from '../access';
 import { exitCodeFor } from './connect';
 import { runUdpListen } from './udp-listen';
 import type { ModeIO } from '../io';
 
-export interface ListenOptions {
+export interface ListenOptions extends ListenerModeOptions, LogOptions {
   address: Address;
   keepOpen?: boolean;
   echo?: boolean;
@@ -25,14 +25,7 @@ export interface ListenOptions {
   shutdown?: boolean;
   crlf?: boolean;
   idleTimeoutMs?: number;
-  access?: AccessOptions;
-  maxConns?: number;
-  drainTimeoutMs?: number;
-  verbose?: boolean;
   hex?: boolean;
-  logFormat?: LogFormat;
-  /** Told the real bound address (port 0 → the port the system picked). */
-  onListening?: (listener: Listener) => void;
   /** UDP -k: forget a peer after this many ms without a datagram from it. */
   udpIdleMs?: number;
 }

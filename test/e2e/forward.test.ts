@@ -1,5 +1,6 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import net from 'node:net';
+import dgram from 'node:dgram';
 import { spawn } from 'node:child_process';
 import { runCli, sockcatCommand, startCli, type RunningCli } from '../helpers/cli';
 import { connect, readAll, tcpServer, randomBytes, sha256, sleep, waitFor } from '../helpers/net';
@@ -65,7 +66,8 @@ describe('sockcat forward (CLI)', () => {
     const fwd = sockcat(['forward', '-v', '0', `127.0.0.1:${gone.port}`]);
     const port = await fwd.listeningPort();
     for (let i = 0; i < 2; i++) {
-      const client = await connect(port);
+      // The reset can come before Node has even reported the connect: listen from the start.
+      const client = net.connect({ port, host: '127.0.0.1' });
       const err = await new Promise<string | undefined>((resolve) => {
         client.once('error', (e: NodeJS.ErrnoException) => resolve(e.code));
         client.once('end', () => resolve('eof'));
@@ -193,10 +195,27 @@ describe('sockcat forward (CLI)', () => {
     }
   });
 
+  it('relays UDP when both addresses are udp:', async () => {
+    const echo = sockcat(['listen', '-u', '--echo', '-v', 'udp:127.0.0.1:0']);
+    const echoPort = await echo.listeningPort();
+    const fwd = sockcat(['forward', '-v', 'udp:127.0.0.1:0', `udp:127.0.0.1:${echoPort}`]);
+    const port = await fwd.listeningPort();
+    const sock = dgram.createSocket('udp4');
+    try {
+      const reply = new Promise<string>((resolve) => sock.once('message', (m) => resolve(m.toString())));
+      sock.send('datagram', port, '127.0.0.1');
+      expect(await reply).toBe('datagram');
+    } finally {
+      sock.close();
+    }
+  });
+
   it.each([
     [['forward'], /^sockcat: missing LISTEN address/],
     [['forward', '9000'], /^sockcat: missing TARGET address/],
     [['forward', '0', '127.0.0.1:0'], /cannot connect to port 0/],
+    [['forward', '0', 'udp:127.0.0.1:53'], /^sockcat: forwarding UDP needs udp: on both sides/],
+    [['forward', 'udp:0', 'udp:127.0.0.1:53', '--proxy-protocol', 'v1'], /^sockcat: --proxy-protocol applies to TCP streams, not to UDP/],
     [['forward', '0', '127.0.0.1:22', '--proxy-protocol', 'v3'], /^sockcat: --proxy-protocol takes one of v1, v2, not 'v3'/],
     [['forward', '0', '127.0.0.1:22', '--allow', '10.1'], /^sockcat: --allow: '10\.1' is not an IP address or CIDR range/],
     [['forward', '0', '127.0.0.1:22', '--max-conns', '0'], /^sockcat: --max-conns takes a whole number/],

@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
+import { spawn } from 'node:child_process';
 import { runForward, type ForwardOptions } from '../../src/modes/forward';
 import { parseAddress } from '../../src/endpoints/index';
 import { connect, readAll, tcpServer, randomBytes, sha256, sleep, waitFor } from '../helpers/net';
@@ -20,8 +21,8 @@ afterEach(async () => {
   running.clear();
 });
 
-/** Starts forward in this process on 127.0.0.1:0 → 127.0.0.1:targetPort, with -v. */
-async function startForward(targetPort: number, extra: Partial<ForwardOptions> = {}): Promise<Running> {
+/** Starts forward in this process on 127.0.0.1:0 → 127.0.0.1:targetPort (or `host`), with -v. */
+async function startForward(targetPort: number, extra: Partial<ForwardOptions> = {}, host = '127.0.0.1'): Promise<Running> {
   const stderr = new PassThrough();
   let log = '';
   stderr.on('data', (c) => (log += c));
@@ -29,8 +30,8 @@ async function startForward(targetPort: number, extra: Partial<ForwardOptions> =
   let port = 0;
   const done = runForward(
     {
-      listen: parseAddress('127.0.0.1:0', 'listen'),
-      target: parseAddress(`127.0.0.1:${targetPort}`, 'connect'),
+      listen: parseAddress(host.includes(':') ? `[${host}]:0` : `${host}:0`, 'listen'),
+      target: parseAddress(host.includes(':') ? `[${host}]:${targetPort}` : `${host}:${targetPort}`, 'connect'),
       verbose: true,
       drainTimeoutMs: 0,
       onListening: (l) => (port = (l.address as { port: number }).port),
@@ -232,6 +233,69 @@ describe('forward (in process)', () => {
     expect((await outcome(third)).data.length).toBe(0);
     expect(denying.log()).toMatch(/refused 127\.0\.0\.1:\d+: denied by --deny 127\.0\.0\.1/);
     fs.rmSync(dir, { recursive: true });
+    await backend.close();
+  });
+
+  it('resets the client when the upstream does not answer within --connect-timeout', async () => {
+    // A listener whose accept queue is full (backlog 0, never accepting) drops new SYNs: connect hangs.
+    const script = [
+      'import socket, time',
+      "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(0)",
+      'port = s.getsockname()[1]; fill = []',
+      'for i in range(3):',
+      '    c = socket.socket(); c.setblocking(False)',
+      "    try: c.connect(('127.0.0.1', port))",
+      '    except BlockingIOError: pass',
+      '    fill.append(c)',
+      'time.sleep(0.3); print(port, flush=True); time.sleep(20)',
+    ].join('\n');
+    const py = spawn('python3', ['-c', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      const port = await new Promise<number>((resolve) => py.stdout.once('data', (c) => resolve(Number(String(c).trim()))));
+      const fwd = await startForward(port, { connectTimeoutMs: 300 });
+      const client = await connect(fwd.port);
+      expect((await outcome(client)).error).toBe('ECONNRESET');
+      await waitFor(() => /\(upstream timeout\)/.test(fwd.log()), 5000, 'timeout logged');
+      expect(fwd.log()).toMatch(/timed out after 0\.3 s/);
+    } finally {
+      py.kill();
+    }
+  });
+
+  it('forwards over IPv6 and sends TCP6 in the PROXY header', async () => {
+    const got: Buffer[] = [];
+    const backend = await tcpServer((s) => readAll(s).then((b) => got.push(b)), '::1');
+    for (const version of ['v1', 'v2'] as const) {
+      const fwd = await startForward(backend.port, { proxyProtocol: version }, '::1');
+      const client = await connect(fwd.port, '::1');
+      client.end('six');
+      await waitFor(() => got.length > (version === 'v1' ? 0 : 1));
+      const data = got[got.length - 1];
+      if (version === 'v1') {
+        expect(data.toString()).toBe(`PROXY TCP6 ::1 ::1 ${client.localPort} ${fwd.port}\r\nsix`);
+      } else {
+        expect(data[13]).toBe(0x21);
+        expect(data.readUInt16BE(14)).toBe(36);
+        expect(data.subarray(16, 32).toString('hex')).toBe('00000000000000000000000000000001');
+        expect(data.readUInt16BE(48)).toBe(client.localPort);
+        expect(data.readUInt16BE(50)).toBe(fwd.port);
+        expect(data.subarray(52).toString()).toBe('six');
+      }
+      await fwd.stop();
+    }
+    await backend.close();
+  });
+
+  it('hex-dumps both directions with -x', async () => {
+    const backend = await tcpServer((s) => s.end('OK'));
+    const fwd = await startForward(backend.port, { hex: true });
+    const client = await connect(fwd.port);
+    const got = readAll(client);
+    client.end('hi');
+    expect((await got).toString()).toBe('OK');
+    await waitFor(() => /4f 4b/.test(fwd.log()) && /68 69/.test(fwd.log()), 5000, 'hex dump');
+    expect(fwd.log()).toMatch(/< 127\.0\.0\.1:\d+ 00000000  68 69 .*\|hi\|/);
+    expect(fwd.log()).toMatch(/> 127\.0\.0\.1:\d+ 00000000  4f 4b .*\|OK\|/);
     await backend.close();
   });
 

@@ -208,6 +208,25 @@ describe('runBroadcast', () => {
     expect(await code).toBe(0);
   });
 
+
+  it('on stop, a client that is behind still gets everything queued for it and the notice (default --drain-timeout)', async () => {
+    // A cap big enough that the reader who is behind stays in the room with megabytes queued.
+    const room = await startRoom({ maxQueue: 32 * 1024 * 1024 });
+    const behind = await join(room);
+    behind.socket.pause();
+    const a = await join(room);
+    const count = 40_000;
+    const line = 'z'.repeat(150);
+    for (let i = 0; i < count; i++) {
+      if (!a.socket.write(`${i} ${line}\n`)) await new Promise((r) => a.socket.once('drain', r));
+    }
+    await waitFor(() => room.out().includes(`<user2> ${count - 1} ${line}\n`), 20_000, 'the last line in the log');
+    const code = room.stop();
+    behind.socket.resume();
+    await behind.closed;
+    expect(behind.text().slice(-300)).toMatch(new RegExp(`<user2> ${count - 1} z+\\n\\* the server is shutting down\\n$`));
+    expect(await code).toBe(0);
+  });
   it('--raw: stdin bytes go to every client, client bytes to stdout, and no announcements at all', async () => {
     const room = await startRoom({ raw: true });
     const a = await joinRoom(room.port);

@@ -106,7 +106,10 @@ export function serveClient(conn: Connection, ctx: ConnectionContext, deps: Clie
       stream.off('data', clientOnData);
       stream.off('end', clientOnEnd);
       if (!client.leaving) {
-        // Closed under us (reset, or a close without EOF first): it left all the same.
+        // Closed under us (reset, or a close without EOF first): it left all the same, but what
+        // it sent before (a last line without newline) reaches the others first, as at EOF.
+        // The chat hands that line over during inputEnded (split2 flushes synchronously).
+        protocol.inputEnded(client, () => {});
         client.leaving = failure ?? 'error';
         room.remove(client);
         protocol.left(client, client.leaving);

@@ -1,6 +1,7 @@
 // runBroadcast in-process: real sockets on 127.0.0.1 port 0, PassThrough streams for stdio.
 import { describe, it, expect, afterEach } from 'vitest';
 import { PassThrough } from 'node:stream';
+import { spawn } from 'node:child_process';
 import { runBroadcast, type BroadcastOptions } from '../../src/modes/broadcast';
 import { parseAddress } from '../../src/endpoints/index';
 import { waitFor } from '../helpers/net';
@@ -162,6 +163,37 @@ describe('runBroadcast', () => {
     const b = await join(room);
     b.socket.resetAndDestroy();
     await a.waitFor(/^\* user2 left$/m);
+  });
+
+  it('a client that resets mid-line: what it sent still reaches the others, then they hear it left', async () => {
+    const room = await startRoom();
+    const a = await join(room);
+    // Node cannot send an RST on demand; python3 can (SO_LINGER 0, then close).
+    const script = [
+      'import socket, struct, sys',
+      's = socket.create_connection(("127.0.0.1", int(sys.argv[1])))',
+      'got = b""',
+      'while b"commands" not in got and len(got) < 4096: got += s.recv(4096)',
+      's.sendall(b"whole line\\nhalf a li")',
+      'sys.stdin.readline()',
+      's.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))',
+      's.close()',
+    ].join('\n');
+    const py = spawn('python3', ['-c', script, String(room.port)], { stdio: ['pipe', 'ignore', 'ignore'] });
+    const exited = new Promise((resolve) => py.once('exit', resolve));
+    try {
+      // The server has read the whole chunk (sent in one segment) before the RST comes.
+      await a.waitFor(/^<user2> whole line$/m);
+      py.stdin.end('reset now\n');
+      await exited;
+    } finally {
+      py.kill();
+    }
+    await a.waitFor(/^\* user2 left$/m);
+    await waitFor(() => /closed 127\.0\.0\.1:\d+ \(user2\)/.test(room.err()), 5000, 'the closed line');
+    expect(room.err()).toMatch(/closed 127\.0\.0\.1:\d+ \(user2\): 20 bytes in, .* \(reset\)/);
+    expect(a.text()).toMatch(/^<user2> whole line\n<user2> half a li\n\* user2 left\n/m);
+    expect(room.out()).toMatch(/<user2> half a li\n/);
   });
 
   it('disconnects a client that does not read once its queue passes --max-queue, and the room goes on', async () => {

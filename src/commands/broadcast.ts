@@ -21,7 +21,7 @@ export const broadcastCommand: CommandFactory = (env) => ({
       .example('$0 broadcast --raw 9090', 'a byte broker, like ncat --broker, that never waits on a stuck client')
       .example('$0 broadcast --drop --max-queue 256K 9090', 'slow readers miss messages instead of being disconnected'),
   handler: async (argv) => {
-    const address = addressFromArgs(argv.address, argv.port, 'listen', argv);
+    const address = addressFromArgs(argv.address, argv.port, 'listen', { ...argv, listenOnly: true });
     if (argv.raw && argv.maxLine !== undefined) throw new UsageError('--max-line applies to line mode; --raw passes bytes as they come');
     if (argv.hex) throw new UsageError('--hex is not available in broadcast (the room log on stdout shows every message)');
     const code = await runBroadcast(

@@ -34,7 +34,7 @@ export const execCommand: CommandFactory = (env) => ({
     const program = [...((argv.program as string[] | undefined) ?? []), ...((argv['--'] as string[] | undefined) ?? [])].map(String);
     const code = await runExec(
       {
-        address: addressFromArgs(argv.address, undefined, 'listen', argv),
+        address: addressFromArgs(argv.address, undefined, 'listen', { ...argv, listenOnly: true }),
         program,
         script: argv.sh,
         stderrToClient: argv.stderr,

@@ -22,7 +22,7 @@ export const listenCommand: CommandFactory = (env) => ({
       .example('$0 listen -u -k 9999', 'UDP chat: every peer is tracked, stdin goes to all of them')
       .example('$0 listen --echo --unix-mode 0660 unix:/tmp/echo.sock', 'echo server on a unix socket'),
   handler: async (argv) => {
-    const address = addressFromArgs(argv.address, argv.port, 'listen', argv);
+    const address = addressFromArgs(argv.address, argv.port, 'listen', { ...argv, listenOnly: true });
     if (argv.echo && argv.keepOpen === false && argv.crlf) throw new UsageError('--crlf applies to stdin, which --echo does not read');
     const code = await runListen(
       {

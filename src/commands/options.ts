@@ -85,6 +85,8 @@ interface TransportArgs {
   udp?: boolean;
   /** Set by the connect command: there --tls applies to the address connected to. */
   tlsOnConnect?: boolean;
+  /** Set by the modes that only listen (listen, exec, broadcast): no address takes client TLS flags. */
+  listenOnly?: boolean;
 }
 
 /**
@@ -96,6 +98,10 @@ interface TransportArgs {
 export function applyTransportOptions(addr: Address, argv: Record<string, unknown>, role: Role): Address {
   const a = argv as TransportArgs;
   if (a.udp && a.tls) throw new UsageError('-u and --tls cannot be combined (DTLS is not supported)');
+  if (a.listenOnly && (a.insecure || a.servername !== undefined || a.clientCert !== undefined || a.clientKey !== undefined)) {
+    // Nothing here connects anywhere: silently ignoring them would leave the user believing they act.
+    throw new UsageError('--insecure, --servername, --client-cert and --client-key are for TLS clients, and this mode only listens (to ask clients for certificates: --require-client-cert --ca FILE)');
+  }
   const serverTlsFlags = a.cert !== undefined || a.key !== undefined || a.requireClientCert === true;
   const wantsTls = a.tls === true || (role === 'listen' && serverTlsFlags);
   if (wantsTls && (role === 'listen' || a.tlsOnConnect)) {

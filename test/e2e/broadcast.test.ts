@@ -294,6 +294,9 @@ describe('sockcat broadcast (line mode)', () => {
     const r2 = await runCli(['broadcast', '--max-queue', '12x', '0']);
     expect(r2.code).toBe(2);
     expect(r2.stderr).toMatch(/^sockcat: --max-queue takes a size in bytes ≥ 1024 \(e\.g\. 4096, 64K, 1M\), not '12x'/);
+    const r3 = await runCli(['broadcast', '--tls', '--insecure', '0']);
+    expect(r3.code).toBe(2);
+    expect(r3.stderr).toMatch(/^sockcat: --insecure, --servername, --client-cert and --client-key are for TLS clients/);
   });
 });
 

@@ -70,6 +70,17 @@ export function withTransportOptions<T>(y: Argv<T>) {
     .option('udp', { alias: 'u', type: 'boolean', group, describe: 'UDP instead of TCP: same as writing udp:HOST:PORT' });
 }
 
+/** TLS flags for the connecting side: refused (and hidden from --help) by modes that only listen. */
+export const CLIENT_TLS_FLAGS = ['insecure', 'servername', 'client-cert', 'client-key'] as const;
+
+/**
+ * Hides from a mode's --help the shared flags it refuses (it still refuses them with a clear
+ * line if typed), so the help lists exactly what the mode takes.
+ */
+export function hideRefused<T>(y: Argv<T>, names: readonly string[]): Argv<T> {
+  return names.reduce((acc, name) => acc.hide(name), y);
+}
+
 /** Transport flags as yargs hands them over. */
 interface TransportArgs {
   tls?: boolean;

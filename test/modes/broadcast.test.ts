@@ -109,6 +109,24 @@ describe('runBroadcast', () => {
     expect(room.out()).toMatch(/\[\d\d:\d\d:\d\d\] <zed> five\n\[\d\d:\d\d:\d\d\] <zed> six\n\[\d\d:\d\d:\d\d\] <zed> \n\[\d\d:\d\d:\d\d\] <zed> seven\n$/);
   });
 
+  it('names may use letters of any language, unique whatever their case or Unicode form; format characters are refused', async () => {
+    const room = await startRoom();
+    const a = await join(room);
+    const b = await join(room);
+    a.say('/nick Élodie');
+    await a.waitFor(/^\* you are now Élodie$/m);
+    await b.waitFor(/^\* user1 is now Élodie$/m);
+    b.say('/nick élodie');
+    await b.waitFor(/^\* Élodie is already taken$/m);
+    b.say('/nick E\u0301lodie'); // the same name, decomposed: E + combining acute accent
+    await b.waitFor(/^\* Élodie is already taken\n\* Élodie is already taken$/m);
+    b.say('/nick ab\u202ecd'); // a right-to-left override would let a name pose as another
+    await b.waitFor(/^\* cannot use 'ab\u202ecd' as a name/m);
+    b.say('/nick 李雷');
+    await b.waitFor(/^\* you are now 李雷$/m);
+    expect(room.out()).toMatch(/\* user1 is now Élodie\n/);
+  });
+
   it('default names skip names already taken', async () => {
     const room = await startRoom();
     const a = await join(room);

@@ -82,6 +82,10 @@ export class AccessControl {
   private readonly allowFile?: string;
   private readonly onReload?: AccessOptions['onReload'];
   private watching = false;
+  private pollTimer: NodeJS.Timeout | undefined;
+  private polling = false;
+  /** The allow file's identity, size and mtime when last read, to tell a change. */
+  private seen: string | undefined;
 
   constructor(opts: AccessOptions) {
     this.allow = (opts.allow ?? []).map((r) => parseRule(r, '--allow'));
@@ -90,10 +94,14 @@ export class AccessControl {
     this.onReload = opts.onReload;
     if (this.allowFile) {
       if (!fs.existsSync(this.allowFile)) throw new UsageError(`--allow-file: ${this.allowFile}: no such file`);
+      // Stat before reading: a change made during or right after the read differs from it. (fs.watchFile
+      // takes its own baseline later, asynchronously, and so missed a change made in between.)
+      this.seen = signatureOf(fs.statSync(this.allowFile));
       const { rules, problems } = readRuleFile(this.allowFile);
       this.fileRules = rules;
       if (problems.length) this.onReload?.({ count: rules.length, problems });
-      fs.watchFile(this.allowFile, { interval: opts.pollMs ?? 250, persistent: false }, this.reload);
+      this.pollTimer = setInterval(this.poll, opts.pollMs ?? 250);
+      this.pollTimer.unref();
       this.watching = true;
     }
   }
@@ -107,6 +115,20 @@ export class AccessControl {
   get hasAllowRules(): boolean {
     return this.allow.length > 0 || this.allowFile !== undefined;
   }
+
+  /** Looks at the allow file; reloads it when it is not what was last read. */
+  private readonly poll = () => {
+    if (this.polling || !this.allowFile) return;
+    this.polling = true;
+    fs.stat(this.allowFile, (err, st) => {
+      this.polling = false;
+      if (!this.watching) return;
+      const now = err ? `missing: ${err.code}` : signatureOf(st);
+      if (now === this.seen) return;
+      this.seen = now;
+      this.reload();
+    });
+  };
 
   private readonly reload = () => {
     if (!this.allowFile) return;
@@ -138,7 +160,12 @@ export class AccessControl {
 
   /** Stops watching the allow file. */
   close(): void {
-    if (this.watching && this.allowFile) fs.unwatchFile(this.allowFile, this.reload);
+    if (this.pollTimer) clearInterval(this.pollTimer);
     this.watching = false;
   }
+}
+
+/** "inode:size:mtime": changes when the file is rewritten or replaced. */
+function signatureOf(st: fs.Stats): string {
+  return `${st.ino}:${st.size}:${st.mtimeMs}`;
 }

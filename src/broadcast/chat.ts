@@ -10,8 +10,12 @@ import { escapeControls, LineReader, timestamp } from './lines';
 import type { LeaveReason, RoomProtocol } from './protocol';
 import type { Member, Room } from './room';
 
-/** What a name may be. */
-export const NAME_PATTERN = /^[A-Za-z0-9_-]{1,32}$/;
+/**
+ * What a name may be: letters and digits of any script (a French class has Élodie and François),
+ * _ and -; combining marks after the first character. No spaces, punctuation, or format
+ * characters such as a right-to-left override, which would let one name pose as another.
+ */
+export const NAME_PATTERN = /^[\p{L}\p{N}_-][\p{L}\p{M}\p{N}_-]{0,31}$/u;
 export const NAME_RULE = '1 to 32 letters, digits, _ or -';
 /** The name lines typed on the server's stdin go out under; no client may take it. */
 export const SERVER_NAME = 'server';
@@ -163,8 +167,10 @@ export class Chat implements RoomProtocol {
     }
   }
 
-  private rename(member: Member, wanted: string): void {
+  private rename(member: Member, typed: string): void {
     const { room } = this.opts;
+    // One spelling per name: É typed as one character or as E + combining accent is the same name.
+    const wanted = typed.normalize('NFC');
     const problem = this.nameProblem(member, wanted);
     if (problem) return room.sendTo(member, notice(problem));
     const old = member.name;

@@ -56,14 +56,13 @@ export function serveClient(conn: Connection, ctx: ConnectionContext, deps: Clie
     room.flush();
     if (reason === 'slow') {
       // It is not reading: ending would wait behind its full queue forever. Drop the queue.
-      unsent = stream.writableLength;
-      stream.destroy();
+      destroyNow();
       return;
     }
     // A FIN lets it read the last lines; destroy only if it does not close in time.
     stream.end();
     const grace = reason === 'stopping' ? Math.max(LEAVE_GRACE_MS, deps.stopGraceMs ?? 0) : LEAVE_GRACE_MS;
-    graceTimer = setTimeout(() => stream.destroy(), grace);
+    graceTimer = setTimeout(destroyNow, grace);
     graceTimer.unref();
   }
 
@@ -82,9 +81,15 @@ export function serveClient(conn: Connection, ctx: ConnectionContext, deps: Clie
     failure = isResetError(err) ? 'reset' : 'error';
   }
 
+  /** Closes at once; what is still queued never leaves, so the "closed" line does not count it. */
+  function destroyNow(): void {
+    if (!stream.destroyed) unsent = stream.writableLength;
+    stream.destroy();
+  }
+
   function clientOnAbort(): void {
     // The server gave up draining: close now.
-    stream.destroy();
+    destroyNow();
   }
 
   if (deps.idleTimeoutMs && deps.idleTimeoutMs > 0) {
@@ -101,7 +106,10 @@ export function serveClient(conn: Connection, ctx: ConnectionContext, deps: Clie
       stream.off('data', clientOnData);
       stream.off('end', clientOnEnd);
       if (!client.leaving) {
-        // Closed under us (reset, or a close without EOF first): it left all the same.
+        // Closed under us (reset, or a close without EOF first): it left all the same, but what
+        // it sent before (a last line without newline) reaches the others first, as at EOF.
+        // The chat hands that line over during inputEnded (split2 flushes synchronously).
+        protocol.inputEnded(client, () => {});
         client.leaving = failure ?? 'error';
         room.remove(client);
         protocol.left(client, client.leaving);

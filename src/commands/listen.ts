@@ -1,13 +1,13 @@
 import { runListen } from '../modes/listen';
 import { UsageError } from '../errors';
-import { addressFromArgs, commonFromArgs, listenerFromArgs, secondsOption, withCommonOptions, withIdleTimeout, withListenerOptions, withUdpIdle } from './options';
+import { addressFromArgs, commonFromArgs, listenerFromArgs, secondsOption, withCommonOptions, withIdleTimeout, withListenerOptions, withUdpIdle, CLIENT_TLS_FLAGS, hideRefused } from './options';
 import type { CommandFactory } from './types';
 
 export const listenCommand: CommandFactory = (env) => ({
   command: 'listen [address] [port]',
   describe: 'Wait for clients, like nc -l (one client; -k many; --echo an echo server)',
   builder: (y) =>
-    withUdpIdle(withIdleTimeout(withListenerOptions(withCommonOptions(y))))
+    hideRefused(withUdpIdle(withIdleTimeout(withListenerOptions(withCommonOptions(y)))), CLIENT_TLS_FLAGS)
       .positional('address', { type: 'string', describe: 'PORT, HOST:PORT, [IPv6]:PORT or SCHEME:… (binds 127.0.0.1 unless a host is given)' })
       .positional('port', { type: 'string', describe: 'PORT, when the host is given on its own (nc style: listen 0.0.0.0 9090)' })
       .option('port', { alias: 'p', type: 'string', describe: 'Port to listen on (nc style: -p 9090)' })
@@ -22,7 +22,7 @@ export const listenCommand: CommandFactory = (env) => ({
       .example('$0 listen -u -k 9999', 'UDP chat: every peer is tracked, stdin goes to all of them')
       .example('$0 listen --echo --unix-mode 0660 unix:/tmp/echo.sock', 'echo server on a unix socket'),
   handler: async (argv) => {
-    const address = addressFromArgs(argv.address, argv.port, 'listen', argv);
+    const address = addressFromArgs(argv.address, argv.port, 'listen', { ...argv, listenOnly: true });
     if (argv.echo && argv.keepOpen === false && argv.crlf) throw new UsageError('--crlf applies to stdin, which --echo does not read');
     const code = await runListen(
       {

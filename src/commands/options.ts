@@ -70,6 +70,17 @@ export function withTransportOptions<T>(y: Argv<T>) {
     .option('udp', { alias: 'u', type: 'boolean', group, describe: 'UDP instead of TCP: same as writing udp:HOST:PORT' });
 }
 
+/** TLS flags for the connecting side: refused (and hidden from --help) by modes that only listen. */
+export const CLIENT_TLS_FLAGS = ['insecure', 'servername', 'client-cert', 'client-key'] as const;
+
+/**
+ * Hides from a mode's --help the shared flags it refuses (it still refuses them with a clear
+ * line if typed), so the help lists exactly what the mode takes.
+ */
+export function hideRefused<T>(y: Argv<T>, names: readonly string[]): Argv<T> {
+  return names.reduce((acc, name) => acc.hide(name), y);
+}
+
 /** Transport flags as yargs hands them over. */
 interface TransportArgs {
   tls?: boolean;
@@ -85,6 +96,8 @@ interface TransportArgs {
   udp?: boolean;
   /** Set by the connect command: there --tls applies to the address connected to. */
   tlsOnConnect?: boolean;
+  /** Set by the modes that only listen (listen, exec, broadcast): no address takes client TLS flags. */
+  listenOnly?: boolean;
 }
 
 /**
@@ -96,6 +109,10 @@ interface TransportArgs {
 export function applyTransportOptions(addr: Address, argv: Record<string, unknown>, role: Role): Address {
   const a = argv as TransportArgs;
   if (a.udp && a.tls) throw new UsageError('-u and --tls cannot be combined (DTLS is not supported)');
+  if (a.listenOnly && (a.insecure || a.servername !== undefined || a.clientCert !== undefined || a.clientKey !== undefined)) {
+    // Nothing here connects anywhere: silently ignoring them would leave the user believing they act.
+    throw new UsageError('--insecure, --servername, --client-cert and --client-key are for TLS clients, and this mode only listens (to ask clients for certificates: --require-client-cert --ca FILE)');
+  }
   const serverTlsFlags = a.cert !== undefined || a.key !== undefined || a.requireClientCert === true;
   const wantsTls = a.tls === true || (role === 'listen' && serverTlsFlags);
   if (wantsTls && (role === 'listen' || a.tlsOnConnect)) {

@@ -24,6 +24,8 @@ import type { ModeIO } from '../io';
 export const DEFAULT_MAX_QUEUE = 1024 * 1024;
 /** Default longest line in line mode: 4096 bytes. */
 export const DEFAULT_MAX_LINE = 4096;
+/** Default --drain-timeout: how long clients get to read the last lines when the server stops. */
+export const DEFAULT_BROADCAST_DRAIN_MS = 2000;
 /** Default connection limit: with the default queue cap, at most 1 GiB of queued messages. */
 export const DEFAULT_BROADCAST_MAX_CONNS = 1000;
 
@@ -48,6 +50,8 @@ export async function runBroadcast(opts: BroadcastOptions, io: ModeIO): Promise<
   const logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
   const access = opts.access ? new AccessControl({ ...opts.access, onReload: allowFileLogger(logger) }) : undefined;
   const clients = new Set<Member>();
+  // Without a drain, a client that is behind would be cut off with its last lines still queued.
+  const drainMs = opts.drainTimeoutMs ?? DEFAULT_BROADCAST_DRAIN_MS;
   const room = new Room({
     maxQueue: opts.maxQueue ?? DEFAULT_MAX_QUEUE,
     drop: opts.drop ?? false,
@@ -73,10 +77,10 @@ export async function runBroadcast(opts: BroadcastOptions, io: ModeIO): Promise<
       signal: io.signal,
       access,
       maxConns: opts.maxConns ?? DEFAULT_BROADCAST_MAX_CONNS,
-      drainTimeoutMs: opts.drainTimeoutMs,
+      drainTimeoutMs: drainMs,
       onListening: opts.onListening,
       handle: async (conn, ctx) => {
-        const { member, done } = serveClient(conn, ctx, { room, protocol: speaking, idleTimeoutMs: opts.idleTimeoutMs, stopGraceMs: opts.drainTimeoutMs });
+        const { member, done } = serveClient(conn, ctx, { room, protocol: speaking, idleTimeoutMs: opts.idleTimeoutMs, stopGraceMs: drainMs });
         clients.add(member);
         try {
           return await done;

@@ -57,4 +57,13 @@ describe('applyTransportOptions', () => {
     expect(() => apply('127.0.0.1:1', 'connect', { insecure: true, tlsOnConnect: true })).toThrow(/apply to TLS/);
     expect(() => apply('unix:/tmp/x.sock', 'listen', { unixMode: '999' })).toThrow(/octal/);
   });
+
+  it('a mode that only listens refuses the TLS client flags instead of ignoring them', () => {
+    for (const flags of [{ insecure: true }, { servername: 'example.org' }, { clientCert: certs.cert, clientKey: certs.key }]) {
+      expect(() => apply('0', 'listen', { listenOnly: true, ...flags })).toThrow(/are for TLS clients, and this mode only listens/);
+      expect(() => apply('0', 'listen', { listenOnly: true, tls: true, ...flags })).toThrow(/are for TLS clients, and this mode only listens/);
+    }
+    // forward's listener does not refuse them: they are for its tls: target.
+    expect(apply('0', 'listen', { insecure: true }).scheme).toBe('tcp');
+  });
 });

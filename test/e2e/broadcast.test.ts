@@ -286,6 +286,14 @@ describe('sockcat broadcast (line mode)', () => {
     expect((await cli.exited).code).toBe(0);
   });
 
+  it('--help lists only the flags broadcast takes', async () => {
+    const help = await runCli(['broadcast', '--help']);
+    expect(help.code).toBe(0);
+    const text = help.stdout.toString();
+    for (const flag of ['--raw', '--max-queue', '--drop', '--max-line', '--echo-self', '--tls', '--cert', '--unix-mode', '--allow', '--max-conns', '--drain-timeout']) expect(text).toContain(flag);
+    for (const refused of ['--hex', '--udp', '--insecure', '--servername', '--client-cert', '--client-key']) expect(text).not.toContain(refused);
+  });
+
   it('refuses impossible options with one line and exit code 2', async () => {
     const r1 = await runCli(['broadcast', '--raw', '--max-line', '10', '0']);
     expect(r1.code).toBe(2);
@@ -294,6 +302,9 @@ describe('sockcat broadcast (line mode)', () => {
     const r2 = await runCli(['broadcast', '--max-queue', '12x', '0']);
     expect(r2.code).toBe(2);
     expect(r2.stderr).toMatch(/^sockcat: --max-queue takes a size in bytes ≥ 1024 \(e\.g\. 4096, 64K, 1M\), not '12x'/);
+    const r3 = await runCli(['broadcast', '--tls', '--insecure', '0']);
+    expect(r3.code).toBe(2);
+    expect(r3.stderr).toMatch(/^sockcat: --insecure, --servername, --client-cert and --client-key are for TLS clients/);
   });
 });
 

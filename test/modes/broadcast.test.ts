@@ -1,6 +1,7 @@
 // runBroadcast in-process: real sockets on 127.0.0.1 port 0, PassThrough streams for stdio.
 import { describe, it, expect, afterEach } from 'vitest';
 import { PassThrough } from 'node:stream';
+import { spawn } from 'node:child_process';
 import { runBroadcast, type BroadcastOptions } from '../../src/modes/broadcast';
 import { parseAddress } from '../../src/endpoints/index';
 import { waitFor } from '../helpers/net';
@@ -108,6 +109,24 @@ describe('runBroadcast', () => {
     expect(room.out()).toMatch(/\[\d\d:\d\d:\d\d\] <zed> five\n\[\d\d:\d\d:\d\d\] <zed> six\n\[\d\d:\d\d:\d\d\] <zed> \n\[\d\d:\d\d:\d\d\] <zed> seven\n$/);
   });
 
+  it('names may use letters of any language, unique whatever their case or Unicode form; format characters are refused', async () => {
+    const room = await startRoom();
+    const a = await join(room);
+    const b = await join(room);
+    a.say('/nick Élodie');
+    await a.waitFor(/^\* you are now Élodie$/m);
+    await b.waitFor(/^\* user1 is now Élodie$/m);
+    b.say('/nick élodie');
+    await b.waitFor(/^\* Élodie is already taken$/m);
+    b.say('/nick E\u0301lodie'); // the same name, decomposed: E + combining acute accent
+    await b.waitFor(/^\* Élodie is already taken\n\* Élodie is already taken$/m);
+    b.say('/nick ab\u202ecd'); // a right-to-left override would let a name pose as another
+    await b.waitFor(/^\* cannot use 'ab\u202ecd' as a name/m);
+    b.say('/nick 李雷');
+    await b.waitFor(/^\* you are now 李雷$/m);
+    expect(room.out()).toMatch(/\* user1 is now Élodie\n/);
+  });
+
   it('default names skip names already taken', async () => {
     const room = await startRoom();
     const a = await join(room);
@@ -164,6 +183,37 @@ describe('runBroadcast', () => {
     await a.waitFor(/^\* user2 left$/m);
   });
 
+  it('a client that resets mid-line: what it sent still reaches the others, then they hear it left', async () => {
+    const room = await startRoom();
+    const a = await join(room);
+    // Node cannot send an RST on demand; python3 can (SO_LINGER 0, then close).
+    const script = [
+      'import socket, struct, sys',
+      's = socket.create_connection(("127.0.0.1", int(sys.argv[1])))',
+      'got = b""',
+      'while b"commands" not in got and len(got) < 4096: got += s.recv(4096)',
+      's.sendall(b"whole line\\nhalf a li")',
+      'sys.stdin.readline()',
+      's.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))',
+      's.close()',
+    ].join('\n');
+    const py = spawn('python3', ['-c', script, String(room.port)], { stdio: ['pipe', 'ignore', 'ignore'] });
+    const exited = new Promise((resolve) => py.once('exit', resolve));
+    try {
+      // The server has read the whole chunk (sent in one segment) before the RST comes.
+      await a.waitFor(/^<user2> whole line$/m);
+      py.stdin.end('reset now\n');
+      await exited;
+    } finally {
+      py.kill();
+    }
+    await a.waitFor(/^\* user2 left$/m);
+    await waitFor(() => /closed 127\.0\.0\.1:\d+ \(user2\)/.test(room.err()), 5000, 'the closed line');
+    expect(room.err()).toMatch(/closed 127\.0\.0\.1:\d+ \(user2\): 20 bytes in, .* \(reset\)/);
+    expect(a.text()).toMatch(/^<user2> whole line\n<user2> half a li\n\* user2 left\n/m);
+    expect(room.out()).toMatch(/<user2> half a li\n/);
+  });
+
   it('disconnects a client that does not read once its queue passes --max-queue, and the room goes on', async () => {
     const room = await startRoom({ maxQueue: 64 * 1024 });
     const stuck = await join(room);
@@ -206,6 +256,46 @@ describe('runBroadcast', () => {
     a.socket.end();
     expect(a.text()).toMatch(/^\* the server is shutting down$/m);
     expect(await code).toBe(0);
+  });
+
+
+  it('on stop, a client that is behind still gets everything queued for it and the notice (default --drain-timeout)', async () => {
+    // A cap big enough that the reader who is behind stays in the room with megabytes queued.
+    const room = await startRoom({ maxQueue: 32 * 1024 * 1024 });
+    const behind = await join(room);
+    behind.socket.pause();
+    const a = await join(room);
+    const count = 40_000;
+    const line = 'z'.repeat(150);
+    for (let i = 0; i < count; i++) {
+      if (!a.socket.write(`${i} ${line}\n`)) await new Promise((r) => a.socket.once('drain', r));
+    }
+    await waitFor(() => room.out().includes(`<user2> ${count - 1} ${line}\n`), 20_000, 'the last line in the log');
+    const code = room.stop();
+    behind.socket.resume();
+    await behind.closed;
+    expect(behind.text().slice(-300)).toMatch(new RegExp(`<user2> ${count - 1} z+\\n\\* the server is shutting down\\n$`));
+    expect(await code).toBe(0);
+  });
+  it('with --drain-timeout 0 a client that is behind is cut off at once, and the log does not count what was still queued', async () => {
+    const room = await startRoom({ maxQueue: 32 * 1024 * 1024, drainTimeoutMs: 0 });
+    const behind = await join(room);
+    behind.socket.pause();
+    const a = await join(room);
+    const count = 40_000;
+    for (let i = 0; i < count; i++) {
+      if (!a.socket.write(`${i} ${'q'.repeat(150)}\n`)) await new Promise((r) => a.socket.once('drain', r));
+    }
+    await waitFor(() => room.out().includes(`<user2> ${count - 1} `), 20_000, 'the last line in the log');
+    const code = room.stop();
+    behind.socket.resume();
+    await behind.closed;
+    expect(await code).toBe(0);
+    const logged = /closed 127\.0\.0\.1:\d+ \(user1\): 0 bytes in, (\d+) bytes out/.exec(room.err());
+    expect(behind.bytes().length).toBeLessThan(count * 150);
+    // Never more than arrived (a write half taken by the kernel counts as not sent: at most that much less).
+    expect(Number(logged?.[1])).toBeGreaterThan(0);
+    expect(Number(logged?.[1])).toBeLessThanOrEqual(behind.bytes().length);
   });
 
   it('--raw: stdin bytes go to every client, client bytes to stdout, and no announcements at all', async () => {

@@ -175,7 +175,7 @@ function parseFileMode(text: string): number {
 export function secondsOption(value: unknown, flag: string): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
-  if (!Number.isFinite(n) || n < 0) throw new UsageError(`${flag} takes a number of seconds ≥ 0, not '${value}'`);
+  if (!Number.isFinite(n) || n < 0) throw new UsageError(`${flag} takes a number of seconds ≥ 0 (e.g. 5 or 0.5), not ${shown(value)}`);
   return Math.round(n * 1000);
 }
 
@@ -183,8 +183,13 @@ export function secondsOption(value: unknown, flag: string): number | undefined 
 export function countOption(value: unknown, flag: string): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new UsageError(`${flag} takes a whole number ≥ 1, not '${value}'`);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`${flag} takes a whole number ≥ 1, not ${shown(value)}`);
   return n;
+}
+
+/** yargs turns a word given to a number option into NaN: say "a word", not "'NaN'", which the user never typed. */
+function shown(value: unknown): string {
+  return typeof value === 'number' && Number.isNaN(value) ? 'a word' : `'${value}'`;
 }
 
 /**

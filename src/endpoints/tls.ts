@@ -170,7 +170,7 @@ async function listenTls(addr: TlsAddress, opts: ListenOptions): Promise<Listene
     // Node refuses an untrusted client certificate by closing, without an alert: say why here at least.
     const why = socket.authorizationError
       ? `refused ${who}: its client certificate is not trusted (${socket.authorizationError})`
-      : (describeTlsError(err, who) ?? `TLS handshake with ${who} failed: ${err.message}`);
+      : (describeTlsError(err, who, 'server') ?? `TLS handshake with ${who} failed: ${err.message}`);
     opts.log?.event('tls-error', why, { client: who, code: String(socket.authorizationError ?? (err as NodeJS.ErrnoException).code) });
     // The handshake never completed: nothing of the client's can be lost by closing now.
     socket.destroy();

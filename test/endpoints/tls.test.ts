@@ -165,8 +165,19 @@ describe('TLS listener robustness', () => {
     ok.end('still served\n');
     expect((await okGot).toString()).toBe('still served\n');
     expect(stalled.destroyed).toBe(false);
-    await server.waitForStderr(/plain HTTP was sent to a TLS port|does not speak TLS/);
+    // The server's log speaks of its client, not of a server to reach by tcp: instead.
+    await server.waitForStderr(/client 127\.0\.0\.1:\d+ sent plain HTTP to this TLS port/);
     stalled.destroy();
+  });
+
+  it('a client typing plain text is logged as a client that does not speak TLS', async () => {
+    const { server, port } = await tlsEcho('--cert', certs.cert, '--key', certs.key);
+    const plain = net.connect({ port, host: '127.0.0.1' });
+    const got = readAll(plain);
+    plain.write('hello there, this is not TLS\n');
+    await got;
+    await server.waitForStderr(/client 127\.0\.0\.1:\d+ does not speak TLS \(plain text sent to this TLS port\)/);
+    expect(server.stderr()).not.toMatch(/use tcp: instead/);
   });
 });
 

@@ -156,6 +156,12 @@ function readPem(path: string, flag: string): PemFile {
 
 /** A certificate with someone else's key fails every handshake: say so at start instead. */
 function checkKeyPair(cert: PemFile, key: PemFile, certFlag: string, keyFlag: string): void {
+  // OpenSSL only says "PEM routines::no start line": name the usual cause, files given the wrong way round.
+  if (!cert.pem.includes('-----BEGIN CERTIFICATE')) {
+    const holds = /-----BEGIN [A-Z ]*PRIVATE KEY/.test(cert.pem.toString()) ? `holds a private key, not a certificate: swapped with ${keyFlag}?` : 'holds no certificate (-----BEGIN CERTIFICATE-----)';
+    throw new UsageError(`${certFlag} ${cert.path} ${holds}`);
+  }
+  if (!/-----BEGIN [A-Z ]*PRIVATE KEY/.test(key.pem.toString())) throw new UsageError(`${keyFlag} ${key.path} holds no private key (-----BEGIN PRIVATE KEY-----)`);
   try {
     tls.createSecureContext({ cert: cert.pem, key: key.pem });
   } catch (err) {

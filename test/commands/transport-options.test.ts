@@ -57,4 +57,11 @@ describe('applyTransportOptions', () => {
     expect(() => apply('127.0.0.1:1', 'connect', { insecure: true, tlsOnConnect: true })).toThrow(/apply to TLS/);
     expect(() => apply('unix:/tmp/x.sock', 'listen', { unixMode: '999' })).toThrow(/octal/);
   });
+
+  it('a certificate and key given the wrong way round are named as such, not as an OpenSSL code', () => {
+    const swapped = () => apply('8443', 'listen', { tls: true, cert: certs.key, key: certs.cert });
+    expect(swapped).toThrow(`--cert ${certs.key} holds a private key, not a certificate: swapped with --key?`);
+    const swappedClient = () => apply('tls:h:1', 'connect', { clientCert: certs.clientKey, clientKey: certs.clientCert });
+    expect(swappedClient).toThrow(`--client-cert ${certs.clientKey} holds a private key, not a certificate: swapped with --client-key?`);
+  });
 });

@@ -181,6 +181,25 @@ describe('TLS listener robustness', () => {
   });
 });
 
+describe('TLS listener: nothing lost when the server half-closes at once', () => {
+  it('listen -k --tls with stdin at EOF receives the bytes each client sends right after the handshake', async () => {
+    // stdin is already at EOF, so every client's write side is shut down as soon as it is accepted;
+    // Node drops the records that came with the handshake if end() runs inside 'secureConnection'.
+    const server = startCli(['listen', '-k', '--tls', '--cert', certs.cert, '--key', certs.key, '-v', '0'], { stdin: '' });
+    running.push(server);
+    const port = await server.listeningPort();
+    const clients = 10;
+    for (let i = 0; i < clients; i++) {
+      const c = tls.connect({ port, host: '127.0.0.1', servername: 'localhost', ca: fs.readFileSync(certs.cert) }, () => c.end(`client ${i}\n`));
+      c.on('error', () => {});
+      await readAll(c);
+    }
+    await waitFor(() => (server.stderr().match(/closed /g) ?? []).length === clients, 10_000, 'every client closed');
+    const lines = server.stdout().toString().split('\n').filter(Boolean).sort();
+    expect(lines).toEqual(Array.from({ length: clients }, (_, i) => `client ${i}`).sort());
+  });
+});
+
 describe('TLS interop', () => {
   it('openssl s_client talks to sockcat listen --tls', async () => {
     const { port } = await tlsEcho('--cert', certs.cert, '--key', certs.key);

@@ -61,8 +61,11 @@ describe('errors: one plain line and the right exit code', () => {
 
   it.each([
     [['connect', '::1:80'], /write IPv6 addresses in brackets, e\.g\. \[::1\]:80/],
+    [['connect', 'fe80::1:80'], /write IPv6 addresses in brackets, e\.g\. \[fe80::1\]:80/],
     [['connect', 'host:99999'], /port 99999 is out of range/],
     [['connect', 'host:http'], /port 'http' is not a number/],
+    [['connect', 'sctp:127.0.0.1:5'], /unknown scheme 'sctp:' in 'sctp:127\.0\.0\.1:5' \(schemes: tcp:, tls:, unix:, udp:\)/],
+    [['connect', 'http://127.0.0.1:80'], /unknown scheme 'http:' in 'http:\/\/127\.0\.0\.1:80' \(schemes: tcp:, tls:, unix:, udp:\)/],
     [['connect', '[::1:80'], /missing '\]'/],
     [['connect'], /missing address/],
     [['listen', '--bogus', '9090'], /unknown option --bogus/],

@@ -28,7 +28,10 @@ const HANDSHAKE_FAILURES: [RegExp, (label: string, side: TlsSide) => string][] =
     (l, side) => (side === 'client' ? `${l} does not speak TLS (a plain TCP service? then use tcp: instead of tls:)` : `client ${l} does not speak TLS (plain text sent to this TLS port)`),
   ],
   [/HTTP_REQUEST/, (l, side) => (side === 'client' ? `${l}: plain HTTP was sent to a TLS port (use https://)` : `client ${l} sent plain HTTP to this TLS port (it should use https://)`)],
-  [/ALERT_CERTIFICATE_REQUIRED|PEER_DID_NOT_RETURN_A_CERTIFICATE/, (l) => `${l} requires a client certificate — pass --client-cert FILE --client-key FILE`],
+  [
+    /ALERT_CERTIFICATE_REQUIRED|PEER_DID_NOT_RETURN_A_CERTIFICATE/,
+    (l, side) => (side === 'client' ? `${l} requires a client certificate — pass --client-cert FILE --client-key FILE` : `refused client ${l}: it sent no client certificate (--require-client-cert)`),
+  ],
   [/ALERT_UNKNOWN_CA|ALERT_BAD_CERTIFICATE|ALERT_CERTIFICATE_UNKNOWN/, (l) => `${l} rejected the certificate it was shown (not signed by a CA it trusts)`],
   [/ALERT_HANDSHAKE_FAILURE|NO_SHARED_CIPHER|ALERT_PROTOCOL_VERSION|UNSUPPORTED_PROTOCOL/, (l) => `TLS handshake with ${l} failed: no protocol version or cipher in common`],
   [/ERR_TLS_HANDSHAKE_TIMEOUT/, (l) => `TLS handshake with ${l} timed out`],

@@ -74,6 +74,13 @@ export function describeError(err: unknown, ctx: ErrorContext): string {
       return `permission denied: ${where}`;
     case 'EADDRNOTAVAIL':
       return `cannot use ${where}: that address does not belong to this machine`;
+    case 'EINVAL': {
+      // Node says "listen EINVAL: invalid argument"; the usual cause is a link-local address
+      // written without the interface it belongs to.
+      const linkLocal = ctx.host?.toLowerCase().startsWith('fe80:') && !ctx.host.includes('%');
+      const hint = linkLocal ? ` (a link-local fe80:: address needs its interface, e.g. [${ctx.host}%eth0]:${ctx.port ?? 'PORT'})` : '';
+      return `${ctx.action === 'listen' ? `cannot listen on ${where}` : where}: the system refuses that address${hint}`;
+    }
     case 'ENOENT':
       return `${where}: no such file or directory`;
     case 'EMFILE':

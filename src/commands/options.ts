@@ -173,6 +173,12 @@ function readPem(path: string, flag: string): PemFile {
 
 /** A certificate with someone else's key fails every handshake: say so at start instead. */
 function checkKeyPair(cert: PemFile, key: PemFile, certFlag: string, keyFlag: string): void {
+  // OpenSSL only says "PEM routines::no start line": name the usual cause, files given the wrong way round.
+  if (!cert.pem.includes('-----BEGIN CERTIFICATE')) {
+    const holds = /-----BEGIN [A-Z ]*PRIVATE KEY/.test(cert.pem.toString()) ? `holds a private key, not a certificate: swapped with ${keyFlag}?` : 'holds no certificate (-----BEGIN CERTIFICATE-----)';
+    throw new UsageError(`${certFlag} ${cert.path} ${holds}`);
+  }
+  if (!/-----BEGIN [A-Z ]*PRIVATE KEY/.test(key.pem.toString())) throw new UsageError(`${keyFlag} ${key.path} holds no private key (-----BEGIN PRIVATE KEY-----)`);
   try {
     tls.createSecureContext({ cert: cert.pem, key: key.pem });
   } catch (err) {
@@ -192,7 +198,7 @@ function parseFileMode(text: string): number {
 export function secondsOption(value: unknown, flag: string): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
-  if (!Number.isFinite(n) || n < 0) throw new UsageError(`${flag} takes a number of seconds ≥ 0, not '${value}'`);
+  if (!Number.isFinite(n) || n < 0) throw new UsageError(`${flag} takes a number of seconds ≥ 0 (e.g. 5 or 0.5), not ${shown(value)}`);
   return Math.round(n * 1000);
 }
 
@@ -200,8 +206,13 @@ export function secondsOption(value: unknown, flag: string): number | undefined 
 export function countOption(value: unknown, flag: string): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new UsageError(`${flag} takes a whole number ≥ 1, not '${value}'`);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`${flag} takes a whole number ≥ 1, not ${shown(value)}`);
   return n;
+}
+
+/** yargs turns a word given to a number option into NaN: say "a word", not "'NaN'", which the user never typed. */
+function shown(value: unknown): string {
+  return typeof value === 'number' && Number.isNaN(value) ? 'a word' : `'${value}'`;
 }
 
 /**

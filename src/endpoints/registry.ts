@@ -2,6 +2,7 @@
  * The table of transports. Each transport file registers itself here with its prefix, kind and
  * help, so every mode can use every transport and --help cannot drift from the code.
  */
+import net from 'node:net';
 import { UsageError } from '../errors';
 import { parseHostPort, type Address, type Role } from './address';
 import type { Transport, Connection, ConnectOptions, Listener, ListenOptions } from './types';
@@ -36,6 +37,13 @@ export function parseAddress(text: string, role: Role): Address {
   if (m) {
     const t = transports.get(m[1].toLowerCase());
     if (t) return t.parse(m[2], role, trimmed);
+    // "sctp:1.2.3.4:5" or "http://host": a scheme we do not have, not a host named "sctp"
+    // ("localhost:9090" and "host:http" still go on as HOST:PORT).
+    const ipv6 = net.isIPv6(trimmed) || net.isIPv6(trimmed.slice(0, trimmed.lastIndexOf(':')));
+    if (!ipv6 && (m[2].includes(':') || m[2].startsWith('/'))) {
+      const known = listTransports().map((x) => `${x.scheme}:`).join(', ');
+      throw new UsageError(`malformed address '${trimmed}': unknown scheme '${m[1]}:' in '${trimmed}' (schemes: ${known})`);
+    }
   }
   return { scheme: 'tcp', ...parseHostPort(trimmed, role, trimmed) };
 }

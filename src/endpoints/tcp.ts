@@ -15,6 +15,8 @@ export function socketPeer(socket: net.Socket, side: 'remote' | 'local'): Peer {
   const port = side === 'remote' ? socket.remotePort : socket.localPort;
   // An IPv4 client of a dual-stack "::" listener shows as ::ffff:1.2.3.4; say 1.2.3.4.
   const address = rawAddress?.startsWith('::ffff:') && net.isIPv4(rawAddress.slice(7)) ? rawAddress.slice(7) : rawAddress ?? '?';
+  // A client whose RST came before we accepted it has no address any more (getpeername fails).
+  if (rawAddress === undefined && side === 'remote') return { address, port, label: 'a client already gone (reset at once)' };
   return { address, port, label: formatHostPort(address, port ?? '?') };
 }
 

@@ -18,21 +18,31 @@ const VERIFY_FAILURES: Record<string, { what: string; hint: string }> = {
   CERT_UNTRUSTED: { what: 'is not trusted', hint: 'pass --ca FILE to trust it or --insecure' },
 };
 
+/** Which end we are: a client names the server it reached; a server names the client that came in. */
+export type TlsSide = 'client' | 'server';
+
 /** Alerts the peer sent, or protocol mismatches, keyed by a fragment of the error code. */
-const HANDSHAKE_FAILURES: [RegExp, (label: string) => string][] = [
-  [/WRONG_VERSION_NUMBER|PACKET_LENGTH_TOO_LONG|RECORD_LAYER_FAILURE|UNKNOWN_PROTOCOL|UNEXPECTED_MESSAGE/, (l) => `${l} does not speak TLS (a plain TCP service? then use tcp: instead of tls:)`],
-  [/HTTP_REQUEST/, (l) => `${l}: plain HTTP was sent to a TLS port (use https://)`],
-  [/ALERT_CERTIFICATE_REQUIRED|PEER_DID_NOT_RETURN_A_CERTIFICATE/, (l) => `${l} requires a client certificate — pass --client-cert FILE --client-key FILE`],
+const HANDSHAKE_FAILURES: [RegExp, (label: string, side: TlsSide) => string][] = [
+  [
+    /WRONG_VERSION_NUMBER|PACKET_LENGTH_TOO_LONG|RECORD_LAYER_FAILURE|UNKNOWN_PROTOCOL|UNEXPECTED_MESSAGE/,
+    (l, side) => (side === 'client' ? `${l} does not speak TLS (a plain TCP service? then use tcp: instead of tls:)` : `client ${l} does not speak TLS (plain text sent to this TLS port)`),
+  ],
+  [/HTTP_REQUEST/, (l, side) => (side === 'client' ? `${l}: plain HTTP was sent to a TLS port (use https://)` : `client ${l} sent plain HTTP to this TLS port (it should use https://)`)],
+  [
+    /ALERT_CERTIFICATE_REQUIRED|PEER_DID_NOT_RETURN_A_CERTIFICATE/,
+    (l, side) => (side === 'client' ? `${l} requires a client certificate — pass --client-cert FILE --client-key FILE` : `refused client ${l}: it sent no client certificate (--require-client-cert)`),
+  ],
   [/ALERT_UNKNOWN_CA|ALERT_BAD_CERTIFICATE|ALERT_CERTIFICATE_UNKNOWN/, (l) => `${l} rejected the certificate it was shown (not signed by a CA it trusts)`],
   [/ALERT_HANDSHAKE_FAILURE|NO_SHARED_CIPHER|ALERT_PROTOCOL_VERSION|UNSUPPORTED_PROTOCOL/, (l) => `TLS handshake with ${l} failed: no protocol version or cipher in common`],
   [/ERR_TLS_HANDSHAKE_TIMEOUT/, (l) => `TLS handshake with ${l} timed out`],
 ];
 
 /**
- * Words a TLS error for the user, naming `label` (e.g. "tls:127.0.0.1:8443"); undefined when
- * the error is not a TLS one (then the caller's generic wording applies).
+ * Words a TLS error for the user, naming `label` (e.g. "tls:127.0.0.1:8443", or the client's
+ * address on the server `side`); undefined when the error is not a TLS one (then the caller's
+ * generic wording applies).
  */
-export function describeTlsError(err: unknown, label: string): string | undefined {
+export function describeTlsError(err: unknown, label: string, side: TlsSide = 'client'): string | undefined {
   const e = err as NodeJS.ErrnoException & { reason?: string; host?: string; cert?: { subjectaltname?: string } };
   const code = e?.code ?? '';
   if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
@@ -41,7 +51,7 @@ export function describeTlsError(err: unknown, label: string): string | undefine
   }
   const verify = VERIFY_FAILURES[code];
   if (verify) return `certificate of ${label} ${verify.what} — ${verify.hint}`;
-  for (const [pattern, words] of HANDSHAKE_FAILURES) if (pattern.test(code)) return words(label);
+  for (const [pattern, words] of HANDSHAKE_FAILURES) if (pattern.test(code)) return words(label, side);
   if (code.startsWith('ERR_SSL_')) return `TLS error with ${label}: ${e.reason ?? e.message}`;
   if (/before secure TLS connection was established/.test(e?.message ?? '')) {
     return `${label} closed the connection during the TLS handshake (does it speak TLS? does it want a client certificate?)`;

@@ -159,7 +159,13 @@ async function listenTls(addr: TlsAddress, opts: ListenOptions): Promise<Listene
       handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
       allowHalfOpen: true,
     },
-    (socket) => opts.onConnection(tlsConnection(socket)),
+    (socket) => {
+      // 'secureConnection' fires while Node is still decrypting the records that came with the
+      // handshake; a handler that shuts down our side at once (stdin already at EOF, a program
+      // that closed its stdout) would make Node drop the client's first bytes (Node 20). Hand
+      // the connection over once that read is done.
+      setImmediate(() => opts.onConnection(tlsConnection(socket)));
+    },
   );
   // tls.Server hands its TLS sockets no addresses once they failed: remember each TCP peer's name.
   const peerNames = new WeakMap<object, string>();
@@ -170,7 +176,7 @@ async function listenTls(addr: TlsAddress, opts: ListenOptions): Promise<Listene
     // Node refuses an untrusted client certificate by closing, without an alert: say why here at least.
     const why = socket.authorizationError
       ? `refused ${who}: its client certificate is not trusted (${socket.authorizationError})`
-      : (describeTlsError(err, who) ?? `TLS handshake with ${who} failed: ${err.message}`);
+      : (describeTlsError(err, who, 'server') ?? `TLS handshake with ${who} failed: ${err.message}`);
     opts.log?.event('tls-error', why, { client: who, code: String(socket.authorizationError ?? (err as NodeJS.ErrnoException).code) });
     // The handshake never completed: nothing of the client's can be lost by closing now.
     socket.destroy();

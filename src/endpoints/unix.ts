@@ -8,6 +8,7 @@
  */
 import fs from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 import { NetError, UsageError, type ErrorContext } from '../errors';
 import type { UnixAddress } from './address';
 import { registerTransport } from './registry';
@@ -83,6 +84,10 @@ async function listenUnix(addr: UnixAddress, opts: ListenOptions): Promise<Liste
     fs.unlinkSync(addr.path);
     opts.log?.event('stale-socket', `${where}: removed a stale socket file left by a server that is gone`, { address: where });
   }
+  // libuv reports a missing directory as EACCES ("permission denied"), which sends the user
+  // looking at permissions for a typo in the path: check it ourselves first.
+  const dir = path.dirname(addr.path);
+  if (!fs.existsSync(dir)) throw new NetError(`${where}: the directory ${dir} does not exist`, 'ENOENT');
   const server = net.createServer({ allowHalfOpen: true }, (socket) => opts.onConnection(unixConnection(socket, addr, 'accepted')));
   await bindNetServer(server, { path: addr.path }, errorContext(addr, 'listen'), opts);
   if (addr.mode !== undefined) {

@@ -66,4 +66,11 @@ describe('applyTransportOptions', () => {
     // forward's listener does not refuse them: they are for its tls: target.
     expect(apply('0', 'listen', { insecure: true }).scheme).toBe('tcp');
   });
+
+  it('a certificate and key given the wrong way round are named as such, not as an OpenSSL code', () => {
+    const swapped = () => apply('8443', 'listen', { tls: true, cert: certs.key, key: certs.cert });
+    expect(swapped).toThrow(`--cert ${certs.key} holds a private key, not a certificate: swapped with --key?`);
+    const swappedClient = () => apply('tls:h:1', 'connect', { clientCert: certs.clientKey, clientKey: certs.clientCert });
+    expect(swappedClient).toThrow(`--client-cert ${certs.clientKey} holds a private key, not a certificate: swapped with --client-key?`);
+  });
 });

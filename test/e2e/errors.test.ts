@@ -61,14 +61,18 @@ describe('errors: one plain line and the right exit code', () => {
 
   it.each([
     [['connect', '::1:80'], /write IPv6 addresses in brackets, e\.g\. \[::1\]:80/],
+    [['connect', 'fe80::1:80'], /write IPv6 addresses in brackets, e\.g\. \[fe80::1\]:80/],
     [['connect', 'host:99999'], /port 99999 is out of range/],
     [['connect', 'host:http'], /port 'http' is not a number/],
+    [['connect', 'sctp:127.0.0.1:5'], /unknown scheme 'sctp:' in 'sctp:127\.0\.0\.1:5' \(schemes: tcp:, tls:, unix:, udp:\)/],
+    [['connect', 'http://127.0.0.1:80'], /unknown scheme 'http:' in 'http:\/\/127\.0\.0\.1:80' \(schemes: tcp:, tls:, unix:, udp:\)/],
     [['connect', '[::1:80'], /missing '\]'/],
     [['connect'], /missing address/],
     [['listen', '--bogus', '9090'], /unknown option --bogus/],
     [['frobnicate'], /unknown mode 'frobnicate'/],
     [[], /missing mode/],
-    [['connect', '--wait', 'soon', '127.0.0.1:9'], /--wait takes a number of seconds/],
+    [['connect', '--wait', 'soon', '127.0.0.1:9'], /--wait takes a number of seconds ≥ 0 \(e\.g\. 5 or 0\.5\), not a word \(see/],
+    [['exec', '--max-children', 'many', '0', '--', 'cat'], /--max-children takes a whole number ≥ 1, not a word \(see/],
     [['listen', '--echo', '--max-conns', '0', '0'], /--max-conns takes a whole number/],
     [['listen', '--echo', '--allow', '300.1.2.3', '0'], /--allow: '300\.1\.2\.3' is not an IP address or CIDR range/],
   ])('usage error %j → 2', async (args, message) => {

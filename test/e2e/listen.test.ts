@@ -16,6 +16,15 @@ describe('sockcat listen (end to end)', () => {
     expect(r.stderr).toMatch(/closed 127\.0\.0\.1:\d+: 12 bytes in, 12 bytes out/);
   });
 
+  it('takes the course\'s nc -l -p PORT HOST form as typed, -l included', async () => {
+    const srv = startCli(['listen', '-l', '-p', '0', '127.0.0.1', '-v'], { stdin: 'bonjour\n' });
+    const port = await srv.listeningPort();
+    expect((await exchange(port, 'salut\n')).toString()).toBe('bonjour\n');
+    const r = await srv.exited;
+    expect(r.code).toBe(0);
+    expect(r.stdout.toString()).toBe('salut\n');
+  });
+
   it('sends a whole file from stdin to a client that half-closed at once (nc -l < file)', async () => {
     const file = randomBytes(4 << 20);
     const srv = startCli(['listen', '-v', '0'], { stdin: file });

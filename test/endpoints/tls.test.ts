@@ -131,11 +131,13 @@ describe('mutual TLS', () => {
   });
 
   it('refuses a client without a certificate, with a line that says what is missing', async () => {
-    const { port } = await server();
+    const { server: srv, port } = await server();
     const r = await runCli(['connect', '--ca', certs.cert, `tls:localhost:${port}`], { stdin: 'no certificate\n' });
     expect(r.code).toBe(1);
     expect(r.stdout.length).toBe(0);
     expect(r.stderr).toMatch(/requires a client certificate — pass --client-cert FILE --client-key FILE/);
+    // The server's log names the client that came without one, not a server that wants one.
+    await srv.waitForStderr(/refused client 127\.0\.0\.1:\d+: it sent no client certificate \(--require-client-cert\)/);
   });
 
   it('refuses a client certificate signed by someone else, and the server log says why', async () => {
@@ -165,8 +167,38 @@ describe('TLS listener robustness', () => {
     ok.end('still served\n');
     expect((await okGot).toString()).toBe('still served\n');
     expect(stalled.destroyed).toBe(false);
-    await server.waitForStderr(/plain HTTP was sent to a TLS port|does not speak TLS/);
+    // The server's log speaks of its client, not of a server to reach by tcp: instead.
+    await server.waitForStderr(/client 127\.0\.0\.1:\d+ sent plain HTTP to this TLS port/);
     stalled.destroy();
+  });
+
+  it('a client typing plain text is logged as a client that does not speak TLS', async () => {
+    const { server, port } = await tlsEcho('--cert', certs.cert, '--key', certs.key);
+    const plain = net.connect({ port, host: '127.0.0.1' });
+    const got = readAll(plain);
+    plain.write('hello there, this is not TLS\n');
+    await got;
+    await server.waitForStderr(/client 127\.0\.0\.1:\d+ does not speak TLS \(plain text sent to this TLS port\)/);
+    expect(server.stderr()).not.toMatch(/use tcp: instead/);
+  });
+});
+
+describe('TLS listener: nothing lost when the server half-closes at once', () => {
+  it('listen -k --tls with stdin at EOF receives the bytes each client sends right after the handshake', async () => {
+    // stdin is already at EOF, so every client's write side is shut down as soon as it is accepted;
+    // Node drops the records that came with the handshake if end() runs inside 'secureConnection'.
+    const server = startCli(['listen', '-k', '--tls', '--cert', certs.cert, '--key', certs.key, '-v', '0'], { stdin: '' });
+    running.push(server);
+    const port = await server.listeningPort();
+    const clients = 10;
+    for (let i = 0; i < clients; i++) {
+      const c = tls.connect({ port, host: '127.0.0.1', servername: 'localhost', ca: fs.readFileSync(certs.cert) }, () => c.end(`client ${i}\n`));
+      c.on('error', () => {});
+      await readAll(c);
+    }
+    await waitFor(() => (server.stderr().match(/closed /g) ?? []).length === clients, 10_000, 'every client closed');
+    const lines = server.stdout().toString().split('\n').filter(Boolean).sort();
+    expect(lines).toEqual(Array.from({ length: clients }, (_, i) => `client ${i}`).sort());
   });
 });
 

@@ -78,6 +78,13 @@ describe('unix sockets', () => {
     expect(fs.existsSync(sock)).toBe(false);
   });
 
+  it('a socket path in a directory that does not exist says so (libuv reports it as "permission denied")', async () => {
+    const sock = path.join(dir, 'no-such-dir', 's.sock');
+    const r = await runCli(['listen', `unix:${sock}`]);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split('\n')).toEqual([`sockcat: unix:${sock}: the directory ${path.dirname(sock)} does not exist`]);
+  });
+
   it('refuses a malformed --unix-mode with exit 2', async () => {
     const r = await runCli(['listen', '--unix-mode', 'rw-rw----', `unix:${fresh()}`]);
     expect(r.code).toBe(2);

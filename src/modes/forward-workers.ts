@@ -1,0 +1,221 @@
+/**
+ * `forward --workers N`: N processes share one listening socket (node:cluster), so a relay is
+ * not capped by one event loop on one core. The primary binds nothing itself and relays nothing:
+ * it makes room in the open-file limit, starts the workers (each one is sockcat running the same
+ * forward command), replaces a worker that dies, and on SIGINT/SIGTERM tells every worker to stop
+ * accepting and drain, then exits once they are all gone. Each worker is an ordinary forward
+ * (access control, --proxy-protocol, logging, drain) with its share of --max-conns.
+ *
+ * The kernel spreads the accepts (SCHED_NONE: every worker accept()s on the shared socket);
+ * round-robin through the primary would make the primary the bottleneck again.
+ */
+import cluster, { type Worker } from 'node:cluster';
+import os from 'node:os';
+import { ensureFdLimit, isStandaloneBinary } from '../fdlimit';
+import { Logger, type LogFields, type LoggerOptions, type LogOptions } from '../log';
+import { UsageError } from '../errors';
+import type { ModeIO } from '../io';
+
+/** Upper bound on --workers: more processes than this only cost memory on any machine sockcat targets. */
+export const MAX_WORKERS = 64;
+/** The environment variable the primary hands each worker its settings in. */
+const WORKER_ENV = 'SOCKCAT_WORKER';
+/** Stop replacing dead workers after this many deaths within DEATH_WINDOW_MS: something is wrong for good. */
+const MAX_DEATHS = 5;
+const DEATH_WINDOW_MS = 10_000;
+/** Events only one worker logs: the others share the same socket, so the same line again would only confuse. */
+const STARTUP_EVENTS = new Set(['listening', 'exposed', 'forwarding']);
+
+/** What the primary tells a worker (JSON in SOCKCAT_WORKER). */
+interface WorkerSettings {
+  /** This worker's share of --max-conns, already fitted to the open-file limit. */
+  maxConns: number;
+  /** Leave the startup lines (listening on …, forwarding …) to the first worker. */
+  quiet: boolean;
+}
+
+/** The message the primary sends a worker to make it stop accepting and drain. */
+const STOP_MESSAGE = 'sockcat:stop';
+
+/** --workers: a count from 1 to MAX_WORKERS, or "auto" (one per CPU). */
+export function parseWorkers(value: unknown): number {
+  if (value === undefined) return 1;
+  const text = String(value).trim();
+  if (text === 'auto') return Math.min(MAX_WORKERS, os.availableParallelism());
+  const n = Number(text);
+  if (text === '' || !Number.isInteger(n) || n < 1 || n > MAX_WORKERS) {
+    throw new UsageError(`--workers takes a number of processes from 1 to ${MAX_WORKERS}, or auto, not '${text}'`);
+  }
+  return n;
+}
+
+/** Whether this process is a worker started by a forward --workers primary. */
+export function isForwardWorker(): boolean {
+  return cluster.isWorker && process.env[WORKER_ENV] !== undefined;
+}
+
+/**
+ * In a worker: its settings, and a signal aborted by the CLI's own (a signal sent to this
+ * process, e.g. Ctrl-C reaching the whole process group) or by the primary's stop message.
+ */
+export function workerSetup(signal: AbortSignal): WorkerSettings & { signal: AbortSignal } {
+  const settings = JSON.parse(process.env[WORKER_ENV] ?? '{}') as WorkerSettings;
+  const stop = new AbortController();
+  const abort = () => stop.abort();
+  if (signal.aborted) abort();
+  else signal.addEventListener('abort', abort, { once: true });
+  process.on('message', function onPrimaryMessage(msg: unknown) {
+    if (msg === STOP_MESSAGE) abort();
+  });
+  // A primary that dies (even SIGKILLed) closes the IPC channel: node:cluster then ends the
+  // worker at once (its 'disconnect' handler calls process.exit), so no worker is ever orphaned.
+  return { ...settings, signal: stop.signal };
+}
+
+/** A worker's logger: as the user asked, minus the startup lines when another worker prints them. */
+export class WorkerLogger extends Logger {
+  constructor(
+    opts: LoggerOptions,
+    private readonly quiet: boolean,
+  ) {
+    super(opts);
+  }
+
+  override event(event: string, text: string, fields: LogFields = {}): void {
+    if (this.quiet && STARTUP_EVENTS.has(event)) return;
+    super.event(event, text, fields);
+  }
+}
+
+export interface PrimaryOptions extends LogOptions {
+  workers: number;
+  /** --max-conns for the whole relay, or undefined for the default. */
+  maxConns: number | undefined;
+  defaultMaxConns: number;
+  fdsPerClient: number;
+  raiseFdLimit: boolean;
+}
+
+/**
+ * The primary: runs `workers` forward processes until the signal stops them; resolves with the
+ * exit code (0 after a graceful stop, the first worker's code if it cannot start, 1 if workers
+ * keep dying).
+ */
+export async function runWorkerPrimary(opts: PrimaryOptions, io: ModeIO): Promise<number> {
+  const logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
+  // Each worker holds its own share of the clients: the limit is checked (and raised by running
+  // sockcat again, which then becomes the primary) once here, and workers inherit it on fork.
+  const share = (n: number) => Math.ceil(n / opts.workers);
+  const room = await ensureFdLimit({
+    maxConns: opts.maxConns === undefined ? undefined : share(opts.maxConns),
+    defaultMaxConns: share(opts.defaultMaxConns),
+    fdsPerClient: opts.fdsPerClient,
+    logger,
+    relaunch: opts.raiseFdLimit,
+    clientsWord: 'clients per worker',
+  });
+  if (room.relaunched) return room.exitCode;
+
+  // Must be set before the first fork; the primary never accepts, the kernel spreads accepts.
+  cluster.schedulingPolicy = cluster.SCHED_NONE;
+  cluster.setupPrimary({ ...workerCommand(), silent: false });
+  return new WorkerPool(opts.workers, room.maxConns, logger, io.signal).run();
+}
+
+/**
+ * How a worker is started: sockcat again with the same arguments. From `node dist/sockcat.cjs`
+ * that is the script and its arguments; in the standalone binary process.argv[1] is only the
+ * name it was called by, and fork() runs process.execPath (sockcat itself) with `exec` as its
+ * first argument, which the worker sees as its mode.
+ */
+function workerCommand(): { exec: string; args: string[] } {
+  if (isStandaloneBinary()) return { exec: process.argv[2], args: process.argv.slice(3) };
+  return { exec: process.argv[1], args: process.argv.slice(2) };
+}
+
+/** The live workers, their replacement when one dies, and the stop. */
+class WorkerPool {
+  private readonly live = new Set<Worker>();
+  private readonly listening = new WeakSet<Worker>();
+  private readonly deaths: number[] = [];
+  private stopping = false;
+  private exitCode = 0;
+  private finish: (code: number) => void = () => {};
+
+  constructor(
+    private readonly count: number,
+    private readonly maxConns: number,
+    private readonly logger: Logger,
+    private readonly signal: AbortSignal,
+  ) {}
+
+  async run(): Promise<number> {
+    // The first worker alone, until it listens: if LISTEN cannot be opened (address in use…) it
+    // says so in one line and its exit code is ours, instead of N workers saying it N times.
+    const first = this.fork(false);
+    const started = await new Promise<boolean>((resolve) => {
+      first.once('listening', () => resolve(true));
+      first.once('exit', () => resolve(false));
+    });
+    if (!started) {
+      this.live.delete(first);
+      return first.process.exitCode ?? 1;
+    }
+    const done = new Promise<number>((resolve) => (this.finish = resolve));
+    cluster.on('exit', (worker, code, sig) => this.onExit(worker, code, sig));
+    // A worker that ended between 'listening' and now has no 'exit' event left to tell us.
+    if (first.isDead()) this.onExit(first, first.process.exitCode ?? 1, first.process.signalCode);
+    for (let i = 1; i < this.count && !this.stopping; i++) this.fork(true);
+    if (this.signal.aborted) this.stop();
+    else this.signal.addEventListener('abort', () => this.stop(), { once: true });
+    return done;
+  }
+
+  private fork(quiet: boolean): Worker {
+    const settings: WorkerSettings = { maxConns: this.maxConns, quiet };
+    const worker = cluster.fork({ [WORKER_ENV]: JSON.stringify(settings) });
+    this.live.add(worker);
+    worker.once('listening', () => this.listening.add(worker));
+    // An IPC error (the worker died mid-send) is reported by its 'exit'; it must not crash the primary.
+    worker.on('error', () => {});
+    if (this.stopping) this.stopWorker(worker);
+    return worker;
+  }
+
+  /** Every worker stops accepting and drains (--drain-timeout); the primary ends when they are all gone. */
+  private stop(): void {
+    if (this.stopping) return;
+    this.stopping = true;
+    for (const worker of this.live) this.stopWorker(worker);
+    if (this.live.size === 0) this.finish(this.exitCode);
+  }
+
+  private stopWorker(worker: Worker): void {
+    // A listening worker drains on the message; one still starting may not be listening for
+    // messages yet, and has no client to drain: a SIGTERM stops it just as well.
+    if (this.listening.has(worker) && worker.isConnected()) worker.send(STOP_MESSAGE);
+    else worker.process.kill('SIGTERM');
+  }
+
+  private onExit(worker: Worker, code: number, sig: string | null): void {
+    if (!this.live.delete(worker)) return;
+    if (!this.stopping) this.replace(worker, sig ? `killed by ${sig}` : `exit code ${code}`);
+    if (this.stopping && this.live.size === 0) this.finish(this.exitCode);
+  }
+
+  /** A worker died on its own: start another, unless they keep dying. */
+  private replace(worker: Worker, how: string): void {
+    const pid = worker.process.pid;
+    const now = Date.now();
+    this.deaths.push(now);
+    while (this.deaths.length > 0 && now - this.deaths[0] > DEATH_WINDOW_MS) this.deaths.shift();
+    if (this.deaths.length >= MAX_DEATHS) {
+      this.logger.error('worker', `worker ${pid} died (${how}); ${MAX_DEATHS} workers died within ${DEATH_WINDOW_MS / 1000} s: stopping`, { pid, reason: how });
+      this.exitCode = 1;
+      this.stop();
+      return;
+    }
+    this.logger.warn('worker', `worker ${pid} died (${how}); starting a new one`, { pid, reason: how });
+    this.fork(true);
+  }
+}

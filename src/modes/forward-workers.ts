@@ -10,7 +10,9 @@
  * round-robin through the primary would make the primary the bottleneck again.
  */
 import cluster, { type Worker } from 'node:cluster';
+import net from 'node:net';
 import os from 'node:os';
+import type { Address } from '../endpoints/index';
 import { ensureFdLimit, isStandaloneBinary } from '../fdlimit';
 import { Logger, type LogFields, type LoggerOptions, type LogOptions } from '../log';
 import { UsageError } from '../errors';
@@ -32,6 +34,8 @@ interface WorkerSettings {
   maxConns: number;
   /** Leave the startup lines (listening on …, forwarding …) to the first worker. */
   quiet: boolean;
+  /** The port the primary picked for a LISTEN on port 0, which every worker listens on. */
+  port?: number;
 }
 
 /** The message the primary sends a worker to make it stop accepting and drain. */
@@ -58,7 +62,7 @@ export function isForwardWorker(): boolean {
  * In a worker: its settings, and a signal aborted by the CLI's own (a signal sent to this
  * process, e.g. Ctrl-C reaching the whole process group) or by the primary's stop message.
  */
-export function workerSetup(signal: AbortSignal): WorkerSettings & { signal: AbortSignal } {
+export function workerSetup(signal: AbortSignal): WorkerSettings & { signal: AbortSignal; listen: (a: Address) => Address } {
   const settings = JSON.parse(process.env[WORKER_ENV] ?? '{}') as WorkerSettings;
   const stop = new AbortController();
   const abort = () => stop.abort();
@@ -69,7 +73,8 @@ export function workerSetup(signal: AbortSignal): WorkerSettings & { signal: Abo
   });
   // A primary that dies (even SIGKILLed) closes the IPC channel: node:cluster then ends the
   // worker at once (its 'disconnect' handler calls process.exit), so no worker is ever orphaned.
-  return { ...settings, signal: stop.signal };
+  const listen = (a: Address) => (settings.port !== undefined && 'port' in a && a.port === 0 ? { ...a, port: settings.port } : a);
+  return { ...settings, signal: stop.signal, listen };
 }
 
 /** A worker's logger: as the user asked, minus the startup lines when another worker prints them. */
@@ -89,6 +94,7 @@ export class WorkerLogger extends Logger {
 
 export interface PrimaryOptions extends LogOptions {
   workers: number;
+  listen: Address;
   /** --max-conns for the whole relay, or undefined for the default. */
   maxConns: number | undefined;
   defaultMaxConns: number;
@@ -119,7 +125,28 @@ export async function runWorkerPrimary(opts: PrimaryOptions, io: ModeIO): Promis
   // Must be set before the first fork; the primary never accepts, the kernel spreads accepts.
   cluster.schedulingPolicy = cluster.SCHED_NONE;
   cluster.setupPrimary({ ...workerCommand(), silent: false });
-  return new WorkerPool(opts.workers, room.maxConns, logger, io.signal).run();
+  const port = 'port' in opts.listen && opts.listen.port === 0 ? await pickPort(opts.listen.host) : undefined;
+  return new WorkerPool(opts.workers, { maxConns: room.maxConns, port }, logger, io.signal).run();
+}
+
+/**
+ * LISTEN on port 0: the primary picks the port once and every worker listens on it. node:cluster
+ * shares a socket between the workers that asked for the same port, and closes it when the last
+ * of them is gone; with port 0 a worker started after that (a replacement, or one still starting
+ * when the first died) would get a new random port, and clients would lose the relay. The port
+ * is free for the few hundred ms until the first worker binds it again; undefined when the host
+ * cannot be bound at all, so that the first worker reports why in its own words.
+ */
+function pickPort(host: string): Promise<number | undefined> {
+  return new Promise((resolve) => {
+    const probe = net.createServer();
+    probe.once('error', () => resolve(undefined));
+    probe.listen({ host, port: 0, exclusive: true }, () => {
+      const { port } = probe.address() as net.AddressInfo;
+      // Closed at once: the workers bind the port themselves, through the primary's shared handle.
+      probe.close(() => resolve(port));
+    });
+  });
 }
 
 /**
@@ -144,7 +171,7 @@ class WorkerPool {
 
   constructor(
     private readonly count: number,
-    private readonly maxConns: number,
+    private readonly settings: Omit<WorkerSettings, 'quiet'>,
     private readonly logger: Logger,
     private readonly signal: AbortSignal,
   ) {}
@@ -172,7 +199,7 @@ class WorkerPool {
   }
 
   private fork(quiet: boolean): Worker {
-    const settings: WorkerSettings = { maxConns: this.maxConns, quiet };
+    const settings: WorkerSettings = { ...this.settings, quiet };
     const worker = cluster.fork({ [WORKER_ENV]: JSON.stringify(settings) });
     this.live.add(worker);
     worker.once('listening', () => this.listening.add(worker));

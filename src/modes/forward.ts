@@ -65,6 +65,7 @@ export async function runForward(opts: ForwardOptions, io: ModeIO): Promise<numb
   }
   let logger: Logger;
   let signal = io.signal;
+  let listen: Address = opts.listen;
   let maxConns: number;
   if (workers > 1) {
     // A worker of `--workers N`: the primary already fitted its share of --max-conns to the open-file limit.
@@ -72,6 +73,7 @@ export async function runForward(opts: ForwardOptions, io: ModeIO): Promise<numb
     logger = new WorkerLogger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat }, worker.quiet);
     signal = worker.signal;
     maxConns = worker.maxConns;
+    listen = worker.listen(listen);
   } else {
     logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
     const room = await ensureFdLimit({
@@ -88,7 +90,7 @@ export async function runForward(opts: ForwardOptions, io: ModeIO): Promise<numb
   const access = opts.access ? new AccessControl({ ...opts.access, onReload: allowFileLogger(logger) }) : undefined;
   const forwarder = new Forwarder(opts, logger, io.stderr);
   await serve({
-    address: opts.listen,
+    address: listen,
     logger,
     signal,
     access,

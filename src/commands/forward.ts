@@ -29,7 +29,7 @@ export const forwardCommand: CommandFactory = (env) => ({
       .option('workers', {
         type: 'string',
         default: '1',
-        describe: 'Processes sharing the listening socket (1-64, or auto = one per CPU); --max-conns is split between them',
+        describe: 'Processes sharing the listening socket (1-64, or auto = one per CPU); each serves up to ceil(--max-conns / N) clients',
       })
       .example('$0 forward 0.0.0.0:4000 roucas101.etu:22', 'ssh -p 4000 to this machine reaches roucas101.etu:22')
       .example('$0 forward 8080 127.0.0.1:80 --allow 192.168.1.0/24 -v', 'only that network; one log line per connection')

@@ -77,7 +77,11 @@ export function workerSetup(signal: AbortSignal): WorkerSettings & { signal: Abo
   return { ...settings, signal: stop.signal, listen };
 }
 
-/** A worker's logger: as the user asked, minus the startup lines when another worker prints them. */
+/**
+ * A worker's logger: as the user asked, minus the startup lines when another worker prints them.
+ * JSON events carry `worker` (the worker's PID): connection ids count per worker, so a log tool
+ * pairs "open" and "close" by (worker, id).
+ */
 export class WorkerLogger extends Logger {
   constructor(
     opts: LoggerOptions,
@@ -88,7 +92,15 @@ export class WorkerLogger extends Logger {
 
   override event(event: string, text: string, fields: LogFields = {}): void {
     if (this.quiet && STARTUP_EVENTS.has(event)) return;
-    super.event(event, text, fields);
+    super.event(event, text, { ...fields, worker: process.pid });
+  }
+
+  override warn(event: string, text: string, fields: LogFields = {}): void {
+    super.warn(event, text, { ...fields, worker: process.pid });
+  }
+
+  override error(event: string, text: string, fields: LogFields = {}): void {
+    super.error(event, text, { ...fields, worker: process.pid });
   }
 }
 

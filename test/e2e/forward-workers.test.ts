@@ -75,6 +75,27 @@ describe('sockcat forward --workers (CLI)', () => {
     await backend.close();
   });
 
+  it('writes whole JSON lines from every worker, each event naming its worker', async () => {
+    const backend = await echoBackend();
+    const fwd = sockcat(['forward', '--workers', '2', '--log-format', 'json', '0', `127.0.0.1:${backend.port}`]);
+    const m = await fwd.waitForStderr(/"event":"listening".*"address":"127\.0\.0\.1:(\d+)"/);
+    await waitFor(() => childPids(fwd.child.pid!).length === 2, 10_000, 'two workers');
+    const workers = childPids(fwd.child.pid!);
+    await Promise.all(
+      Array.from({ length: 40 }, async (_, i) => {
+        const client = await connect(Number(m[1]));
+        const got = readAll(client);
+        client.end(`n${i}`);
+        expect((await got).toString()).toBe(`n${i}`);
+      }),
+    );
+    await waitFor(() => (fwd.stderr().match(/"event":"close"/g) ?? []).length === 40, 10_000, '40 close events');
+    const events = fwd.stderr().trim().split('\n').map((l) => JSON.parse(l));
+    expect(events.filter((e) => e.event === 'listening')).toHaveLength(1);
+    for (const e of events.filter((ev) => ev.event === 'close')) expect(workers).toContain(e.worker);
+    await backend.close();
+  });
+
   it("passes the client's half-close on and still delivers the reply", async () => {
     // The backend answers only after the client's FIN has reached it through the relay.
     const backend = await tcpServer((s) => {

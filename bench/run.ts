@@ -5,6 +5,7 @@
  *   npm run bench -- --quick          one round each, shorter runs, 1,000 idle connections, ~1 minute
  *   npm run bench -- --only forward   one case: forward | exec | broadcast | echo
  *   npm run bench -- --rounds 5       more rounds (the median is reported)
+ *   npm run bench -- --workers 4      forward's --workers column runs that many workers (default 2)
  *
  * Prints Markdown tables (medians, server CPU, ratios against the targets) on stdout; progress
  * goes to stderr. SOCKCAT_BIN=path runs the standalone binary instead of node dist/sockcat.cjs.
@@ -30,6 +31,8 @@ export interface BenchOptions {
   fanoutRounds: number;
   /** Upper bound on one fan-out run (a stalled broker is reported, not waited for). */
   fanoutTimeoutS: number;
+  /** Workers of the `sockcat forward --workers N` subject. */
+  workers: number;
 }
 
 const CASES: Record<string, (o: BenchOptions) => Promise<CaseResult>> = {
@@ -54,6 +57,7 @@ function parseArgs(argv: string[]): { opts: BenchOptions; only: string[] } {
     fanoutLines: 20_000,
     fanoutRounds: quick ? 1 : 5,
     fanoutTimeoutS: quick ? 10 : 15,
+    workers: 2,
   };
   const only: string[] = [];
   for (let i = 0; i < argv.length; i++) {
@@ -61,8 +65,9 @@ function parseArgs(argv: string[]): { opts: BenchOptions; only: string[] } {
     if (a === '--quick') continue;
     else if (a === '--only') only.push(...(argv[++i] ?? '').split(','));
     else if (a === '--rounds') opts.rounds = opts.fanoutRounds = Math.max(1, Math.min(20, Number(argv[++i]) || 1));
+    else if (a === '--workers') opts.workers = Math.max(1, Math.min(64, Math.floor(Number(argv[++i])) || 2));
     else {
-      process.stderr.write(`bench: unknown argument ${a} (use --quick, --only forward|exec|broadcast|echo, --rounds N)\n`);
+      process.stderr.write(`bench: unknown argument ${a} (use --quick, --only forward|exec|broadcast|echo, --rounds N, --workers N)\n`);
       process.exit(2);
     }
   }

@@ -68,7 +68,7 @@ function canRaiseTo(n: number, limits: FdLimits): boolean {
 }
 
 /** Whether this process is a Node single-executable application (the standalone sockcat binary). */
-function isStandaloneBinary(): boolean {
+export function isStandaloneBinary(): boolean {
   try {
     const load = (process as { getBuiltinModule?: (id: string) => unknown }).getBuiltinModule;
     const sea = (load ? load('node:sea') : typeof require === 'function' ? require('node:sea') : undefined) as { isSea?: () => boolean } | undefined;
@@ -121,6 +121,8 @@ export interface FdLimitOptions {
   relaunch: boolean;
   /** For tests: limits to use instead of /proc/self/limits. */
   limits?: FdLimits;
+  /** How the messages name the count (default "clients"; forward --workers: "clients per worker"). */
+  clientsWord?: string;
 }
 
 export type FdLimitOutcome =
@@ -142,7 +144,7 @@ export async function ensureFdLimit(opts: FdLimitOptions): Promise<FdLimitOutcom
   const alreadyRelaunched = process.env[RELAUNCH_GUARD] === '1';
   delete process.env[RELAUNCH_GUARD]; // programs we start later (exec mode) get a clean environment
   if (limits.soft >= needed) {
-    if (alreadyRelaunched) opts.logger.event('fd-limit', `open-file limit raised to ${limits.soft} for ${wanted} clients`, { soft: limits.soft, max_conns: wanted });
+    if (alreadyRelaunched) opts.logger.event('fd-limit', `open-file limit raised to ${limits.soft} for ${wanted} ${opts.clientsWord ?? 'clients'}`, { soft: limits.soft, max_conns: wanted });
     return { relaunched: false, maxConns: wanted };
   }
   if (opts.relaunch && !alreadyRelaunched) {
@@ -151,7 +153,7 @@ export async function ensureFdLimit(opts: FdLimitOptions): Promise<FdLimitOutcom
   }
 
   const capacity = clientCapacity(limits.soft, opts.fdsPerClient, inUse);
-  const text = `open-file limit is ${limits.soft}: at most ~${capacity} clients${opts.maxConns !== undefined ? ` (not ${wanted})` : ''}; raise it with ulimit -n`;
+  const text = `open-file limit is ${limits.soft}: at most ~${capacity} ${opts.clientsWord ?? 'clients'}${opts.maxConns !== undefined ? ` (not ${wanted})` : ''}; raise it with ulimit -n`;
   // An explicit --max-conns that cannot be honoured, or a small limit, is worth a warning; the
   // default being trimmed by a few clients on a generous limit is only worth a -v line.
   if (opts.maxConns !== undefined || capacity < wanted / 2) opts.logger.warn('fd-limit', text, { soft: limits.soft, hard: limits.hard, max_conns: capacity });

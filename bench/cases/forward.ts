@@ -11,14 +11,17 @@ import { cTool, sockcat } from '../lib/tools';
 import type { BenchOptions } from '../run';
 
 const SOCKCAT = 'sockcat forward';
+/** The same relay with --workers (the count comes from the bench's --workers, default 2). */
+const workersName = (n: number) => `sockcat forward --workers ${n}`;
 const SOCAT_B = 'socat -b65536';
 const SOCAT = 'socat (8 KiB)';
 
-function subjects(backend: number | string): Subject[] {
+function subjects(backend: number | string, workers: number): Subject[] {
   const [node, pre] = sockcat();
   const target = `TCP:127.0.0.1:${backend}`;
   return [
     { name: SOCKCAT, command: (p) => [node, [...pre, 'forward', `127.0.0.1:${p}`, `127.0.0.1:${backend}`]] },
+    { name: workersName(workers), command: (p) => [node, [...pre, 'forward', '--workers', String(workers), `127.0.0.1:${p}`, `127.0.0.1:${backend}`]] },
     { name: SOCAT_B, command: (p) => ['socat', ['-b65536', `TCP-LISTEN:${p},fork,reuseaddr,bind=127.0.0.1`, target]] },
     { name: SOCAT, command: (p) => ['socat', [`TCP-LISTEN:${p},fork,reuseaddr,bind=127.0.0.1`, target]] },
   ];
@@ -43,11 +46,18 @@ export async function forwardCase(o: BenchOptions): Promise<CaseResult> {
   const p99 = newMetric('p99', 'latency p99', 'µs', 1);
   const mem = newMetric('mem', 'memory per idle connection, PSS of the process tree', 'KiB', 1);
   const memRss = newMetric('memRss', 'memory per idle connection, RSS of the main process', 'KiB', 1);
+  const WORKERS = workersName(o.workers);
   const result: CaseResult = {
     name: 'forward',
-    subjects: [SOCKCAT, SOCAT_B, SOCAT],
+    subjects: [SOCKCAT, WORKERS, SOCAT_B, SOCAT],
     metrics: [tput1, tput4, cps, p50, p99, mem, memRss],
     targets: [
+      { metric: 'tput1', subject: WORKERS, anchor: SOCAT_B, op: '>=', factor: 1 },
+      { metric: 'tput4', subject: WORKERS, anchor: SOCAT_B, op: '>=', factor: 1 },
+      { metric: 'cps', subject: WORKERS, anchor: SOCAT_B, op: '>=', factor: 3 },
+      { metric: 'cps', subject: WORKERS, anchor: SOCAT, op: '>=', factor: 3 },
+      { metric: 'p99', subject: WORKERS, anchor: SOCAT_B, op: '<=', factor: 1 },
+      { metric: 'mem', subject: WORKERS, anchor: SOCAT_B, op: '<=', factor: 0.25 },
       { metric: 'tput1', subject: SOCKCAT, anchor: SOCAT_B, op: '>=', factor: 1 },
       { metric: 'tput4', subject: SOCKCAT, anchor: SOCAT_B, op: '>=', factor: 1 },
       { metric: 'cps', subject: SOCKCAT, anchor: SOCAT_B, op: '>=', factor: 3 },
@@ -62,7 +72,7 @@ export async function forwardCase(o: BenchOptions): Promise<CaseResult> {
   // Throughput: iperf3 client → relay → iperf3 server.
   const iperfPort = await freePort();
   const iperf = await startServer('iperf3', ['-s', '-B', '127.0.0.1', '-p', String(iperfPort)], iperfPort);
-  let started = await startAll(subjects(iperfPort));
+  let started = await startAll(subjects(iperfPort, o.workers));
   try {
     for (const [m, streams] of [[tput1, 1], [tput4, 4]] as const) {
       process.stderr.write(`forward: ${m.title}\n`);
@@ -89,7 +99,7 @@ export async function forwardCase(o: BenchOptions): Promise<CaseResult> {
 
   // Connections per second and latency through the relay to the C echo backend.
   const echo = await startEcho();
-  started = await startAll(subjects(echo.port));
+  started = await startAll(subjects(echo.port, o.workers));
   try {
     process.stderr.write(`forward: ${cps.title}\n`);
     await interleave(o.rounds, started, (st) => record(cps, st, (server) => measure(server, () => connRate(server.port, o.cpsSeconds, false))));
@@ -115,7 +125,7 @@ export async function forwardCase(o: BenchOptions): Promise<CaseResult> {
   // Memory: a fresh relay per round, 2,000 connections held open through it.
   try {
     process.stderr.write(`forward: memory (${o.holdCount} idle connections)\n`);
-    await interleave(o.memRounds, subjects(echo.port), async (subject) => {
+    await interleave(o.memRounds, subjects(echo.port, o.workers), async (subject) => {
       const st = await startSubject(subject);
       try {
         await record(mem, st, async (server) => {
@@ -132,9 +142,9 @@ export async function forwardCase(o: BenchOptions): Promise<CaseResult> {
   }
   result.notes.push(
     `memory: fresh relay, baseline read after start, then \`bench/.build/loadgen hold RELAY ${o.holdCount}\` (each connection echoes 1 byte end to end, then idles); ` +
-      '(PSS summed over the relay and all its children from /proc/PID/smaps_rollup − baseline) / connections; "root RSS" is VmRSS of the main process only (all of sockcat; for socat only the parent, so meaningless there)',
+      '(PSS summed over the relay and all its children from /proc/PID/smaps_rollup − baseline) / connections; "root RSS" is VmRSS of the main process only (all of sockcat; for socat and sockcat --workers only the parent, so meaningless there)',
   );
-  result.notes.push(`commands: ${subjects('BACKEND').map((s) => `\`${shown(s)}\``).join(', ')} (TARGET = the backend)`);
+  result.notes.push(`commands: ${subjects('BACKEND', o.workers).map((s) => `\`${shown(s)}\``).join(', ')} (TARGET = the backend)`);
   return result;
 }
 

@@ -18,6 +18,7 @@ import { encodeProxyHeader, type ProxyVersion } from '../proxy-protocol';
 import { ensureFdLimit } from '../fdlimit';
 import { allowFileLogger } from './listen';
 import { runUdpForward } from './udp-forward';
+import { isForwardWorker, runWorkerPrimary, workerSetup, WorkerLogger } from './forward-workers';
 import { UsageError } from '../errors';
 import type { ModeIO } from '../io';
 
@@ -45,6 +46,8 @@ export interface ForwardOptions extends ListenerModeOptions, LogOptions {
   udpIdleMs?: number;
   /** Run sockcat again with a higher open-file limit when --max-conns needs it (the CLI sets this). */
   raiseFdLimit?: boolean;
+  /** --workers: processes sharing the listening socket (default 1: this process serves alone). */
+  workers?: number;
   hex?: boolean;
 }
 
@@ -52,26 +55,46 @@ export interface ForwardOptions extends ListenerModeOptions, LogOptions {
 export async function runForward(opts: ForwardOptions, io: ModeIO): Promise<number> {
   if (opts.listen.scheme === 'udp' || opts.target.scheme === 'udp') {
     if (opts.proxyProtocol) throw new UsageError('--proxy-protocol applies to TCP streams, not to UDP');
+    // Datagrams of one client could land in any worker, each with its own upstream socket.
+    if ((opts.workers ?? 1) > 1) throw new UsageError('--workers applies to TCP forwards, not to UDP');
     return runUdpForward(opts, io);
   }
-  const logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
-  const room = await ensureFdLimit({
-    maxConns: opts.maxConns,
-    defaultMaxConns: DEFAULT_MAX_CONNS,
-    fdsPerClient: FDS_PER_CLIENT,
-    logger,
-    relaunch: opts.raiseFdLimit === true,
-  });
-  if (room.relaunched) return room.exitCode;
+  const workers = opts.workers ?? 1;
+  if (workers > 1 && !isForwardWorker()) {
+    return runWorkerPrimary({ ...opts, workers, maxConns: opts.maxConns, defaultMaxConns: DEFAULT_MAX_CONNS, fdsPerClient: FDS_PER_CLIENT, raiseFdLimit: opts.raiseFdLimit === true }, io);
+  }
+  let logger: Logger;
+  let signal = io.signal;
+  let listen: Address = opts.listen;
+  let maxConns: number;
+  if (workers > 1) {
+    // A worker of `--workers N`: the primary already fitted its share of --max-conns to the open-file limit.
+    const worker = workerSetup(io.signal);
+    logger = new WorkerLogger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat }, worker.quiet);
+    signal = worker.signal;
+    maxConns = worker.maxConns;
+    listen = worker.listen(listen);
+  } else {
+    logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
+    const room = await ensureFdLimit({
+      maxConns: opts.maxConns,
+      defaultMaxConns: DEFAULT_MAX_CONNS,
+      fdsPerClient: FDS_PER_CLIENT,
+      logger,
+      relaunch: opts.raiseFdLimit === true,
+    });
+    if (room.relaunched) return room.exitCode;
+    maxConns = room.maxConns;
+  }
 
   const access = opts.access ? new AccessControl({ ...opts.access, onReload: allowFileLogger(logger) }) : undefined;
   const forwarder = new Forwarder(opts, logger, io.stderr);
   await serve({
-    address: opts.listen,
+    address: listen,
     logger,
-    signal: io.signal,
+    signal,
     access,
-    maxConns: room.maxConns,
+    maxConns,
     drainTimeoutMs: opts.drainTimeoutMs ?? DEFAULT_FORWARD_DRAIN_TIMEOUT_MS,
     onListening: (listener) => {
       logger.event('forwarding', `forwarding ${listener.label} → ${forwarder.targetLabel}`, { address: listener.label, target: forwarder.targetLabel });

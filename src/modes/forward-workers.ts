@@ -1,0 +1,260 @@
+/**
+ * `forward --workers N`: N processes share one listening socket (node:cluster), so a relay is
+ * not capped by one event loop on one core. The primary binds nothing itself and relays nothing:
+ * it makes room in the open-file limit, starts the workers (each one is sockcat running the same
+ * forward command), replaces a worker that dies, and on SIGINT/SIGTERM tells every worker to stop
+ * accepting and drain, then exits once they are all gone. Each worker is an ordinary forward
+ * (access control, --proxy-protocol, logging, drain) with its share of --max-conns.
+ *
+ * The kernel spreads the accepts (SCHED_NONE: every worker accept()s on the shared socket);
+ * round-robin through the primary would make the primary the bottleneck again.
+ */
+import cluster, { type Worker } from 'node:cluster';
+import net from 'node:net';
+import os from 'node:os';
+import type { Address } from '../endpoints/index';
+import { ensureFdLimit, isStandaloneBinary } from '../fdlimit';
+import { Logger, type LogFields, type LoggerOptions, type LogOptions } from '../log';
+import { UsageError } from '../errors';
+import type { ModeIO } from '../io';
+
+/** Upper bound on --workers: more processes than this only cost memory on any machine sockcat targets. */
+export const MAX_WORKERS = 64;
+/** The environment variable the primary hands each worker its settings in. */
+const WORKER_ENV = 'SOCKCAT_WORKER';
+/** Stop replacing dead workers after this many deaths within DEATH_WINDOW_MS: something is wrong for good. */
+const MAX_DEATHS = 5;
+const DEATH_WINDOW_MS = 10_000;
+/** Events only one worker logs: the others share the same socket, so the same line again would only confuse. */
+const STARTUP_EVENTS = new Set(['listening', 'exposed', 'forwarding']);
+
+/** What the primary tells a worker (JSON in SOCKCAT_WORKER). */
+interface WorkerSettings {
+  /** This worker's share of --max-conns, already fitted to the open-file limit. */
+  maxConns: number;
+  /** Leave the startup lines (listening on …, forwarding …) to the first worker. */
+  quiet: boolean;
+  /** The port the primary picked for a LISTEN on port 0, which every worker listens on. */
+  port?: number;
+}
+
+/** The message the primary sends a worker to make it stop accepting and drain. */
+const STOP_MESSAGE = 'sockcat:stop';
+
+/** --workers: a count from 1 to MAX_WORKERS, or "auto" (one per CPU). */
+export function parseWorkers(value: unknown): number {
+  if (value === undefined) return 1;
+  const text = String(value).trim();
+  if (text === 'auto') return Math.min(MAX_WORKERS, os.availableParallelism());
+  const n = Number(text);
+  if (text === '' || !Number.isInteger(n) || n < 1 || n > MAX_WORKERS) {
+    throw new UsageError(`--workers takes a number of processes from 1 to ${MAX_WORKERS}, or auto, not '${text}'`);
+  }
+  return n;
+}
+
+/** Whether this process is a worker started by a forward --workers primary. */
+export function isForwardWorker(): boolean {
+  return cluster.isWorker && process.env[WORKER_ENV] !== undefined;
+}
+
+/**
+ * In a worker: its settings, and a signal aborted by the CLI's own (a signal sent to this
+ * process, e.g. Ctrl-C reaching the whole process group) or by the primary's stop message.
+ */
+export function workerSetup(signal: AbortSignal): WorkerSettings & { signal: AbortSignal; listen: (a: Address) => Address } {
+  const settings = JSON.parse(process.env[WORKER_ENV] ?? '{}') as WorkerSettings;
+  const stop = new AbortController();
+  const abort = () => stop.abort();
+  if (signal.aborted) abort();
+  else signal.addEventListener('abort', abort, { once: true });
+  process.on('message', function onPrimaryMessage(msg: unknown) {
+    if (msg === STOP_MESSAGE) abort();
+  });
+  // A primary that dies (even SIGKILLed) closes the IPC channel: node:cluster then ends the
+  // worker at once (its 'disconnect' handler calls process.exit), so no worker is ever orphaned.
+  const listen = (a: Address) => (settings.port !== undefined && 'port' in a && a.port === 0 ? { ...a, port: settings.port } : a);
+  return { ...settings, signal: stop.signal, listen };
+}
+
+/**
+ * A worker's logger: as the user asked, minus the startup lines when another worker prints them.
+ * JSON events carry `worker` (the worker's PID): connection ids count per worker, so a log tool
+ * pairs "open" and "close" by (worker, id).
+ */
+export class WorkerLogger extends Logger {
+  constructor(
+    opts: LoggerOptions,
+    private readonly quiet: boolean,
+  ) {
+    super(opts);
+  }
+
+  override event(event: string, text: string, fields: LogFields = {}): void {
+    if (this.quiet && STARTUP_EVENTS.has(event)) return;
+    super.event(event, text, { ...fields, worker: process.pid });
+  }
+
+  override warn(event: string, text: string, fields: LogFields = {}): void {
+    super.warn(event, text, { ...fields, worker: process.pid });
+  }
+
+  override error(event: string, text: string, fields: LogFields = {}): void {
+    super.error(event, text, { ...fields, worker: process.pid });
+  }
+}
+
+export interface PrimaryOptions extends LogOptions {
+  workers: number;
+  listen: Address;
+  /** --max-conns for the whole relay, or undefined for the default. */
+  maxConns: number | undefined;
+  defaultMaxConns: number;
+  fdsPerClient: number;
+  raiseFdLimit: boolean;
+}
+
+/**
+ * The primary: runs `workers` forward processes until the signal stops them; resolves with the
+ * exit code (0 after a graceful stop, the first worker's code if it cannot start, 1 if workers
+ * keep dying).
+ */
+export async function runWorkerPrimary(opts: PrimaryOptions, io: ModeIO): Promise<number> {
+  const logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
+  // Each worker holds its own share of the clients: the limit is checked (and raised by running
+  // sockcat again, which then becomes the primary) once here, and workers inherit it on fork.
+  const share = (n: number) => Math.ceil(n / opts.workers);
+  const room = await ensureFdLimit({
+    maxConns: opts.maxConns === undefined ? undefined : share(opts.maxConns),
+    defaultMaxConns: share(opts.defaultMaxConns),
+    fdsPerClient: opts.fdsPerClient,
+    logger,
+    relaunch: opts.raiseFdLimit,
+    clientsWord: 'clients per worker',
+  });
+  if (room.relaunched) return room.exitCode;
+
+  // Must be set before the first fork; the primary never accepts, the kernel spreads accepts.
+  cluster.schedulingPolicy = cluster.SCHED_NONE;
+  cluster.setupPrimary({ ...workerCommand(), silent: false });
+  const port = 'port' in opts.listen && opts.listen.port === 0 ? await pickPort(opts.listen.host) : undefined;
+  return new WorkerPool(opts.workers, { maxConns: room.maxConns, port }, logger, io.signal).run();
+}
+
+/**
+ * LISTEN on port 0: the primary picks the port once and every worker listens on it. node:cluster
+ * shares a socket between the workers that asked for the same port, and closes it when the last
+ * of them is gone; with port 0 a worker started after that (a replacement, or one still starting
+ * when the first died) would get a new random port, and clients would lose the relay. The port
+ * is free for the few hundred ms until the first worker binds it again; undefined when the host
+ * cannot be bound at all, so that the first worker reports why in its own words.
+ */
+function pickPort(host: string): Promise<number | undefined> {
+  return new Promise((resolve) => {
+    const probe = net.createServer();
+    probe.once('error', () => resolve(undefined));
+    probe.listen({ host, port: 0, exclusive: true }, () => {
+      const { port } = probe.address() as net.AddressInfo;
+      // Closed at once: the workers bind the port themselves, through the primary's shared handle.
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * How a worker is started: sockcat again with the same arguments. From `node dist/sockcat.cjs`
+ * that is the script and its arguments; in the standalone binary process.argv[1] is only the
+ * name it was called by, and fork() runs process.execPath (sockcat itself) with `exec` as its
+ * first argument, which the worker sees as its mode.
+ */
+function workerCommand(): { exec: string; args: string[] } {
+  if (isStandaloneBinary()) return { exec: process.argv[2], args: process.argv.slice(3) };
+  return { exec: process.argv[1], args: process.argv.slice(2) };
+}
+
+/** The live workers, their replacement when one dies, and the stop. */
+class WorkerPool {
+  private readonly live = new Set<Worker>();
+  private readonly listening = new WeakSet<Worker>();
+  private readonly deaths: number[] = [];
+  private stopping = false;
+  private exitCode = 0;
+  private finish: (code: number) => void = () => {};
+
+  constructor(
+    private readonly count: number,
+    private readonly settings: Omit<WorkerSettings, 'quiet'>,
+    private readonly logger: Logger,
+    private readonly signal: AbortSignal,
+  ) {}
+
+  async run(): Promise<number> {
+    // The first worker alone, until it listens: if LISTEN cannot be opened (address in use…) it
+    // says so in one line and its exit code is ours, instead of N workers saying it N times.
+    const first = this.fork(false);
+    const started = await new Promise<boolean>((resolve) => {
+      first.once('listening', () => resolve(true));
+      first.once('exit', () => resolve(false));
+    });
+    if (!started) {
+      this.live.delete(first);
+      return first.process.exitCode ?? 1;
+    }
+    const done = new Promise<number>((resolve) => (this.finish = resolve));
+    cluster.on('exit', (worker, code, sig) => this.onExit(worker, code, sig));
+    // A worker that ended between 'listening' and now has no 'exit' event left to tell us.
+    if (first.isDead()) this.onExit(first, first.process.exitCode ?? 1, first.process.signalCode);
+    for (let i = 1; i < this.count && !this.stopping; i++) this.fork(true);
+    if (this.signal.aborted) this.stop();
+    else this.signal.addEventListener('abort', () => this.stop(), { once: true });
+    return done;
+  }
+
+  private fork(quiet: boolean): Worker {
+    const settings: WorkerSettings = { ...this.settings, quiet };
+    const worker = cluster.fork({ [WORKER_ENV]: JSON.stringify(settings) });
+    this.live.add(worker);
+    worker.once('listening', () => this.listening.add(worker));
+    // An IPC error (the worker died mid-send) is reported by its 'exit'; it must not crash the primary.
+    worker.on('error', () => {});
+    if (this.stopping) this.stopWorker(worker);
+    return worker;
+  }
+
+  /** Every worker stops accepting and drains (--drain-timeout); the primary ends when they are all gone. */
+  private stop(): void {
+    if (this.stopping) return;
+    this.stopping = true;
+    for (const worker of this.live) this.stopWorker(worker);
+    if (this.live.size === 0) this.finish(this.exitCode);
+  }
+
+  private stopWorker(worker: Worker): void {
+    // A listening worker drains on the message; one still starting may not be listening for
+    // messages yet, and has no client to drain: a SIGTERM stops it just as well.
+    if (this.listening.has(worker) && worker.isConnected()) worker.send(STOP_MESSAGE);
+    else worker.process.kill('SIGTERM');
+  }
+
+  private onExit(worker: Worker, code: number, sig: string | null): void {
+    if (!this.live.delete(worker)) return;
+    if (!this.stopping) this.replace(worker, sig ? `killed by ${sig}` : `exit code ${code}`);
+    if (this.stopping && this.live.size === 0) this.finish(this.exitCode);
+  }
+
+  /** A worker died on its own: start another, unless they keep dying. */
+  private replace(worker: Worker, how: string): void {
+    const pid = worker.process.pid;
+    const now = Date.now();
+    this.deaths.push(now);
+    while (this.deaths.length > 0 && now - this.deaths[0] > DEATH_WINDOW_MS) this.deaths.shift();
+    if (this.deaths.length >= MAX_DEATHS) {
+      this.logger.error('worker', `worker ${pid} died (${how}); ${MAX_DEATHS} workers died within ${DEATH_WINDOW_MS / 1000} s: stopping`, { pid, reason: how });
+      this.exitCode = 1;
+      this.stop();
+      return;
+    }
+    this.logger.warn('worker', `worker ${pid} died (${how}); starting a new one`, { pid, reason: how });
+    this.fork(true);
+  }
+}

@@ -13,7 +13,7 @@ import { createRequire } from 'node:module';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const dist = join(root, 'dist');
-const bundle = join(dist, 'sockcat.cjs');
+const bundle = join(dist, 'sockcat-sea.cjs');
 const blob = join(dist, 'sockcat.blob');
 const seaConfig = join(dist, 'sea-config.json');
 const out = join(dist, 'sockcat');
@@ -24,7 +24,7 @@ function fail(msg) {
   process.exit(1);
 }
 
-execFileSync(process.execPath, [join(root, 'scripts/bundle.mjs')], { stdio: 'inherit' });
+execFileSync(process.execPath, [join(root, 'scripts/bundle.mjs'), bundle], { stdio: 'inherit' });
 writeFileSync(seaConfig, JSON.stringify({ main: bundle, output: blob, disableExperimentalSEAWarning: true, useCodeCache: false }));
 execFileSync(process.execPath, ['--experimental-sea-config', seaConfig], { stdio: 'inherit' });
 
@@ -38,6 +38,7 @@ await inject(out, 'NODE_SEA_BLOB', (await import('node:fs')).readFileSync(blob),
 });
 rmSync(blob, { force: true });
 rmSync(seaConfig, { force: true });
+rmSync(bundle, { force: true });
 
 // Prove it: from an empty directory, with no PATH, no NODE_* variables and no node_modules near.
 const empty = mkdtempSync(join(tmpdir(), 'sockcat-bin-check-'));

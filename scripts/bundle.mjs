@@ -5,7 +5,9 @@ import { chmodSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const outfile = `${root}dist/sockcat.cjs`;
+// An optional argument names another output file (build-bin bundles to its own file, so a
+// running test suite never reads dist/sockcat.cjs half-written).
+const outfile = process.argv[2] ?? `${root}dist/sockcat.cjs`;
 await build({
   entryPoints: [`${root}src/cli.ts`],
   outfile,

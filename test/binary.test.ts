@@ -8,7 +8,9 @@ import { mkdtempSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { exchange } from './helpers/net';
+import { readFileSync, readdirSync } from 'node:fs';
+import { startCli } from './helpers/cli';
+import { connect, exchange, readAll, tcpServer, waitFor } from './helpers/net';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const bin = join(root, 'dist/sockcat');
@@ -47,6 +49,32 @@ describe('standalone binary dist/sockcat', () => {
       expect(client).toBe('via binary client');
     } finally {
       server.kill();
+    }
+  });
+
+  it('forward --workers starts the binary itself as its workers (no path into node_modules)', async () => {
+    const childPids = (pid: number) =>
+      readdirSync(`/proc/${pid}/task`).flatMap((t) =>
+        readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number),
+      );
+    const backend = await tcpServer((s) => s.pipe(s));
+    const fwd = startCli(['forward', '--workers', '2', '-v', '0', `127.0.0.1:${backend.port}`], { command: [bin, []] });
+    try {
+      const port = await fwd.listeningPort();
+      await waitFor(() => childPids(fwd.child.pid!).length === 2, 10_000, 'two workers');
+      for (const pid of childPids(fwd.child.pid!)) {
+        const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+        expect(argv.slice(0, 3)).toEqual([bin, 'forward', '--workers']);
+      }
+      const client = await connect(port);
+      const got = readAll(client);
+      client.end('through the binary');
+      expect((await got).toString()).toBe('through the binary');
+      fwd.kill('SIGTERM');
+      expect((await fwd.exited).code).toBe(0);
+    } finally {
+      fwd.kill('SIGKILL');
+      await backend.close();
     }
   });
 

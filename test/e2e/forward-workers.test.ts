@@ -1,7 +1,6 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import fs from 'node:fs';
 import type net from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { runCli, startCli, type RunningCli } from '../helpers/cli';
 import { connect, readAll, tcpServer, randomBytes, sha256, sleep, waitFor } from '../helpers/net';
 
@@ -191,24 +190,5 @@ describe('sockcat forward --workers (CLI)', () => {
     const result = await runCli(['forward', '--workers', '2', 'udp:0', 'udp:127.0.0.1:1']);
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/--workers applies to TCP forwards, not to UDP/);
-  });
-
-  const binary = fileURLToPath(new URL('../../dist/sockcat', import.meta.url));
-  it.runIf(fs.existsSync(binary))('works from the standalone binary: workers are the binary itself', async () => {
-    const backend = await echoBackend();
-    const fwd = sockcat(['forward', '--workers', '2', '-v', '0', `127.0.0.1:${backend.port}`], { command: [binary, []] });
-    const port = await fwd.listeningPort();
-    await waitFor(() => childPids(fwd.child.pid!).length === 2, 10_000, 'two workers');
-    for (const pid of childPids(fwd.child.pid!)) {
-      const argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-      expect(argv.slice(0, 3)).toEqual([binary, 'forward', '--workers']);
-    }
-    const client = await connect(port);
-    const got = readAll(client);
-    client.end('through the binary');
-    expect((await got).toString()).toBe('through the binary');
-    fwd.kill('SIGTERM');
-    expect((await fwd.exited).code).toBe(0);
-    await backend.close();
   });
 });

@@ -1,6 +1,6 @@
 import { runBroadcast, DEFAULT_BROADCAST_MAX_CONNS } from '../modes/broadcast';
 import { UsageError } from '../errors';
-import { addressFromArgs, bytesOption, commonFromArgs, listenerFromArgs, secondsOption, withCommonOptions, withIdleTimeout, withListenerOptions, CLIENT_TLS_FLAGS, hideRefused } from './options';
+import { addressFromArgs, bytesOption, commonFromArgs, listenerFromArgs, secondsOption, withCommonOptions, withIdleTimeout, withListenerOptions, CLIENT_TLS_FLAGS, hideRefused, examplesEpilog } from './options';
 import type { CommandFactory } from './types';
 
 export const broadcastCommand: CommandFactory = (env) => ({
@@ -16,10 +16,14 @@ export const broadcastCommand: CommandFactory = (env) => ({
       .option('max-queue', { type: 'string', describe: "Cap on each client's outgoing queue (bytes; K, M suffixes; default 1M): past it the client is disconnected, or with --drop its messages are dropped" })
       .option('drop', { type: 'boolean', default: false, describe: 'Drop messages for a client past --max-queue (it is told how many) instead of disconnecting it' })
       .option('max-line', { type: 'string', describe: 'Longest line in line mode (bytes; default 4096): longer lines are cut and the sender is told' })
-      .example('$0 broadcast 9090', 'a chat on 127.0.0.1:9090; clients join with nc 127.0.0.1 9090')
-      .example('$0 broadcast 0.0.0.0:9090 --allow 192.168.1.0/24', 'a classroom chat reachable from the local network')
-      .example('$0 broadcast --raw 9090', 'a byte broker, like ncat --broker, that never waits on a stuck client')
-      .example('$0 broadcast --drop --max-queue 256K 9090', 'slow readers miss messages instead of being disconnected'),
+      .epilog(
+        examplesEpilog([
+          ['$0 broadcast 9090', 'a chat on 127.0.0.1:9090; clients join with nc 127.0.0.1 9090'],
+          ['$0 broadcast 0.0.0.0:9090 --allow 192.168.1.0/24', 'a classroom chat reachable from the local network'],
+          ['$0 broadcast --raw 9090', 'a byte broker, like ncat --broker, that never waits on a stuck client'],
+          ['$0 broadcast --drop --max-queue 256K 9090', 'slow readers miss messages instead of being disconnected'],
+        ]),
+      ),
   handler: async (argv) => {
     const address = addressFromArgs(argv.address, argv.port, 'listen', { ...argv, listenOnly: true });
     if (argv.raw && argv.maxLine !== undefined) throw new UsageError('--max-line applies to line mode; --raw passes bytes as they come');

@@ -1,6 +1,6 @@
 import { runConnect } from '../modes/connect';
 import { DEFAULT_QUIT_AFTER_MS } from '../modes/udp-connect';
-import { addressFromArgs, commonFromArgs, secondsOption, withCommonOptions, withIdleTimeout } from './options';
+import { addressFromArgs, commonFromArgs, secondsOption, withCommonOptions, withIdleTimeout, examplesEpilog } from './options';
 import type { CommandFactory } from './types';
 
 export const connectCommand: CommandFactory = (env) => ({
@@ -14,11 +14,15 @@ export const connectCommand: CommandFactory = (env) => ({
       .option('crlf', { alias: 'C', type: 'boolean', default: false, describe: 'Send LF from stdin as CRLF (HTTP, SMTP by hand)' })
       .option('quit-after', { type: 'number', describe: `UDP: after stdin EOF, wait SECS of silence for replies before quitting (default ${DEFAULT_QUIT_AFTER_MS / 1000})` })
       .option('shutdown', { type: 'boolean', default: true, describe: 'Shut down the write side on stdin EOF (--no-shutdown keeps it open)' })
-      .example('$0 connect 127.0.0.1:9090', 'like nc 127.0.0.1 9090')
-      .example('$0 connect tls:example.org:443', 'TLS client; the certificate and host name are verified')
-      .example('$0 connect --ca cert.pem tls:localhost:8443', 'trust a self-signed certificate')
-      .example('echo ping | $0 connect -u 127.0.0.1:9999', 'one UDP datagram; replies are awaited 1 s after EOF')
-      .example("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | $0 connect example.org 80", 'the reply arrives after our EOF'),
+      .epilog(
+        examplesEpilog([
+          ['$0 connect 127.0.0.1:9090', 'like nc 127.0.0.1 9090'],
+          ['$0 connect tls:example.org:443', 'TLS client; the certificate and host name are verified'],
+          ['$0 connect --ca cert.pem tls:localhost:8443', 'trust a self-signed certificate'],
+          ['echo ping | $0 connect -u 127.0.0.1:9999', 'one UDP datagram; replies are awaited 1 s after EOF'],
+          ["printf 'GET / HTTP/1.0\\r\\n\\r\\n' | $0 connect example.org 80", 'the reply arrives after our EOF'],
+        ]),
+      ),
   handler: async (argv) => {
     const code = await runConnect(
       {

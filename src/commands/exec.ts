@@ -1,5 +1,5 @@
 import { runExec, DEFAULT_MAX_CHILDREN } from '../modes/exec';
-import { addressFromArgs, commonFromArgs, countOption, listenerFromArgs, secondsOption, withCommonOptions, withListenerOptions, withRelayOptions, CLIENT_TLS_FLAGS, hideRefused } from './options';
+import { addressFromArgs, commonFromArgs, countOption, listenerFromArgs, secondsOption, withCommonOptions, withListenerOptions, withRelayOptions, CLIENT_TLS_FLAGS, hideRefused, examplesEpilog } from './options';
 import type { CommandFactory } from './types';
 
 /** `sockcat exec ADDRESS -- PROGRAM [ARGS…]` / `--sh SCRIPT`: flags, help and examples; the work is runExec's. */
@@ -16,6 +16,12 @@ export const execCommand: CommandFactory = (env) => ({
       .option('stderr', { type: 'boolean', default: false, describe: "Send the program's stderr to the client too (default: to sockcat's stderr, each line prefixed with [client])" })
       .option('max-children', { type: 'number', default: DEFAULT_MAX_CHILDREN, describe: 'Refuse new clients (with a log line) while this many programs are running' })
       .epilog(
+        examplesEpilog([
+          ['$0 exec 9090 -- cat', 'an echo server: one cat per client'],
+          [`$0 exec 9090 --sh 'while read M; do echo "le serveur répond : $M"; done'`, 'the classroom shell server (socat … system:…)'],
+          ['$0 exec 8080 -- examples/web.sh', 'a web server written in shell; try: curl http://127.0.0.1:8080/'],
+          ['$0 exec 0.0.0.0:9090 --max-children 20 --stderr -- ./server.py', 'reachable from the network, at most 20 at once, errors to the client'],
+        ],
         [
           'Each client gets its own process, its stdin/stdout joined to the connection.',
           "When the client sends EOF, the program's stdin is closed and its remaining output",
@@ -24,12 +30,8 @@ export const execCommand: CommandFactory = (env) => ({
           'SIGTERM, then SIGKILL 1 s later.',
           'The program finds SOCKCAT_PEER_ADDR, SOCKCAT_PEER_PORT, SOCKCAT_LOCAL_ADDR and',
           'SOCKCAT_LOCAL_PORT in its environment.',
-        ].join('\n'),
-      )
-      .example('$0 exec 9090 -- cat', 'an echo server: one cat per client')
-      .example(`$0 exec 9090 --sh 'while read M; do echo "le serveur répond : $M"; done'`, 'the classroom shell server (socat … system:…)')
-      .example('$0 exec 8080 -- examples/web.sh', 'a web server written in shell; try: curl http://127.0.0.1:8080/')
-      .example('$0 exec 0.0.0.0:9090 --max-children 20 --stderr -- ./server.py', 'reachable from the network, at most 20 at once, errors to the client'),
+        ].join('\n')),
+      ),
   handler: async (argv) => {
     const program = [...((argv.program as string[] | undefined) ?? []), ...((argv['--'] as string[] | undefined) ?? [])].map(String);
     const code = await runExec(

@@ -2,7 +2,7 @@ import { parseWorkers } from '../modes/forward-workers';
 import { runForward, DEFAULT_FORWARD_CONNECT_TIMEOUT_MS, DEFAULT_FORWARD_DRAIN_TIMEOUT_MS } from '../modes/forward';
 import { UsageError } from '../errors';
 import type { ProxyVersion } from '../proxy-protocol';
-import { addressFromArgs, commonFromArgs, listenerFromArgs, secondsOption, withCommonOptions, withListenerOptions, withRelayOptions, withUdpIdle } from './options';
+import { addressFromArgs, commonFromArgs, listenerFromArgs, secondsOption, withCommonOptions, withListenerOptions, withRelayOptions, withUdpIdle, examplesEpilog } from './options';
 import type { CommandFactory } from './types';
 
 export const forwardCommand: CommandFactory = (env) => ({
@@ -31,12 +31,16 @@ export const forwardCommand: CommandFactory = (env) => ({
         default: '1',
         describe: 'Processes sharing the listening socket (1-64, or auto = one per CPU); each serves up to ceil(--max-conns / N) clients',
       })
-      .example('$0 forward 0.0.0.0:4000 roucas101.etu:22', 'ssh -p 4000 to this machine reaches roucas101.etu:22')
-      .example('$0 forward 8080 127.0.0.1:80 --allow 192.168.1.0/24 -v', 'only that network; one log line per connection')
-      .example('$0 forward 0.0.0.0:443 127.0.0.1:8443 --proxy-protocol v2', 'the backend sees the real client address')
-      .example('$0 forward 9000 127.0.0.1:9001 --max-conns 500 --idle-timeout 300', 'at most 500 clients, closed after 5 idle minutes')
-      .example('$0 forward 0.0.0.0:8080 127.0.0.1:80 --workers auto', 'one relay process per CPU, for many clients at once')
-      .example('$0 forward udp:127.0.0.1:5353 udp:9.9.9.9:53', 'a UDP relay: each client gets its own upstream socket'),
+      .epilog(
+        examplesEpilog([
+          ['$0 forward 0.0.0.0:4000 roucas101.etu:22', 'ssh -p 4000 to this machine reaches roucas101.etu:22'],
+          ['$0 forward 8080 127.0.0.1:80 --allow 192.168.1.0/24 -v', 'only that network; one log line per connection'],
+          ['$0 forward 0.0.0.0:443 127.0.0.1:8443 --proxy-protocol v2', 'the backend sees the real client address'],
+          ['$0 forward 9000 127.0.0.1:9001 --max-conns 500 --idle-timeout 300', 'at most 500 clients, closed after 5 idle minutes'],
+          ['$0 forward 0.0.0.0:8080 127.0.0.1:80 --workers auto', 'one relay process per CPU, for many clients at once'],
+          ['$0 forward udp:127.0.0.1:5353 udp:9.9.9.9:53', 'a UDP relay: each client gets its own upstream socket'],
+        ]),
+      ),
   handler: async (argv) => {
     const listen = addressFromArgs(argv.listen, undefined, 'listen', argv, 'LISTEN address');
     const target = addressFromArgs(argv.target, undefined, 'connect', argv, 'TARGET address');

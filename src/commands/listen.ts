@@ -1,6 +1,6 @@
 import { runListen } from '../modes/listen';
 import { UsageError } from '../errors';
-import { addressFromArgs, commonFromArgs, listenerFromArgs, secondsOption, withCommonOptions, withIdleTimeout, withListenerOptions, withUdpIdle, CLIENT_TLS_FLAGS, hideRefused } from './options';
+import { addressFromArgs, commonFromArgs, listenerFromArgs, secondsOption, withCommonOptions, withIdleTimeout, withListenerOptions, withUdpIdle, CLIENT_TLS_FLAGS, hideRefused, examplesEpilog } from './options';
 import type { CommandFactory } from './types';
 
 export const listenCommand: CommandFactory = (env) => ({
@@ -17,13 +17,17 @@ export const listenCommand: CommandFactory = (env) => ({
       .option('echo', { type: 'boolean', default: false, describe: 'Built-in echo server: send back whatever each client sends' })
       .option('crlf', { alias: 'C', type: 'boolean', default: false, describe: 'Send LF from stdin as CRLF' })
       .option('shutdown', { type: 'boolean', default: true, describe: 'Shut down the write side on stdin EOF (--no-shutdown keeps it open)' })
-      .example('$0 listen 9090', 'one client on 127.0.0.1:9090, like nc -l 9090')
-      .example('$0 listen -l -p 9090 127.0.0.1', 'the same, typed the nc way')
-      .example('$0 listen -k 0.0.0.0:9090', 'many clients, reachable from the network')
-      .example('$0 listen --echo 9090', 'echo server for the socket exercises')
-      .example('$0 listen --tls --echo 8443', 'TLS echo server (ephemeral certificate; try openssl s_client -connect 127.0.0.1:8443)')
-      .example('$0 listen -u -k 9999', 'UDP chat: every peer is tracked, stdin goes to all of them')
-      .example('$0 listen --echo --unix-mode 0660 unix:/tmp/echo.sock', 'echo server on a unix socket'),
+      .epilog(
+        examplesEpilog([
+          ['$0 listen 9090', 'one client on 127.0.0.1:9090, like nc -l 9090'],
+          ['$0 listen -l -p 9090 127.0.0.1', 'the same, typed the nc way'],
+          ['$0 listen -k 0.0.0.0:9090', 'many clients, reachable from the network'],
+          ['$0 listen --echo 9090', 'echo server for the socket exercises'],
+          ['$0 listen --tls --echo 8443', 'TLS echo server (ephemeral certificate; try openssl s_client -connect 127.0.0.1:8443)'],
+          ['$0 listen -u -k 9999', 'UDP chat: every peer is tracked, stdin goes to all of them'],
+          ['$0 listen --echo --unix-mode 0660 unix:/tmp/echo.sock', 'echo server on a unix socket'],
+        ]),
+      ),
   handler: async (argv) => {
     const address = addressFromArgs(argv.address, argv.port, 'listen', { ...argv, listenOnly: true });
     if (argv.echo && argv.keepOpen === false && argv.crlf) throw new UsageError('--crlf applies to stdin, which --echo does not read');

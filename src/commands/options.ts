@@ -281,3 +281,17 @@ export function bytesOption(value: unknown, flag: string, min = 1): number | und
   if (!Number.isSafeInteger(n) || n < min) throw new UsageError(`${flag} takes a size in bytes ≥ ${min} (e.g. 4096, 64K, 1M), not '${value}'`);
   return n;
 }
+
+/**
+ * A mode's examples as its help epilog: each command on its own line with what it does below.
+ * yargs' two-column .example() table cuts long commands mid-word, and a student copies these.
+ * `$0` stands for sockcat, as in yargs; `notes` (already wrapped) come after the examples.
+ */
+export function examplesEpilog(examples: Array<[command: string, meaning: string]>, notes?: string): string {
+  const lines = ['Examples:'];
+  for (const [command, meaning] of examples) {
+    lines.push(`  ${command.replace(/\$0/g, 'sockcat')}`, `      ${meaning}`);
+  }
+  if (notes) lines.push('', notes);
+  return lines.join('\n');
+}

@@ -7,6 +7,7 @@
 import fs from 'node:fs';
 import ipaddr from 'ipaddr.js';
 import { UsageError } from './errors';
+import type { Logger } from './log';
 
 type Range = [ipaddr.IPv4 | ipaddr.IPv6, number];
 
@@ -168,4 +169,20 @@ export class AccessControl {
 /** "inode:size:mtime": changes when the file is rewritten or replaced. */
 function signatureOf(st: fs.Stats): string {
   return `${st.ino}:${st.size}:${st.mtimeMs}`;
+}
+
+/**
+ * The access control of a listening mode, or undefined when no rule was given; allow-file
+ * reloads and bad lines in the file are logged.
+ */
+export function createAccessControl(options: AccessOptions | undefined, logger: Logger): AccessControl | undefined {
+  if (!options) return undefined;
+  return new AccessControl({
+    ...options,
+    onReload: ({ count, problems, error }) => {
+      for (const p of problems) logger.warn('allow-file', `ignoring ${p}`);
+      if (error) logger.warn('allow-file', `could not re-read the allow file, keeping the previous list: ${error}`);
+      else logger.event('allow-file', `allow file loaded: ${count} entr${count === 1 ? 'y' : 'ies'}`, { count });
+    },
+  });
 }

@@ -7,7 +7,7 @@ import { formatAddress, listenAddress } from './endpoints/index';
 import { isWildcardHost, type Address } from './endpoints/address';
 import type { Connection, Listener } from './endpoints/types';
 import { formatDuration, type Logger, type LogFields } from './log';
-import type { AccessControl, AccessOptions } from './access';
+import { createAccessControl, type AccessControl, type AccessOptions } from './access';
 
 /** What a connection handler reports when its connection is over, for the "closed" log line. */
 export interface ConnectionSummary {
@@ -40,6 +40,22 @@ export interface ListenerModeOptions {
   drainTimeoutMs?: number;
   /** Told the real bound address (port 0 → the port the system picked). */
   onListening?: (listener: Listener) => void;
+}
+
+/**
+ * serve()'s options as a listening mode's own options give them: the address, the access
+ * control built from --allow/--deny/--allow-file, the limits and the listening callback.
+ */
+export function listenerServeOptions(opts: ListenerModeOptions & { address: Address }, logger: Logger, signal: AbortSignal) {
+  return {
+    address: opts.address,
+    logger,
+    signal,
+    access: createAccessControl(opts.access, logger),
+    maxConns: opts.maxConns,
+    drainTimeoutMs: opts.drainTimeoutMs,
+    onListening: opts.onListening,
+  };
 }
 
 export interface ServeOptions {

@@ -10,9 +10,7 @@
 import type { Readable } from 'node:stream';
 import type { Address } from '../endpoints/index';
 import { Logger, type LogOptions } from '../log';
-import { serve, type ListenerModeOptions } from '../server';
-import { AccessControl } from '../access';
-import { allowFileLogger } from './listen';
+import { serve, listenerServeOptions, type ListenerModeOptions } from '../server';
 import { Room, type Member } from '../broadcast/room';
 import { Chat, notice } from '../broadcast/chat';
 import { RawBroker } from '../broadcast/raw';
@@ -48,7 +46,6 @@ export interface BroadcastOptions extends ListenerModeOptions, LogOptions {
 /** Runs the room until stopped; resolves with the exit code. stdin's EOF does not stop it. */
 export async function runBroadcast(opts: BroadcastOptions, io: ModeIO): Promise<number> {
   const logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
-  const access = opts.access ? new AccessControl({ ...opts.access, onReload: allowFileLogger(logger) }) : undefined;
   const clients = new Set<Member>();
   // Without a drain, a client that is behind would be cut off with its last lines still queued.
   const drainMs = opts.drainTimeoutMs ?? DEFAULT_BROADCAST_DRAIN_MS;
@@ -72,13 +69,9 @@ export async function runBroadcast(opts: BroadcastOptions, io: ModeIO): Promise<
   io.signal.addEventListener('abort', onStop, { once: true });
   try {
     await serve({
-      address: opts.address,
-      logger,
-      signal: io.signal,
-      access,
+      ...listenerServeOptions(opts, logger, io.signal),
       maxConns: opts.maxConns ?? DEFAULT_BROADCAST_MAX_CONNS,
       drainTimeoutMs: drainMs,
-      onListening: opts.onListening,
       handle: async (conn, ctx) => {
         const { member, done } = serveClient(conn, ctx, { room, protocol: speaking, idleTimeoutMs: opts.idleTimeoutMs, stopGraceMs: drainMs });
         clients.add(member);

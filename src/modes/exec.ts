@@ -19,10 +19,8 @@ import { eachLine } from '../lines';
 import { hexDumper } from '../hexdump';
 import { Logger, type LogOptions } from '../log';
 import { relay, DEFAULT_CLOSE_WAIT_MS } from '../relay';
-import { serve, type ConnectionSummary, type ListenerModeOptions } from '../server';
-import { AccessControl } from '../access';
+import { serve, listenerServeOptions, type ConnectionSummary, type ListenerModeOptions } from '../server';
 import { UsageError } from '../errors';
-import { allowFileLogger } from './listen';
 import type { ModeIO } from '../io';
 
 /** Children running at once unless --max-children says otherwise. */
@@ -55,7 +53,6 @@ export interface ExecOptions extends ListenerModeOptions, LogOptions {
 export async function runExec(opts: ExecOptions, io: ModeIO): Promise<number> {
   const command = commandFor(opts);
   const logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
-  const access = opts.access ? new AccessControl({ ...opts.access, onReload: allowFileLogger(logger) }) : undefined;
   const maxChildren = opts.maxChildren ?? DEFAULT_MAX_CHILDREN;
   // A plain copy, made once: reading process.env goes through a native getter per key.
   const baseEnv = { ...(opts.env ?? process.env) };
@@ -112,16 +109,7 @@ export async function runExec(opts: ExecOptions, io: ModeIO): Promise<number> {
   }
 
   try {
-    await serve({
-      address: opts.address,
-      logger,
-      signal: io.signal,
-      access,
-      maxConns: opts.maxConns,
-      drainTimeoutMs: opts.drainTimeoutMs,
-      onListening: opts.onListening,
-      handle,
-    });
+    await serve({ ...listenerServeOptions(opts, logger, io.signal), handle });
   } finally {
     process.off('exit', killAllNow);
     stderrLines.close();

@@ -13,10 +13,9 @@ import { hexDumper } from '../hexdump';
 import { Logger, type LogOptions } from '../log';
 import { relay, resetStream, DEFAULT_CLOSE_WAIT_MS, type RelayResult, type Side } from '../relay';
 import { serve, DEFAULT_MAX_CONNS, type ConnectionContext, type ConnectionSummary, type ListenerModeOptions } from '../server';
-import { AccessControl } from '../access';
+import { createAccessControl } from '../access';
 import { encodeProxyHeader, type ProxyVersion } from '../proxy-protocol';
 import { ensureFdLimit } from '../fdlimit';
-import { allowFileLogger } from './listen';
 import { runUdpForward } from './udp-forward';
 import { isForwardWorker, runWorkerPrimary, workerSetup, WorkerLogger } from './forward-workers';
 import { UsageError } from '../errors';
@@ -87,7 +86,7 @@ export async function runForward(opts: ForwardOptions, io: ModeIO): Promise<numb
     maxConns = room.maxConns;
   }
 
-  const access = opts.access ? new AccessControl({ ...opts.access, onReload: allowFileLogger(logger) }) : undefined;
+  const access = createAccessControl(opts.access, logger);
   const forwarder = new Forwarder(opts, logger, io.stderr);
   await serve({
     address: listen,

@@ -11,8 +11,7 @@ import { StdioStream, LfToCrlf, stdinLingerMs } from '../endpoints/stdio';
 import { hexDumper } from '../hexdump';
 import { Logger, type LogOptions } from '../log';
 import { relay, type RelayResult } from '../relay';
-import { serve, type ConnectionSummary, type ListenerModeOptions } from '../server';
-import { AccessControl, type AccessOptions } from '../access';
+import { serve, listenerServeOptions, type ConnectionSummary, type ListenerModeOptions } from '../server';
 import { exitCodeFor } from './connect';
 import { runUdpListen } from './udp-listen';
 import type { ModeIO } from '../io';
@@ -35,21 +34,12 @@ export async function runListen(opts: ListenOptions, io: ModeIO): Promise<number
   // Datagrams are not a byte stream: UDP has its own server loop.
   if (opts.address.scheme === 'udp') return runUdpListen(opts, io);
   const logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
-  const access = opts.access ? new AccessControl({ ...opts.access, onReload: allowFileLogger(logger) }) : undefined;
   const dumpFor = (conn: Connection) =>
     opts.hex ? hexDumper(io.stderr, { a: `< ${conn.remote.label}`, b: `> ${conn.remote.label}` }) : undefined;
   const summarize = (r: RelayResult): ConnectionSummary => ({ received: r.aToB, sent: r.bToA, reason: r.reason });
   let exitCode = 0;
 
-  const common = {
-    address: opts.address,
-    logger,
-    signal: io.signal,
-    access,
-    maxConns: opts.maxConns,
-    drainTimeoutMs: opts.drainTimeoutMs,
-    onListening: opts.onListening,
-  };
+  const common = listenerServeOptions(opts, logger, io.signal);
 
   if (opts.echo) {
     await serve({
@@ -107,15 +97,6 @@ export async function runListen(opts: ListenOptions, io: ModeIO): Promise<number
   }
   if (io.endStdout) io.stdout.end();
   return 0;
-}
-
-/** Logs allow-file reloads and bad lines in it. */
-export function allowFileLogger(logger: Logger): AccessOptions['onReload'] {
-  return ({ count, problems, error }) => {
-    for (const p of problems) logger.warn('allow-file', `ignoring ${p}`);
-    if (error) logger.warn('allow-file', `could not re-read the allow file, keeping the previous list: ${error}`);
-    else logger.event('allow-file', `allow file loaded: ${count} entr${count === 1 ? 'y' : 'ies'}`, { count });
-  };
 }
 
 /**

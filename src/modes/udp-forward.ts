@@ -12,9 +12,8 @@ import { bindUdpSocket, connectUdpSocket, udpError, udpLabel } from '../endpoint
 import type { Listener } from '../endpoints/types';
 import { hexDumper } from '../hexdump';
 import { Logger, type LogFormat } from '../log';
-import { AccessControl, type AccessOptions } from '../access';
+import { createAccessControl, type AccessOptions } from '../access';
 import { PeerTable, type UdpPeer } from './udp-peers';
-import { allowFileLogger } from './listen';
 import { DEFAULT_UDP_IDLE_MS, untilStopped } from './udp-listen';
 import type { ModeIO } from '../io';
 
@@ -54,7 +53,7 @@ export async function runUdpForward(opts: UdpForwardOptions, io: ModeIO): Promis
   const target = opts.target;
   const targetLabel = udpLabel(target);
   const logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
-  const access = opts.access ? new AccessControl({ ...opts.access, onReload: allowFileLogger(logger) }) : undefined;
+  const access = createAccessControl(opts.access, logger);
   const { socket: front, bound, label } = await bindUdpSocket(opts.listen as UdpAddress);
   logger.event('listening', `listening on ${label}, forwarding to ${targetLabel}`, { address: label, target: targetLabel });
   if (isWildcardHost(bound.host)) logger.event('exposed', `${label} is reachable from the network, not only from this machine`, { address: label });

@@ -12,9 +12,9 @@ import { bindUdpSocket, sendDatagrams } from '../endpoints/udp';
 import { isWildcardHost, type UdpAddress } from '../endpoints/address';
 import { hexDumper } from '../hexdump';
 import { formatDuration, Logger } from '../log';
-import { AccessControl } from '../access';
+import { createAccessControl } from '../access';
 import { PeerTable, type UdpPeer } from './udp-peers';
-import { allowFileLogger, type ListenOptions } from './listen';
+import type { ListenOptions } from './listen';
 import type { ModeIO } from '../io';
 import { LfToCrlf } from '../endpoints/stdio';
 import type { Readable } from 'node:stream';
@@ -28,7 +28,7 @@ export const STDOUT_BACKLOG_LIMIT = 4 << 20;
 /** Runs the UDP server until stopped; resolves with the exit code. */
 export async function runUdpListen(opts: ListenOptions, io: ModeIO): Promise<number> {
   const logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
-  const access = opts.access ? new AccessControl({ ...opts.access, onReload: allowFileLogger(logger) }) : undefined;
+  const access = createAccessControl(opts.access, logger);
   const { socket, bound, label } = await bindUdpSocket(opts.address as UdpAddress);
   logger.event('listening', `listening on ${label}`, { address: label });
   if (isWildcardHost(bound.host)) logger.event('exposed', `${label} is reachable from the network, not only from this machine`, { address: label });

@@ -21,7 +21,7 @@ export const NAME_RULE = '1 to 32 letters, digits, _ or -';
 export const SERVER_NAME = 'server';
 const COMMANDS = '/nick NAME, /who, /quit, /help';
 /** Lines joined by LF that hold a control character to escape or a command (a line starting with /). */
-const NEEDS_CARE = /[\x00-\x08\x0b-\x1f\x7f-\x9f]|(?:^|\n)\//;
+const NEEDS_CARE = /[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]|(?:^|\n)\//;
 
 const LEAVE_WORDS: Record<LeaveReason, string> = {
   eof: 'left',

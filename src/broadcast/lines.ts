@@ -139,13 +139,15 @@ export class LineReader {
 }
 
 // C0 controls except TAB, DEL, and the C1 controls (U+0080–U+009F), which some terminals obey
-// as escape sequences (U+009B is a one-character CSI).
-const CONTROL = /[\x00-\x08\x0a-\x1f\x7f-\x9f]/;
-const CONTROL_ALL = /[\x00-\x08\x0a-\x1f\x7f-\x9f]/g;
+// as escape sequences (U+009B is a one-character CSI); and the bidirectional embeddings,
+// overrides and isolates (U+202A–U+202E, U+2066–U+2069), which reorder what others see on
+// the rest of the line ("Trojan source").
+const CONTROL = /[\x00-\x08\x0a-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/;
+const CONTROL_ALL = /[\x00-\x08\x0a-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/g;
 
 /**
  * Makes a line safe to show on other people's terminals: ESC → `^[`, CR → `^M`, DEL → `^?`,
- * C1 controls → `\x9b`. TAB and printable text are left alone.
+ * C1 controls → `\x9b`, bidi overrides → `\u202e`. TAB and printable text are left alone.
  */
 export function escapeControls(line: string): string {
   if (!CONTROL.test(line)) return line;
@@ -156,6 +158,7 @@ function caretNotation(ch: string): string {
   const code = ch.charCodeAt(0);
   if (code < 0x20) return '^' + String.fromCharCode(code + 0x40);
   if (code === 0x7f) return '^?';
+  if (code > 0xff) return '\\u' + code.toString(16);
   return '\\x' + code.toString(16);
 }
 

@@ -77,6 +77,13 @@ describe('escapeControls', () => {
     expect(escapeControls('csi\u009b2J')).toBe('csi\\x9b2J');
     expect(escapeControls('tab\there, café ✓')).toBe('tab\there, café ✓');
   });
+
+  it('shows bidi overrides and isolates, which would reorder the rest of the line for readers', () => {
+    expect(escapeControls('user \u202eevil\u202c ok')).toBe('user \\u202eevil\\u202c ok');
+    expect(escapeControls('\u2066iso\u2069')).toBe('\\u2066iso\\u2069');
+    // Right-to-left text itself is not touched.
+    expect(escapeControls('שלום مرحبا')).toBe('שלום مرحبا');
+  });
 });
 
 describe('timestamp', () => {

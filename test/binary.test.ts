@@ -8,8 +8,9 @@ import { mkdtempSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { startCli } from './helpers/cli';
+import { childPids } from './helpers/proc';
 import { connect, exchange, readAll, tcpServer, waitFor } from './helpers/net';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -53,10 +54,6 @@ describe('standalone binary dist/sockcat', () => {
   });
 
   it('forward --workers starts the binary itself as its workers (no path into node_modules)', async () => {
-    const childPids = (pid: number) =>
-      readdirSync(`/proc/${pid}/task`).flatMap((t) =>
-        readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number),
-      );
     const backend = await tcpServer((s) => s.pipe(s));
     const fwd = startCli(['forward', '--workers', '2', '-v', '0', `127.0.0.1:${backend.port}`], { command: [bin, []] });
     try {

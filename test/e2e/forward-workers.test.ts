@@ -2,6 +2,7 @@ import { describe, it, expect, afterEach } from 'vitest';
 import fs from 'node:fs';
 import type net from 'node:net';
 import { runCli, startCli, type RunningCli } from '../helpers/cli';
+import { childPids } from '../helpers/proc';
 import { connect, readAll, tcpServer, randomBytes, sha256, sleep, waitFor } from '../helpers/net';
 
 const started: RunningCli[] = [];
@@ -17,15 +18,6 @@ function sockcat(args: string[], opts: Parameters<typeof startCli>[1] = {}): Run
   const p = startCli(args, opts);
   started.push(p);
   return p;
-}
-
-/** The PIDs of a process's children, from /proc. */
-function childPids(pid: number): number[] {
-  const text = fs
-    .readdirSync(`/proc/${pid}/task`)
-    .map((t) => fs.readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8'))
-    .join(' ');
-  return text.split(/\s+/).filter(Boolean).map(Number);
 }
 
 /** Whether a PID is a live process (a zombie waiting to be reaped counts as gone). */

@@ -1,5 +1,5 @@
 /** Process checks for tests that must prove a child (and what it started) is gone. */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { waitFor } from './net';
 
 /**
@@ -21,4 +21,26 @@ export function isGone(pid: number): boolean {
 /** Waits until every pid is gone (rejects after timeoutMs). */
 export function waitGone(pids: number[], timeoutMs = 8000): Promise<void> {
   return waitFor(() => pids.every(isGone), timeoutMs, `processes ${pids.join(', ')} to exit`);
+}
+
+/**
+ * The PIDs of a process's children, from /proc/PID/task/TID/children. A thread or the process
+ * itself may end while we read: what is gone counts as no children, never as an error.
+ */
+export function childPids(pid: number): number[] {
+  let tasks: string[];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return [];
+  }
+  const pids: number[] = [];
+  for (const t of tasks) {
+    try {
+      pids.push(...readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8').split(/\s+/).filter(Boolean).map(Number));
+    } catch {
+      // that thread ended between the listing and the read
+    }
+  }
+  return pids;
 }

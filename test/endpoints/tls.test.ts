@@ -192,7 +192,7 @@ describe('TLS listener: nothing lost when the server half-closes at once', () =>
     const port = await server.listeningPort();
     const clients = 10;
     for (let i = 0; i < clients; i++) {
-      const c = tls.connect({ port, host: '127.0.0.1', servername: 'localhost', ca: fs.readFileSync(certs.cert), allowHalfOpen: true }, () => c.end(`client ${i}\n`));
+      const c = tls.connect({ port, host: '127.0.0.1', servername: 'localhost', ca: fs.readFileSync(certs.cert), allowHalfOpen: true } as tls.ConnectionOptions, () => c.end(`client ${i}\n`));
       c.on('error', () => {});
       await readAll(c);
     }

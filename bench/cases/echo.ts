@@ -5,8 +5,8 @@
  */
 import { spawn } from 'node:child_process';
 import { stopProcess } from '../lib/proc';
-import { addSample, newMetric, type CaseResult } from '../lib/report';
-import { connRate, interleave, loadgen, measure, record, shown, startAll, stopAll, type Subject } from '../lib/subjects';
+import { newMetric, type CaseResult } from '../lib/report';
+import { measureCpsAndLatency, shown, startAll, stopAll, type Subject } from '../lib/subjects';
 import { cTool, sockcat } from '../lib/tools';
 import type { BenchOptions } from '../run';
 
@@ -30,19 +30,7 @@ export async function echoCase(o: BenchOptions): Promise<CaseResult> {
     server: { child, pid: child.pid!, port, stderr: () => '', stop: () => stopProcess(child) },
   });
   try {
-    await interleave(o.rounds, started, (st) => record(cps, st, (server) => measure(server, () => connRate(server.port, o.cpsSeconds, false))));
-    await interleave(o.rounds, started, (st) =>
-      record(p50, st, async (server) => {
-        let p99us = 0;
-        const s = await measure(server, async () => {
-          const r = await loadgen(['lat', server.port, o.latencyCount, 64], 60_000);
-          p99us = r.p99_us;
-          return { value: r.p50_us, genCpuS: r.cpu_s };
-        });
-        addSample(p99, st.subject.name, { ...s, value: p99us });
-        return s;
-      }),
-    );
+    await measureCpsAndLatency(o, started, { cps, p50, p99 });
   } finally {
     await stopAll(started);
   }

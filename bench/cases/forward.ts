@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import { freePort, run, sleep, startServer, stopProcess, treeMemory, type Running } from '../lib/proc';
 import { addSample, newMetric, type CaseResult } from '../lib/report';
-import { connRate, interleave, loadgen, measure, record, shown, startAll, startSubject, stopAll, type Subject } from '../lib/subjects';
+import { interleave, loadgen, measure, measureCpsAndLatency, record, shown, startAll, startSubject, stopAll, type Subject } from '../lib/subjects';
 import { cTool, sockcat } from '../lib/tools';
 import type { BenchOptions } from '../run';
 
@@ -101,21 +101,7 @@ export async function forwardCase(o: BenchOptions): Promise<CaseResult> {
   const echo = await startEcho();
   started = await startAll(subjects(echo.port, o.workers));
   try {
-    process.stderr.write(`forward: ${cps.title}\n`);
-    await interleave(o.rounds, started, (st) => record(cps, st, (server) => measure(server, () => connRate(server.port, o.cpsSeconds, false))));
-    process.stderr.write(`forward: latency\n`);
-    await interleave(o.rounds, started, (st) =>
-      record(p50, st, async (server) => {
-        let p99us = 0;
-        const s = await measure(server, async () => {
-          const r = await loadgen(['lat', server.port, o.latencyCount, 64], 60_000);
-          p99us = r.p99_us;
-          return { value: r.p50_us, genCpuS: r.cpu_s };
-        });
-        addSample(p99, st.subject.name, { ...s, value: p99us });
-        return s;
-      }),
-    );
+    await measureCpsAndLatency(o, started, { cps, p50, p99 }, (what) => process.stderr.write(`forward: ${what}\n`));
   } finally {
     await stopAll(started);
   }

@@ -98,3 +98,31 @@ export async function connRate(port: number, seconds: number, halfClose: boolean
   const r = await loadgen([halfClose ? 'cpsh' : 'cps', port, seconds, 8, 64], (seconds + 20) * 1000);
   return { value: r.rate, genCpuS: r.cpu_s, note: r.errors > 0 ? `${r.errors} failed` : undefined };
 }
+
+/**
+ * Connections per second, then 64-byte ping-pong latency (p50 into `p50`, p99 into `p99`),
+ * each interleaved over every started subject: the same two measurements the forward and echo
+ * cases take.
+ */
+export async function measureCpsAndLatency(
+  o: { rounds: number; cpsSeconds: number; latencyCount: number },
+  started: Started[],
+  metrics: { cps: Metric; p50: Metric; p99: Metric },
+  progress: (what: string) => void = () => {},
+): Promise<void> {
+  progress(metrics.cps.title);
+  await interleave(o.rounds, started, (st) => record(metrics.cps, st, (server) => measure(server, () => connRate(server.port, o.cpsSeconds, false))));
+  progress('latency');
+  await interleave(o.rounds, started, (st) =>
+    record(metrics.p50, st, async (server) => {
+      let p99us = 0;
+      const s = await measure(server, async () => {
+        const r = await loadgen(['lat', server.port, o.latencyCount, 64], 60_000);
+        p99us = r.p99_us;
+        return { value: r.p50_us, genCpuS: r.cpu_s };
+      });
+      addSample(metrics.p99, st.subject.name, { ...s, value: p99us });
+      return s;
+    }),
+  );
+}

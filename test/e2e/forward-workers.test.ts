@@ -1,24 +1,12 @@
-import { describe, it, expect, afterEach } from 'vitest';
+import { describe, it, expect } from 'vitest';
 import fs from 'node:fs';
 import type net from 'node:net';
-import { runCli, startCli, type RunningCli } from '../helpers/cli';
+import { cliStartedPerTest, runCli, type RunningCli } from '../helpers/cli';
 import { childPids } from '../helpers/proc';
 import { connect, readAll, tcpServer, randomBytes, sha256, sleep, waitFor } from '../helpers/net';
 
-const started: RunningCli[] = [];
-afterEach(async () => {
-  for (const p of started.splice(0)) {
-    // Workers end on their own when the primary dies (the IPC channel closes).
-    p.kill('SIGKILL');
-    await p.exited;
-  }
-});
-
-function sockcat(args: string[], opts: Parameters<typeof startCli>[1] = {}): RunningCli {
-  const p = startCli(args, opts);
-  started.push(p);
-  return p;
-}
+// Each test's sockcat processes are SIGKILLed after it (workers end on their own when the primary dies).
+const sockcat = cliStartedPerTest();
 
 /** Whether a PID is a live process (a zombie waiting to be reaped counts as gone). */
 function alive(pid: number): boolean {

@@ -1,23 +1,12 @@
-import { describe, it, expect, afterEach } from 'vitest';
+import { describe, it, expect } from 'vitest';
 import net from 'node:net';
 import dgram from 'node:dgram';
 import { spawn } from 'node:child_process';
-import { runCli, sockcatCommand, startCli, type RunningCli } from '../helpers/cli';
+import { cliStartedPerTest, runCli, sockcatCommand, type RunningCli } from '../helpers/cli';
 import { connect, readAll, tcpServer, randomBytes, sha256, sleep, waitFor } from '../helpers/net';
 
-const started: RunningCli[] = [];
-afterEach(async () => {
-  for (const p of started.splice(0)) {
-    p.kill('SIGKILL');
-    await p.exited;
-  }
-});
-
-function sockcat(args: string[], opts: Parameters<typeof startCli>[1] = {}): RunningCli {
-  const p = startCli(args, opts);
-  started.push(p);
-  return p;
-}
+// Each test's sockcat processes are SIGKILLed after it.
+const sockcat = cliStartedPerTest();
 
 /** An echo backend on 127.0.0.1:0. */
 const echoBackend = () => tcpServer((s) => s.pipe(s));
@@ -257,7 +246,5 @@ describe('open-file limit (CLI)', () => {
 /** Runs sockcat through a shell that first sets its open-file limit: `ulimit SETTINGS; exec sockcat ARGS`. */
 function underLimit(settings: string, args: string[]): RunningCli {
   const [cmd, pre] = sockcatCommand();
-  const p = startCli([], { command: ['/bin/sh', ['-c', `ulimit ${settings}; exec "$0" "$@"`, cmd, ...pre, ...args]] });
-  started.push(p);
-  return p;
+  return sockcat([], { command: ['/bin/sh', ['-c', `ulimit ${settings}; exec "$0" "$@"`, cmd, ...pre, ...args]] });
 }

@@ -2,6 +2,7 @@
  * Runs the real CLI (the bundled dist/sockcat.cjs, or $SOCKCAT_BIN, e.g. the standalone binary)
  * as a child process, the way a user does.
  */
+import { afterEach } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
@@ -108,4 +109,23 @@ export async function runCli(args: string[], opts: { stdin?: string | Buffer | n
   const result = await running.exited;
   clearTimeout(timer);
   return result;
+}
+
+/**
+ * A startCli for one test file: every sockcat it starts is SIGKILLed (and awaited) after each
+ * test, so a failing test leaves no server behind.
+ */
+export function cliStartedPerTest(): (args: string[], opts?: Parameters<typeof startCli>[1]) => RunningCli {
+  const started: RunningCli[] = [];
+  afterEach(async () => {
+    for (const p of started.splice(0)) {
+      p.kill('SIGKILL');
+      await p.exited;
+    }
+  });
+  return (args, opts = {}) => {
+    const p = startCli(args, opts);
+    started.push(p);
+    return p;
+  };
 }

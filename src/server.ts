@@ -8,6 +8,8 @@ import { isWildcardHost, type Address } from './endpoints/address';
 import type { Connection, Listener } from './endpoints/types';
 import { formatDuration, type Logger, type LogFields } from './log';
 import { createAccessControl, type AccessControl, type AccessOptions } from './access';
+import { UsageError } from './errors';
+import { ProxyAcceptor, type AcceptProxyOptions } from './accept-proxy';
 
 /** What a connection handler reports when its connection is over, for the "closed" log line. */
 export interface ConnectionSummary {
@@ -36,6 +38,8 @@ export interface ListenerModeOptions {
   access?: AccessOptions;
   /** --max-conns. */
   maxConns?: number;
+  /** --accept-proxy-protocol with its --trusted-proxy ranges. */
+  acceptProxy?: AcceptProxyOptions;
   /** --drain-timeout, in ms. */
   drainTimeoutMs?: number;
   /** Told the real bound address (port 0 → the port the system picked). */
@@ -52,10 +56,19 @@ export function listenerServeOptions(opts: ListenerModeOptions & { address: Addr
     logger,
     signal,
     access: createAccessControl(opts.access, logger),
+    proxy: opts.acceptProxy ? new ProxyAcceptor(opts.acceptProxy) : undefined,
     maxConns: opts.maxConns,
     drainTimeoutMs: opts.drainTimeoutMs,
     onListening: opts.onListening,
   };
+}
+
+/**
+ * The listener options that only make sense for stream connections: a UDP mode refuses them
+ * (exit 2) rather than ignore them.
+ */
+export function refuseForDatagrams(opts: ListenerModeOptions): void {
+  if (opts.acceptProxy) throw new UsageError('--accept-proxy-protocol applies to TCP listeners, not to UDP');
 }
 
 export interface ServeOptions {
@@ -64,6 +77,8 @@ export interface ServeOptions {
   /** Stop accepting and drain when aborted. */
   signal: AbortSignal;
   access?: AccessControl;
+  /** Reads a PROXY header from each connection first; its client address replaces the connection's. */
+  proxy?: ProxyAcceptor;
   /** Refuse clients past this many live ones (default 10000). */
   maxConns?: number;
   /** After stop, how long live connections may take to finish before they are closed (ms, default 0). */
@@ -97,15 +112,46 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
     stopping = true;
     await listener?.close();
     opts.access?.close();
+    for (const c of preStepping) c.stream.destroy();
   };
 
+  /** Connections whose PROXY header is still being read (closed on stop). */
+  const preStepping = new Set<Connection>();
+
   function onConnection(conn: Connection) {
-    const who = conn.remote.label;
-    const baseFields: LogFields = { client: who };
     if (stopping) {
       conn.stream.destroy();
       return;
     }
+    if (!opts.proxy) return admit(conn);
+    if (preStepping.size >= maxConns) {
+      logger.event('limit', `refused ${conn.remote.label}: ${maxConns} connections already waiting for their PROXY header`, { client: conn.remote.label, reason: 'limit', max_conns: maxConns });
+      conn.stream.destroy();
+      return;
+    }
+    // A stream error while the header is read must not crash the process (readProxyHeader reports it).
+    conn.stream.on('error', () => {});
+    preStepping.add(conn);
+    void opts.proxy.run(conn).then((r) => {
+      preStepping.delete(conn);
+      if (stopping) {
+        conn.stream.destroy();
+        return;
+      }
+      if (!r.ok) {
+        // An event like 'denied' (-v or JSON): a stranger scanning the port must not flood stderr.
+        logger.event(r.reason, `refused ${conn.remote.label}: ${r.text}`, { client: conn.remote.label, reason: r.reason, error: r.text });
+        conn.stream.destroy();
+        return;
+      }
+      admit(r.conn, conn.remote.label);
+    });
+  }
+
+  /** Access control, the limit, then the mode's handler. `via` names the proxy the client came through. */
+  function admit(conn: Connection, via?: string) {
+    const who = conn.remote.label;
+    const baseFields: LogFields = { client: who, via };
     if (opts.access) {
       // Unix-socket peers have no IP: --deny cannot match them, an allow list cannot include them.
       const verdict =
@@ -128,7 +174,7 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
     const id = nextId++;
     accepted++;
     if (opts.maxAccepts !== undefined && accepted >= opts.maxAccepts) void stopAccepting();
-    logger.event('open', `connection from ${who}`, { ...baseFields, id });
+    logger.event('open', `connection from ${who}${via ? ` (via ${via})` : ''}`, { ...baseFields, id });
     const abort = new AbortController();
     const started = Date.now();
     // A stream error before the handler attaches its own listeners must not crash the process.
@@ -160,6 +206,10 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
     live.set(id, { abort, done });
   }
 
+  if (opts.proxy && opts.address.scheme !== 'tcp') {
+    // The header comes before any TLS byte; reading it under a TLS server would need TLS to wait.
+    throw new UsageError(`--accept-proxy-protocol works on plain TCP listeners for now, not ${opts.address.scheme}: ones (let the balancer terminate TLS, or use TCP)`);
+  }
   listener = await listenAddress(opts.address, {
     onConnection,
     onAcceptError: (err) => logger.error('accept-error', `${formatAddress(opts.address)}: accept failed: ${err.message}`),

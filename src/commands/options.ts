@@ -28,7 +28,9 @@ export function withListenerOptions<T>(y: Argv<T>) {
     .option('deny', { type: 'string', describe: 'Refuse clients from this address or CIDR range (repeatable; deny wins over allow)' })
     .option('allow-file', { type: 'string', describe: 'File with one address or CIDR per line (# comments); re-read when it changes' })
     .option('max-conns', { type: 'number', describe: 'Refuse new clients while this many are connected (default 10000)' })
-    .option('drain-timeout', { type: 'number', describe: 'On SIGINT/SIGTERM, seconds live connections may take to finish before they are closed' });
+    .option('drain-timeout', { type: 'number', describe: 'On SIGINT/SIGTERM, seconds live connections may take to finish before they are closed' })
+    .option('accept-proxy-protocol', { type: 'boolean', describe: "Behind HAProxy or a load balancer: read a PROXY v1/v2 header first and use its client address (needs --trusted-proxy)" })
+    .option('trusted-proxy', { type: 'string', describe: 'Address or CIDR of a proxy allowed to send a PROXY header (repeatable); any other source is closed' });
 }
 
 /** --udp-idle: how long a silent UDP peer is remembered (listen -u -k, forward udp:…). */
@@ -246,6 +248,8 @@ export interface ListenerArgs {
   allowFile?: string;
   maxConns?: number;
   drainTimeout?: number;
+  acceptProxyProtocol?: boolean;
+  trustedProxy?: string | string[];
 }
 
 /** A repeatable flag: absent, once (a string) or several times (an array); "a,b" also splits. */
@@ -263,8 +267,17 @@ export function listenerFromArgs(argv: ListenerArgs) {
   const allow = listOption(argv.allow);
   const deny = listOption(argv.deny);
   const access: AccessOptions | undefined = allow.length || deny.length || argv.allowFile ? { allow, deny, allowFile: argv.allowFile } : undefined;
+  const trusted = listOption(argv.trustedProxy);
+  if (trusted.length && !argv.acceptProxyProtocol) {
+    throw new UsageError('--trusted-proxy names the proxies whose PROXY header is believed: add --accept-proxy-protocol');
+  }
+  if (argv.acceptProxyProtocol && !trusted.length) {
+    // Believing a header from anyone would let any client claim any address and walk through --allow.
+    throw new UsageError('--accept-proxy-protocol needs --trusted-proxy CIDR: the address of the proxy allowed to name the client (e.g. --trusted-proxy 10.0.0.5)');
+  }
   return {
     access,
+    acceptProxy: argv.acceptProxyProtocol ? { trusted } : undefined,
     maxConns: countOption(argv.maxConns, '--max-conns'),
     drainTimeoutMs: secondsOption(argv.drainTimeout, '--drain-timeout'),
   };

@@ -12,8 +12,9 @@ import { connectAddress, formatAddress, type Address, type Connection } from '..
 import { hexDumper } from '../hexdump';
 import { Logger, type LogOptions } from '../log';
 import { relay, resetStream, DEFAULT_CLOSE_WAIT_MS, type RelayResult, type Side } from '../relay';
-import { serve, DEFAULT_MAX_CONNS, type ConnectionContext, type ConnectionSummary, type ListenerModeOptions } from '../server';
+import { serve, refuseForDatagrams, DEFAULT_MAX_CONNS, type ConnectionContext, type ConnectionSummary, type ListenerModeOptions } from '../server';
 import { createAccessControl } from '../access';
+import { ProxyAcceptor } from '../accept-proxy';
 import { encodeProxyHeader, type ProxyVersion } from '../proxy-protocol';
 import { ensureFdLimit } from '../fdlimit';
 import { runUdpForward } from './udp-forward';
@@ -54,6 +55,7 @@ export interface ForwardOptions extends ListenerModeOptions, LogOptions {
 export async function runForward(opts: ForwardOptions, io: ModeIO): Promise<number> {
   if (opts.listen.scheme === 'udp' || opts.target.scheme === 'udp') {
     if (opts.proxyProtocol) throw new UsageError('--proxy-protocol applies to TCP streams, not to UDP');
+    refuseForDatagrams(opts);
     // Datagrams of one client could land in any worker, each with its own upstream socket.
     if ((opts.workers ?? 1) > 1) throw new UsageError('--workers applies to TCP forwards, not to UDP');
     return runUdpForward(opts, io);
@@ -93,6 +95,7 @@ export async function runForward(opts: ForwardOptions, io: ModeIO): Promise<numb
     logger,
     signal,
     access,
+    proxy: opts.acceptProxy ? new ProxyAcceptor(opts.acceptProxy) : undefined,
     maxConns,
     drainTimeoutMs: opts.drainTimeoutMs ?? DEFAULT_FORWARD_DRAIN_TIMEOUT_MS,
     onListening: (listener) => {

@@ -10,6 +10,8 @@ import { formatDuration, type Logger, type LogFields } from './log';
 import { createAccessControl, type AccessControl, type AccessOptions } from './access';
 import { UsageError } from './errors';
 import { ProxyAcceptor, type AcceptProxyOptions } from './accept-proxy';
+import { Metrics, serveMetrics, type MetricsServer } from './metrics';
+import type { TcpAddress } from './endpoints/address';
 
 /** What a connection handler reports when its connection is over, for the "closed" log line. */
 export interface ConnectionSummary {
@@ -40,6 +42,8 @@ export interface ListenerModeOptions {
   maxConns?: number;
   /** --accept-proxy-protocol with its --trusted-proxy ranges. */
   acceptProxy?: AcceptProxyOptions;
+  /** --metrics: where to serve Prometheus metrics. */
+  metrics?: TcpAddress;
   /** --drain-timeout, in ms. */
   drainTimeoutMs?: number;
   /** Told the real bound address (port 0 → the port the system picked). */
@@ -50,9 +54,10 @@ export interface ListenerModeOptions {
  * serve()'s options as a listening mode's own options give them: the address, the access
  * control built from --allow/--deny/--allow-file, the limits and the listening callback.
  */
-export function listenerServeOptions(opts: ListenerModeOptions & { address: Address }, logger: Logger, signal: AbortSignal) {
+export function listenerServeOptions(opts: ListenerModeOptions & { address: Address }, logger: Logger, signal: AbortSignal, mode: string) {
   return {
     address: opts.address,
+    metrics: metricsFor(opts, mode),
     logger,
     signal,
     access: createAccessControl(opts.access, logger),
@@ -69,6 +74,18 @@ export function listenerServeOptions(opts: ListenerModeOptions & { address: Addr
  */
 export function refuseForDatagrams(opts: ListenerModeOptions): void {
   if (opts.acceptProxy) throw new UsageError('--accept-proxy-protocol applies to TCP listeners, not to UDP');
+  if (opts.metrics) throw new UsageError('--metrics applies to TCP (and TLS, unix) listeners, not to UDP yet');
+}
+
+/** The metrics of a listening mode when --metrics asks for them; serve() publishes them. */
+export function metricsFor(opts: ListenerModeOptions, mode: string): ServedMetrics | undefined {
+  return opts.metrics ? { metrics: new Metrics(mode), address: opts.metrics } : undefined;
+}
+
+/** Metrics and the address their HTTP endpoint listens on. */
+export interface ServedMetrics {
+  metrics: Metrics;
+  address: TcpAddress;
 }
 
 export interface ServeOptions {
@@ -79,6 +96,8 @@ export interface ServeOptions {
   access?: AccessControl;
   /** Reads a PROXY header from each connection first; its client address replaces the connection's. */
   proxy?: ProxyAcceptor;
+  /** Counts connection events, served on their own HTTP endpoint while the listener runs. */
+  metrics?: ServedMetrics;
   /** Refuse clients past this many live ones (default 10000). */
   maxConns?: number;
   /** After stop, how long live connections may take to finish before they are closed (ms, default 0). */
@@ -99,6 +118,8 @@ export const DEFAULT_MAX_CONNS = 10000;
  */
 export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
   const { logger } = opts;
+  const metrics = opts.metrics?.metrics;
+  let metricsServer: MetricsServer | undefined;
   const maxConns = opts.maxConns ?? DEFAULT_MAX_CONNS;
   const live = new Map<number, { abort: AbortController; done: Promise<void> }>();
   let nextId = 1;
@@ -126,6 +147,7 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
     if (!opts.proxy) return admit(conn);
     if (preStepping.size >= maxConns) {
       logger.event('limit', `refused ${conn.remote.label}: ${maxConns} connections already waiting for their PROXY header`, { client: conn.remote.label, reason: 'limit', max_conns: maxConns });
+      metrics?.connectionRefused('limit');
       conn.stream.destroy();
       return;
     }
@@ -141,6 +163,7 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
       if (!r.ok) {
         // An event like 'denied' (-v or JSON): a stranger scanning the port must not flood stderr.
         logger.event(r.reason, `refused ${conn.remote.label}: ${r.text}`, { client: conn.remote.label, reason: r.reason, error: r.text });
+        metrics?.connectionRefused(r.reason);
         conn.stream.destroy();
         return;
       }
@@ -162,18 +185,21 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
             : { ok: true as const };
       if (!verdict.ok) {
         logger.event('denied', `refused ${who}: ${verdict.reason}`, { ...baseFields, reason: verdict.reason });
+        metrics?.connectionRefused('denied');
         conn.stream.destroy();
         return;
       }
     }
     if (live.size >= maxConns) {
       logger.event('limit', `refused ${who}: ${maxConns} connections already open (--max-conns)`, { ...baseFields, reason: 'limit', max_conns: maxConns });
+      metrics?.connectionRefused('limit');
       conn.stream.destroy();
       return;
     }
     const id = nextId++;
     accepted++;
     if (opts.maxAccepts !== undefined && accepted >= opts.maxAccepts) void stopAccepting();
+    metrics?.connectionAccepted();
     logger.event('open', `connection from ${who}${via ? ` (via ${via})` : ''}`, { ...baseFields, id });
     const abort = new AbortController();
     const started = Date.now();
@@ -184,6 +210,7 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
       .then(
         (summary) => {
           const ms = Date.now() - started;
+          metrics?.connectionClosed(summary?.reason ?? 'closed', summary?.received ?? 0, summary?.sent ?? 0, ms);
           if (summary) {
             logger.event(
               'close',
@@ -195,6 +222,7 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
           }
         },
         (err: Error) => {
+          metrics?.connectionClosed('error', 0, 0, Date.now() - started);
           logger.error('error', `${who}: ${err.message}`, { ...baseFields, id, error: err.message });
           conn.stream.destroy();
         },
@@ -220,6 +248,14 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
   if ('host' in addr && isWildcardHost(addr.host)) {
     logger.event('exposed', `${listener.label} is reachable from the network, not only from this machine`, { address: listener.label });
   }
+  if (opts.metrics) {
+    try {
+      metricsServer = await serveMetrics(opts.metrics.metrics, opts.metrics.address, logger);
+    } catch (err) {
+      await stopAccepting();
+      throw err;
+    }
+  }
   opts.onListening?.(listener);
 
   // Run until stopped: by the signal, or once maxAccepts clients have been served.
@@ -242,5 +278,6 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
     for (const c of live.values()) c.abort.abort();
     await Promise.all([...live.values()].map((c) => c.done));
   }
+  await metricsServer?.close();
   return { accepted };
 }

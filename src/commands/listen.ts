@@ -30,6 +30,7 @@ export const listenCommand: CommandFactory = (env) => ({
       ),
   handler: async (argv) => {
     const address = addressFromArgs(argv.address, argv.port, 'listen', { ...argv, listenOnly: true });
+    if (argv.metrics !== undefined && !argv.keepOpen && !argv.echo) throw new UsageError('--metrics is for servers that keep running: add -k');
     if (argv.echo && argv.keepOpen === false && argv.crlf) throw new UsageError('--crlf applies to stdin, which --echo does not read');
     const code = await runListen(
       {

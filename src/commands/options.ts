@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import tls from 'node:tls';
 import { parseAddress, type Address, type PemFile, type Role, type TlsSettings } from '../endpoints/index';
 import type { AccessOptions } from '../access';
+import { parseMetricsAddress } from '../metrics';
 import type { LogFormat } from '../log';
 import { DEFAULT_CLOSE_WAIT_MS } from '../relay';
 
@@ -30,6 +31,7 @@ export function withListenerOptions<T>(y: Argv<T>) {
     .option('max-conns', { type: 'number', describe: 'Refuse new clients while this many are connected (default 10000)' })
     .option('drain-timeout', { type: 'number', describe: 'On SIGINT/SIGTERM, seconds live connections may take to finish before they are closed' })
     .option('accept-proxy-protocol', { type: 'boolean', describe: "Behind HAProxy or a load balancer: read a PROXY v1/v2 header first and use its client address (needs --trusted-proxy)" })
+    .option('metrics', { type: 'string', describe: 'Serve Prometheus metrics on http://ADDR/metrics (PORT = 127.0.0.1:PORT); scrapes are not clients' })
     .option('trusted-proxy', { type: 'string', describe: 'Address or CIDR of a proxy allowed to send a PROXY header (repeatable); any other source is closed' });
 }
 
@@ -250,6 +252,7 @@ export interface ListenerArgs {
   drainTimeout?: number;
   acceptProxyProtocol?: boolean;
   trustedProxy?: string | string[];
+  metrics?: string;
 }
 
 /** A repeatable flag: absent, once (a string) or several times (an array); "a,b" also splits. */
@@ -278,6 +281,7 @@ export function listenerFromArgs(argv: ListenerArgs) {
   return {
     access,
     acceptProxy: argv.acceptProxyProtocol ? { trusted } : undefined,
+    metrics: argv.metrics === undefined ? undefined : parseMetricsAddress(String(argv.metrics)),
     maxConns: countOption(argv.maxConns, '--max-conns'),
     drainTimeoutMs: secondsOption(argv.drainTimeout, '--drain-timeout'),
   };

@@ -58,6 +58,8 @@ export async function runExec(opts: ExecOptions, io: ModeIO): Promise<number> {
   const baseEnv = { ...(opts.env ?? process.env) };
   const children = new Set<ChildStream>();
   const stderrLines = stderrRelay(io.stderr, logger);
+  const common = listenerServeOptions(opts, logger, io.signal, 'exec');
+  const metrics = common.metrics?.metrics;
 
   // Children lead their own process groups, so they would not die with us on their own: if the
   // process exits without a graceful stop (a second Ctrl-C), take them down first.
@@ -88,6 +90,7 @@ export async function runExec(opts: ExecOptions, io: ModeIO): Promise<number> {
       return { received: 0, sent: 0, reason: 'spawn-failed' };
     }
     children.add(child);
+    metrics?.childSpawned();
     const stderrDone = child.stderr ? stderrLines.copy(child.stderr, who) : Promise.resolve();
     const r = await relay(conn.stream, child, {
       closeWait: opts.closeWaitMs ?? DEFAULT_CLOSE_WAIT_MS,
@@ -96,6 +99,7 @@ export async function runExec(opts: ExecOptions, io: ModeIO): Promise<number> {
       onData: opts.hex ? hexDumper(io.stderr, { a: `< ${who}`, b: `> ${who}` }) : undefined,
     });
     const exit = await child.exited;
+    metrics?.childExited();
     await stderrDone;
     children.delete(child);
     if (exit.error) logger.error('spawn', `${who}: cannot start ${command.argv0}: ${exit.error.message}`, { client: who });
@@ -109,7 +113,7 @@ export async function runExec(opts: ExecOptions, io: ModeIO): Promise<number> {
   }
 
   try {
-    await serve({ ...listenerServeOptions(opts, logger, io.signal), handle });
+    await serve({ ...common, handle });
   } finally {
     process.off('exit', killAllNow);
     stderrLines.close();

@@ -12,9 +12,10 @@ import { connectAddress, formatAddress, type Address, type Connection } from '..
 import { hexDumper } from '../hexdump';
 import { Logger, type LogOptions } from '../log';
 import { relay, resetStream, DEFAULT_CLOSE_WAIT_MS, type RelayResult, type Side } from '../relay';
-import { serve, refuseForDatagrams, DEFAULT_MAX_CONNS, type ConnectionContext, type ConnectionSummary, type ListenerModeOptions } from '../server';
+import { serve, refuseForDatagrams, metricsFor, DEFAULT_MAX_CONNS, type ConnectionContext, type ConnectionSummary, type ListenerModeOptions } from '../server';
 import { createAccessControl } from '../access';
 import { ProxyAcceptor } from '../accept-proxy';
+import { upstreamFailureCause, type Metrics } from '../metrics';
 import { encodeProxyHeader, type ProxyVersion } from '../proxy-protocol';
 import { ensureFdLimit } from '../fdlimit';
 import { runUdpForward } from './udp-forward';
@@ -61,6 +62,8 @@ export async function runForward(opts: ForwardOptions, io: ModeIO): Promise<numb
     return runUdpForward(opts, io);
   }
   const workers = opts.workers ?? 1;
+  // Each worker would need its own port; prom-client's cluster aggregation is not wired up yet.
+  if (workers > 1 && opts.metrics) throw new UsageError('--metrics works with one process for now: drop --workers, or scrape each instance separately');
   if (workers > 1 && !isForwardWorker()) {
     return runWorkerPrimary({ ...opts, workers, maxConns: opts.maxConns, defaultMaxConns: DEFAULT_MAX_CONNS, fdsPerClient: FDS_PER_CLIENT, raiseFdLimit: opts.raiseFdLimit === true }, io);
   }
@@ -89,13 +92,15 @@ export async function runForward(opts: ForwardOptions, io: ModeIO): Promise<numb
   }
 
   const access = createAccessControl(opts.access, logger);
-  const forwarder = new Forwarder(opts, logger, io.stderr);
+  const metrics = metricsFor(opts, 'forward');
+  const forwarder = new Forwarder(opts, logger, io.stderr, metrics?.metrics);
   await serve({
     address: listen,
     logger,
     signal,
     access,
     proxy: opts.acceptProxy ? new ProxyAcceptor(opts.acceptProxy) : undefined,
+    metrics,
     maxConns,
     drainTimeoutMs: opts.drainTimeoutMs ?? DEFAULT_FORWARD_DRAIN_TIMEOUT_MS,
     onListening: (listener) => {
@@ -117,6 +122,7 @@ class Forwarder {
     private readonly opts: ForwardOptions,
     private readonly logger: Logger,
     private readonly stderr: NodeJS.WritableStream,
+    private readonly metrics?: Metrics,
   ) {
     this.targetLabel = formatAddress(opts.target);
     this.text = ` → ${this.targetLabel}`;
@@ -154,6 +160,7 @@ class Forwarder {
     resetStream(client.stream);
     const reason = err.code === 'ECONNREFUSED' ? 'refused upstream' : err.code === 'ETIMEDOUT' ? 'upstream timeout' : 'upstream unreachable';
     this.upstreamWarnings.report(err.message);
+    this.metrics?.upstreamConnectFailed(upstreamFailureCause(err));
     return { received: 0, sent: 0, reason, text: this.text, fields: { target: this.targetLabel, error: err.message } };
   }
 

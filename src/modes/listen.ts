@@ -42,7 +42,7 @@ export async function runListen(opts: ListenOptions, io: ModeIO): Promise<number
   const summarize = (r: RelayResult): ConnectionSummary => ({ received: r.aToB, sent: r.bToA, reason: r.reason });
   let exitCode = 0;
 
-  const common = listenerServeOptions(opts, logger, io.signal);
+  const common = listenerServeOptions(opts, logger, io.signal, 'listen');
 
   if (opts.echo) {
     await serve({

@@ -6,6 +6,7 @@ import { execCommand } from './exec';
 import { broadcastCommand } from './broadcast';
 import { scanCommand } from './scan';
 import { waitCommand } from './wait';
+import { completionCommand } from './completion';
 import type { CommandFactory } from './types';
 
-export const commands: CommandFactory[] = [listenCommand, connectCommand, forwardCommand, execCommand, broadcastCommand, scanCommand, waitCommand];
+export const commands: CommandFactory[] = [listenCommand, connectCommand, forwardCommand, execCommand, broadcastCommand, scanCommand, waitCommand, completionCommand];

@@ -238,6 +238,8 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
     // The header comes before any TLS byte; reading it under a TLS server would need TLS to wait.
     throw new UsageError(`--accept-proxy-protocol works on plain TCP listeners for now, not ${opts.address.scheme}: ones (let the balancer terminate TLS, or use TCP)`);
   }
+  // Nobody is accepted before the allow file has been read (a bad one stops us here, exit 2).
+  await opts.access?.ready;
   listener = await listenAddress(opts.address, {
     onConnection,
     onAcceptError: (err) => logger.error('accept-error', `${formatAddress(opts.address)}: accept failed: ${err.message}`),

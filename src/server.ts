@@ -11,6 +11,7 @@ import { createAccessControl, type AccessControl, type AccessOptions } from './a
 import { UsageError } from './errors';
 import { ProxyAcceptor, type AcceptProxyOptions } from './accept-proxy';
 import { Metrics, serveMetrics, type MetricsServer } from './metrics';
+import { AllowLinks, type AllowLinkOptions } from './allow-link';
 import type { TcpAddress } from './endpoints/address';
 
 /** What a connection handler reports when its connection is over, for the "closed" log line. */
@@ -44,6 +45,8 @@ export interface ListenerModeOptions {
   acceptProxy?: AcceptProxyOptions;
   /** --metrics: where to serve Prometheus metrics. */
   metrics?: TcpAddress;
+  /** --allow-link and its companions (needs --allow-file). */
+  allowLink?: AllowLinkOptions & { trustedProxies?: string[] };
   /** --drain-timeout, in ms. */
   drainTimeoutMs?: number;
   /** Told the real bound address (port 0 → the port the system picked). */
@@ -57,11 +60,9 @@ export interface ListenerModeOptions {
 export function listenerServeOptions(opts: ListenerModeOptions & { address: Address }, logger: Logger, signal: AbortSignal, mode: string) {
   return {
     address: opts.address,
-    metrics: metricsFor(opts, mode),
     logger,
     signal,
-    access: createAccessControl(opts.access, logger),
-    proxy: opts.acceptProxy ? new ProxyAcceptor(opts.acceptProxy) : undefined,
+    ...listenerParts(opts, logger, mode),
     maxConns: opts.maxConns,
     drainTimeoutMs: opts.drainTimeoutMs,
     onListening: opts.onListening,
@@ -75,6 +76,25 @@ export function listenerServeOptions(opts: ListenerModeOptions & { address: Addr
 export function refuseForDatagrams(opts: ListenerModeOptions): void {
   if (opts.acceptProxy) throw new UsageError('--accept-proxy-protocol applies to TCP listeners, not to UDP');
   if (opts.metrics) throw new UsageError('--metrics applies to TCP (and TLS, unix) listeners, not to UDP yet');
+  if (opts.allowLink) throw new UsageError('--allow-link applies to TCP (and TLS, unix) listeners, not to UDP yet');
+}
+
+/**
+ * What a listening mode's options ask serve() to run around its handler: access control, the
+ * PROXY pre-step, metrics, allow links. Built in this order: allow links first prune expired grants
+ * from the allow file, before the access control reads it.
+ */
+export function listenerParts(opts: ListenerModeOptions, logger: Logger, mode: string) {
+  const proxy = opts.acceptProxy ? new ProxyAcceptor(opts.acceptProxy) : undefined;
+  let allowLinks: AllowLinks | undefined;
+  if (opts.allowLink) {
+    const allowFile = opts.access?.allowFile;
+    if (allowFile === undefined) throw new UsageError('--allow-link needs --allow-file FILE: the grants are kept there, and without an allow list everyone is let in anyway');
+    allowLinks = new AllowLinks({ ...opts.allowLink, allowFile, proxy }, logger);
+  }
+  const access = createAccessControl(opts.access, logger);
+  if (allowLinks && access) allowLinks.attach(access);
+  return { access, proxy, allowLinks, metrics: metricsFor(opts, mode) };
 }
 
 /** The metrics of a listening mode when --metrics asks for them; serve() publishes them. */
@@ -98,6 +118,8 @@ export interface ServeOptions {
   proxy?: ProxyAcceptor;
   /** Counts connection events, served on their own HTTP endpoint while the listener runs. */
   metrics?: ServedMetrics;
+  /** The allow-link endpoint, started with the listener and stopped with it. */
+  allowLinks?: AllowLinks;
   /** Refuse clients past this many live ones (default 10000). */
   maxConns?: number;
   /** After stop, how long live connections may take to finish before they are closed (ms, default 0). */
@@ -132,6 +154,7 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
     if (stopping) return;
     stopping = true;
     await listener?.close();
+    await opts.allowLinks?.close();
     opts.access?.close();
     for (const c of preStepping) c.stream.destroy();
   };
@@ -250,13 +273,13 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
   if ('host' in addr && isWildcardHost(addr.host)) {
     logger.event('exposed', `${listener.label} is reachable from the network, not only from this machine`, { address: listener.label });
   }
-  if (opts.metrics) {
-    try {
-      metricsServer = await serveMetrics(opts.metrics.metrics, opts.metrics.address, logger);
-    } catch (err) {
-      await stopAccepting();
-      throw err;
-    }
+  try {
+    if (opts.metrics) metricsServer = await serveMetrics(opts.metrics.metrics, opts.metrics.address, logger);
+    await opts.allowLinks?.start();
+  } catch (err) {
+    await stopAccepting();
+    await metricsServer?.close();
+    throw err;
   }
   opts.onListening?.(listener);
 

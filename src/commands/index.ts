@@ -7,6 +7,7 @@ import { broadcastCommand } from './broadcast';
 import { scanCommand } from './scan';
 import { waitCommand } from './wait';
 import { completionCommand } from './completion';
+import { allowLinkCommand } from './allow-link';
 import type { CommandFactory } from './types';
 
-export const commands: CommandFactory[] = [listenCommand, connectCommand, forwardCommand, execCommand, broadcastCommand, scanCommand, waitCommand, completionCommand];
+export const commands: CommandFactory[] = [listenCommand, connectCommand, forwardCommand, execCommand, broadcastCommand, scanCommand, waitCommand, allowLinkCommand, completionCommand];

@@ -12,9 +12,7 @@ import { connectAddress, formatAddress, type Address, type Connection } from '..
 import { hexDumper } from '../hexdump';
 import { Logger, type LogOptions } from '../log';
 import { relay, resetStream, DEFAULT_CLOSE_WAIT_MS, type RelayResult, type Side } from '../relay';
-import { serve, refuseForDatagrams, metricsFor, DEFAULT_MAX_CONNS, type ConnectionContext, type ConnectionSummary, type ListenerModeOptions } from '../server';
-import { createAccessControl } from '../access';
-import { ProxyAcceptor } from '../accept-proxy';
+import { serve, refuseForDatagrams, listenerParts, DEFAULT_MAX_CONNS, type ConnectionContext, type ConnectionSummary, type ListenerModeOptions } from '../server';
 import { upstreamFailureCause, type Metrics } from '../metrics';
 import { encodeProxyHeader, type ProxyVersion } from '../proxy-protocol';
 import { ensureFdLimit } from '../fdlimit';
@@ -64,6 +62,7 @@ export async function runForward(opts: ForwardOptions, io: ModeIO): Promise<numb
   const workers = opts.workers ?? 1;
   // Each worker would need its own port; prom-client's cluster aggregation is not wired up yet.
   if (workers > 1 && opts.metrics) throw new UsageError('--metrics works with one process for now: drop --workers, or scrape each instance separately');
+  if (workers > 1 && opts.allowLink) throw new UsageError('--allow-link works with one process for now: drop --workers');
   if (workers > 1 && !isForwardWorker()) {
     return runWorkerPrimary({ ...opts, workers, maxConns: opts.maxConns, defaultMaxConns: DEFAULT_MAX_CONNS, fdsPerClient: FDS_PER_CLIENT, raiseFdLimit: opts.raiseFdLimit === true }, io);
   }
@@ -91,16 +90,13 @@ export async function runForward(opts: ForwardOptions, io: ModeIO): Promise<numb
     maxConns = room.maxConns;
   }
 
-  const access = createAccessControl(opts.access, logger);
-  const metrics = metricsFor(opts, 'forward');
-  const forwarder = new Forwarder(opts, logger, io.stderr, metrics?.metrics);
+  const parts = listenerParts(opts, logger, 'forward');
+  const forwarder = new Forwarder(opts, logger, io.stderr, parts.metrics?.metrics);
   await serve({
     address: listen,
     logger,
     signal,
-    access,
-    proxy: opts.acceptProxy ? new ProxyAcceptor(opts.acceptProxy) : undefined,
-    metrics,
+    ...parts,
     maxConns,
     drainTimeoutMs: opts.drainTimeoutMs ?? DEFAULT_FORWARD_DRAIN_TIMEOUT_MS,
     onListening: (listener) => {

@@ -57,7 +57,7 @@ export const exposeCommand: CommandFactory = (env) => ({
     if (argv.insecure && argv.servername !== undefined) throw new UsageError('--servername applies to TLS, which --insecure turns off');
     let remotePort: number | undefined;
     if (argv.remotePort !== undefined) remotePort = parsePort(String(argv.remotePort), 'connect', `--remote-port ${argv.remotePort}`);
-    const allow = listOption(argv.allow);
+    const allow = listOption(argv.allow, '--allow');
     for (const rule of allow) parseRule(rule, '--allow');
     const heartbeatMs = secondsOption(argv.heartbeat, '--heartbeat');
     if (!heartbeatMs || heartbeatMs < 100) throw new UsageError('--heartbeat takes at least 0.1 seconds');

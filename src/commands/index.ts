@@ -4,8 +4,11 @@ import { connectCommand } from './connect';
 import { forwardCommand } from './forward';
 import { execCommand } from './exec';
 import { broadcastCommand } from './broadcast';
+import { scanCommand } from './scan';
+import { waitCommand } from './wait';
+import { completionCommand } from './completion';
 import { relayCommand } from './relay';
 import { exposeCommand } from './expose';
 import type { CommandFactory } from './types';
 
-export const commands: CommandFactory[] = [listenCommand, connectCommand, forwardCommand, execCommand, broadcastCommand, relayCommand, exposeCommand];
+export const commands: CommandFactory[] = [listenCommand, connectCommand, forwardCommand, execCommand, broadcastCommand, relayCommand, exposeCommand, scanCommand, waitCommand, completionCommand];

@@ -1,7 +1,7 @@
 import net from 'node:net';
 import { runProxy, DEFAULT_PROXY_CONNECT_TIMEOUT_MS, DEFAULT_PROXY_PORT } from '../modes/proxy';
 import { DEFAULT_HANDSHAKE_TIMEOUT_MS } from '../proxy/handler';
-import { parseViaUrl } from '../proxy/hops';
+import { viaFromArgs } from './via';
 import { UsageError } from '../errors';
 import type { Address } from '../endpoints/index';
 import { formatAddress } from '../endpoints/index';
@@ -87,7 +87,7 @@ export const proxyCommand: CommandFactory = (env) => ({
         onlyMapped: argv.onlyMapped === true,
         allowDest: listOption(argv.allowDest),
         denyDest: listOption(argv.denyDest),
-        via: repeated(argv.via).map(parseViaUrl),
+        via: viaFromArgs(argv.via),
         connectTimeoutMs,
         handshakeTimeoutMs,
         closeWaitMs: secondsOption(argv.closeWait, '--close-wait')!,

@@ -78,7 +78,7 @@ export class DestRules {
     const hostNames = names.filter((n) => !net.isIP(n));
     for (const n of hostNames) {
       const hit = nameMatches(this.deny.names, n);
-      if (hit) return { ok: false, reason: `${n} is denied by --deny-dest ${hit.text}` };
+      if (hit) return { ok: false, reason: `${n} denied by --deny-dest ${hit.text}` };
     }
     return { ok: true, allowedByName: hostNames.some((n) => nameMatches(this.allow.names, n) !== undefined) };
   }
@@ -86,8 +86,8 @@ export class DestRules {
   /** Checks one address a destination resolved to (or was given as). */
   checkAddress(ip: string, allowedByName: boolean): DestVerdict {
     const denied = rangeMatches(this.deny.ranges, ip);
-    if (denied) return { ok: false, reason: `${ip} is denied by --deny-dest ${denied.text}` };
+    if (denied) return { ok: false, reason: `denied by --deny-dest ${denied.text}` };
     if (!this.hasAllowRules || allowedByName || rangeMatches(this.allow.ranges, ip)) return { ok: true };
-    return { ok: false, reason: `${ip} is not in --allow-dest` };
+    return { ok: false, reason: 'not in --allow-dest' };
   }
 }

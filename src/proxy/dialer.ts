@@ -115,12 +115,9 @@ export class Dialer {
     for (const ip of addresses) {
       const verdict = this.rules.checkAddress(ip, byName.allowedByName);
       if (verdict.ok) allowed.push(ip);
-      else firstRefusal ??= verdict.reason;
+      else firstRefusal ??= `${ip}${net.isIP(target.host) ? '' : ` (${target.host})`} ${verdict.reason}`;
     }
-    if (addresses.length > 0 && allowed.length === 0) {
-      const via = net.isIP(target.host) ? '' : `${target.host} resolves to `;
-      throw new DialFailed(`${via}${firstRefusal}`, 'denied by rule', Reply.notAllowed);
-    }
+    if (addresses.length > 0 && allowed.length === 0) throw new DialFailed(firstRefusal!, 'denied by rule', Reply.notAllowed);
     return { route, ...target, addresses: allowed };
   }
 

@@ -107,7 +107,7 @@ export class ProxyHandler {
       const f = err instanceof DialFailed ? err : new DialFailed((err as Error).message, 'unreachable', Reply.generalFailure);
       endGently(stream, fail(f.reply));
       const route = { requested: formatDest(req) };
-      return { received: 0, sent: 0, reason: f.reason, text: describeTunnel(who, route), fields: { ...who, ...routeFields(route), error: f.message } };
+      return { received: 0, sent: 0, reason: f.reason, text: `${describeTunnel(who, route)} [${f.message}]`, fields: { ...who, ...routeFields(route), error: f.message } };
     }
     const route: Route = { requested: dialed.requested, mappedTo: dialed.mappedTo, resolved: dialed.resolved };
     if (stream.destroyed) {

@@ -23,7 +23,8 @@ import { NetError, UsageError, describeError } from '../errors';
 import { describeTlsError } from '../endpoints/tls-errors';
 import { formatHostPort } from '../endpoints/address';
 import { connectTcpSocket, socketPeer } from '../endpoints/tcp';
-import type { Connection, Peer } from '../endpoints/types';
+import type { Connection, ConnectOptions, Peer } from '../endpoints/types';
+import { connectAddress, type Address, type TcpAddress } from '../endpoints/index';
 import { HandshakeEnded, HandshakeReader } from './reader';
 import { ATYP_DOMAIN, ATYP_IPV4, ATYP_IPV6, METHOD_NONE, METHOD_USERPASS, Reply, SOCKS5, CMD_CONNECT, encodeAddress, isSafeHostName, replyText, type ReplyCode } from './socks-wire';
 
@@ -289,4 +290,15 @@ export async function httpConnectHandshake(stream: Duplex, hop: Hop, host: strin
   } finally {
     reader.release();
   }
+}
+
+/**
+ * Connects to `addr` directly, or through `via` when hops are given (the modes' one call, so
+ * connect and forward gain --via without knowing about proxies). Hops reach TCP addresses only;
+ * the command refuses other targets with --via.
+ */
+export function connectThrough(addr: Address, via: readonly Hop[] | undefined, opts: ConnectOptions = {}): Promise<Connection> {
+  if (!via || via.length === 0) return connectAddress(addr, opts);
+  const { host, port } = addr as TcpAddress;
+  return connectVia(via, host, port, { timeoutMs: opts.timeoutMs, signal: opts.signal });
 }

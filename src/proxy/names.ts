@@ -11,7 +11,7 @@
  */
 import net from 'node:net';
 import { UsageError } from '../errors';
-import { formatHostPort, parsePort } from '../endpoints/address';
+import { formatHostPort } from '../endpoints/address';
 import { isSafeHostName } from './socks-wire';
 import { contentLines, WatchedFile, type WatchedFileEvents } from './watched-file';
 
@@ -41,17 +41,21 @@ export function parseMapEntry(text: string, origin: string): MapEntry {
   if (!(isSafeHostName(plain) || net.isIP(plain))) throw bad(`has a name that is not a host name or '*.suffix'`);
   let host: string;
   let port: number | undefined;
+  const portOf = (t: string) => {
+    if (!/^\d{1,5}$/.test(t) || Number(t) < 1 || Number(t) > 65535) throw bad(`has a port '${t}' that is not 1-65535`);
+    return Number(t);
+  };
   const v6 = /^\[([^\]]+)\](?::(\d*))?$/.exec(right);
   if (v6) {
     host = v6[1];
     if (!net.isIPv6(host)) throw bad(`has '${host}', which is not an IPv6 address`);
-    port = v6[2] === undefined ? undefined : parsePort(v6[2], 'connect', text);
+    port = v6[2] === undefined ? undefined : portOf(v6[2]);
   } else if (net.isIPv6(right)) {
     host = right;
   } else {
     const colon = right.lastIndexOf(':');
     host = colon < 0 ? right : right.slice(0, colon);
-    port = colon < 0 ? undefined : parsePort(right.slice(colon + 1), 'connect', text);
+    port = colon < 0 ? undefined : portOf(right.slice(colon + 1));
   }
   if (!(net.isIP(host) || isSafeHostName(host))) throw bad(`has a target '${host}' that is not a host name or IP address`);
   return { name, target: { host, port } };

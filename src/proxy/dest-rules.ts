@@ -8,7 +8,7 @@
  * rules, a destination must match one: by name, or by address.
  */
 import net from 'node:net';
-import { parseRule, type AccessRule } from '../access';
+import { parseRule, PrefixTable } from '../access';
 import { UsageError } from '../errors';
 import ipaddr from 'ipaddr.js';
 import { isSafeHostName } from './socks-wire';
@@ -16,17 +16,17 @@ import { normalizeName } from './names';
 
 type NameRule = { text: string; name: string };
 interface RuleSet {
-  ranges: AccessRule[];
+  ranges: PrefixTable;
   names: NameRule[];
 }
 
 function parseRules(list: string[], flag: string): RuleSet {
-  const set: RuleSet = { ranges: [], names: [] };
+  const set: RuleSet = { ranges: new PrefixTable(), names: [] };
   for (const raw of list) {
     const text = raw.trim();
     const plain = text.startsWith('*.') ? text.slice(2) : text;
     if (net.isIP(text.replace(/^\[(.*)\]$/, '$1')) || /^[\d.]+\/\d+$/.test(text) || (text.includes(':') && text.includes('/'))) {
-      set.ranges.push(parseRule(text, flag));
+      set.ranges.add(parseRule(text, flag));
     } else if (isSafeHostName(plain) && !/^[\d.]+$/.test(plain)) {
       set.names.push({ text, name: normalizeName(text) });
     } else {
@@ -41,14 +41,13 @@ function nameMatches(rules: NameRule[], name: string): NameRule | undefined {
   return rules.find((r) => (r.name.startsWith('*.') ? n.endsWith(r.name.slice(1)) : r.name === n));
 }
 
-function rangeMatches(rules: AccessRule[], ip: string): AccessRule | undefined {
-  let addr: ipaddr.IPv4 | ipaddr.IPv6;
+/** The text of the range rule covering `ip` (an IPv4-mapped IPv6 address counts as IPv4). */
+function rangeMatches(rules: PrefixTable, ip: string): string | undefined {
   try {
-    addr = ipaddr.process(ip);
+    return rules.find(ipaddr.process(ip));
   } catch {
     return undefined;
   }
-  return rules.find((r) => r.range[0].kind() === addr.kind() && addr.match(r.range as any));
 }
 
 export type DestVerdict = { ok: true } | { ok: false; reason: string };
@@ -66,11 +65,11 @@ export class DestRules {
   }
 
   get active(): boolean {
-    return this.hasAllowRules || this.deny.ranges.length + this.deny.names.length > 0;
+    return this.hasAllowRules || this.deny.ranges.size + this.deny.names.length > 0;
   }
 
   get hasAllowRules(): boolean {
-    return this.allow.ranges.length + this.allow.names.length > 0;
+    return this.allow.ranges.size + this.allow.names.length > 0;
   }
 
   /** Checks the names of a destination (as asked, as mapped); IP literals are left to checkAddress. */
@@ -86,8 +85,8 @@ export class DestRules {
   /** Checks one address a destination resolved to (or was given as). */
   checkAddress(ip: string, allowedByName: boolean): DestVerdict {
     const denied = rangeMatches(this.deny.ranges, ip);
-    if (denied) return { ok: false, reason: `denied by --deny-dest ${denied.text}` };
-    if (!this.hasAllowRules || allowedByName || rangeMatches(this.allow.ranges, ip)) return { ok: true };
+    if (denied !== undefined) return { ok: false, reason: `denied by --deny-dest ${denied}` };
+    if (!this.hasAllowRules || allowedByName || rangeMatches(this.allow.ranges, ip) !== undefined) return { ok: true };
     return { ok: false, reason: 'not in --allow-dest' };
   }
 }

@@ -4,6 +4,7 @@ import { connectCommand } from './connect';
 import { forwardCommand } from './forward';
 import { execCommand } from './exec';
 import { broadcastCommand } from './broadcast';
+import { proxyCommand } from './proxy';
 import { scanCommand } from './scan';
 import { waitCommand } from './wait';
 import { completionCommand } from './completion';
@@ -11,4 +12,4 @@ import { relayCommand } from './relay';
 import { exposeCommand } from './expose';
 import type { CommandFactory } from './types';
 
-export const commands: CommandFactory[] = [listenCommand, connectCommand, forwardCommand, execCommand, broadcastCommand, relayCommand, exposeCommand, scanCommand, waitCommand, completionCommand];
+export const commands: CommandFactory[] = [listenCommand, connectCommand, forwardCommand, execCommand, broadcastCommand, proxyCommand, relayCommand, exposeCommand, scanCommand, waitCommand, completionCommand];

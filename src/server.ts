@@ -80,6 +80,17 @@ export function refuseForDatagrams(opts: ListenerModeOptions): void {
 }
 
 /**
+ * For a listening mode that does not run through serve() yet: refuses (exit 2) the listener
+ * options it would otherwise silently ignore.
+ */
+export function refuseListenerExtras<T extends ListenerModeOptions>(opts: T, mode: string): T {
+  if (opts.acceptProxy) throw new UsageError(`--accept-proxy-protocol is not available in ${mode} yet`);
+  if (opts.metrics) throw new UsageError(`--metrics is not available in ${mode} yet`);
+  if (opts.allowLink) throw new UsageError(`--allow-link is not available in ${mode} yet`);
+  return opts;
+}
+
+/**
  * What a listening mode's options ask serve() to run around its handler: access control, the
  * PROXY pre-step, metrics, allow links. Built in this order: allow links first prune expired grants
  * from the allow file, before the access control reads it.

@@ -42,7 +42,7 @@ export async function main(args: string[], io: ModeIO): Promise<number> {
     .strict()
     .demandCommand(1, 'missing mode (listen, connect, …): see sockcat --help')
     .recommendCommands()
-    .version(pkg.version)
+    .version(`sockcat ${pkg.version} (node ${process.versions.node})`)
     .help()
     .alias('h', 'help')
     .wrap(Math.min(110, process.stdout.columns || 100))

@@ -4,9 +4,10 @@ import { connectCommand } from './connect';
 import { forwardCommand } from './forward';
 import { execCommand } from './exec';
 import { broadcastCommand } from './broadcast';
+import { proxyCommand } from './proxy';
 import { scanCommand } from './scan';
 import { waitCommand } from './wait';
 import { completionCommand } from './completion';
 import type { CommandFactory } from './types';
 
-export const commands: CommandFactory[] = [listenCommand, connectCommand, forwardCommand, execCommand, broadcastCommand, scanCommand, waitCommand, completionCommand];
+export const commands: CommandFactory[] = [listenCommand, connectCommand, forwardCommand, execCommand, broadcastCommand, proxyCommand, scanCommand, waitCommand, completionCommand];

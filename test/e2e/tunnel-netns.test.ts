@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { cliStartedPerTest, CLI_PATH } from '../helpers/cli';
+import { cliStartedPerTest, sockcatCommand } from '../helpers/cli';
 import { TOKEN, waitForNth } from '../helpers/tunnel';
 
 const has = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
@@ -90,7 +90,7 @@ describe.skipIf(skip)('tunnel through a simulated NAT (network namespaces)', () 
     const viaRouter = spawnSync('ip', ['netns', 'exec', ns.pub, 'curl', '-sS', '--max-time', '3', `http://203.0.113.1:${pyPort}/`], { encoding: 'utf8' });
     expect(viaRouter.status).not.toBe(0);
 
-    const inNamespace = (n: string): [string, string[]] => ['ip', ['netns', 'exec', n, process.execPath, CLI_PATH]];
+    const inNamespace = (n: string): [string, string[]] => ['ip', ['netns', 'exec', n, ...sockcatCommand().flat()]];
     const relay = start(['relay', '--control', '203.0.113.2:0', '--public-host', '203.0.113.2', '--http', '203.0.113.2:0', '--domain', 't.example.org', '--token', TOKEN, '-v'], { command: inNamespace(ns.pub) });
     const httpPort = Number((await relay.waitForStderr(/named tunnels on http:\/\/\*\.t\.example\.org:(\d+)\//, 20_000))[1]);
     const m = await relay.waitForStderr(/agents connect to 203\.0\.113\.2:(\d+) \(TLS, .*fingerprint ([0-9A-F:]{95})/, 20_000);

@@ -9,6 +9,7 @@ import { commands } from './commands/index';
 import { listTransports } from './endpoints/index';
 import { UsageError, NetError } from './errors';
 import type { ModeIO } from './io';
+import { startTrace } from './trace';
 
 const EPILOG = `Addresses: PORT (127.0.0.1), HOST:PORT, [IPv6]:PORT, or SCHEME:… with SCHEME one of
 ${listTransports()
@@ -53,6 +54,15 @@ export async function main(args: string[], io: ModeIO): Promise<number> {
     });
   const modules = commands.map((factory) => factory(env));
   for (const m of modules) parser.command(m);
+  // --trace is every mode's: it watches the sockets themselves (src/lifecycle.ts), not the modes.
+  let stopTrace: (() => void) | undefined;
+  parser
+    .option('trace', { type: 'boolean', global: true, describe: 'Each step of every socket on stderr: resolve, bind/listen, SYN, established, bytes read/written, FIN, RST, close, with the ss state' })
+    .middleware((argv) => {
+      if (!argv.trace) return;
+      if (argv._[0] === 'completion') throw new UsageError('--trace shows sockets, and completion opens none');
+      stopTrace = startTrace({ stderr: io.stderr, format: argv.logFormat === 'json' ? 'json' : 'text' });
+    });
   try {
     const first = args[0];
     const names = modules.map((m) => String(m.command).split(' ')[0]);
@@ -63,6 +73,8 @@ export async function main(args: string[], io: ModeIO): Promise<number> {
     return exitCode;
   } catch (err) {
     return reportError(err, io);
+  } finally {
+    stopTrace?.();
   }
 }
 

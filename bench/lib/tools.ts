@@ -23,7 +23,7 @@ export function sockcatLabel(): string {
 }
 
 /** Compiles bench/c/NAME.c into bench/.build/NAME unless it is up to date; returns the path. */
-export function cTool(name: 'loadgen' | 'echo' | 'fanout'): string {
+export function cTool(name: 'loadgen' | 'echo' | 'fanout' | 'socksload'): string {
   const src = `${ROOT}bench/c/${name}.c`;
   const out = `${BUILD}/${name}`;
   if (!existsSync(out) || statSync(out).mtimeMs < statSync(src).mtimeMs) {

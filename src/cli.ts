@@ -9,6 +9,7 @@ import { commands } from './commands/index';
 import { listTransports } from './endpoints/index';
 import { UsageError, NetError } from './errors';
 import type { ModeIO } from './io';
+import { SPAWNER_ENV, spawnerMain } from './endpoints/spawner';
 import { startTrace } from './trace';
 
 const EPILOG = `Addresses: PORT (127.0.0.1), HOST:PORT, [IPv6]:PORT, or SCHEME:… with SCHEME one of
@@ -43,7 +44,7 @@ export async function main(args: string[], io: ModeIO): Promise<number> {
     .strict()
     .demandCommand(1, 'missing mode (listen, connect, …): see sockcat --help')
     .recommendCommands()
-    .version(pkg.version)
+    .version(`sockcat ${pkg.version} (node ${process.versions.node})`)
     .help()
     .alias('h', 'help')
     .wrap(Math.min(110, process.stdout.columns || 100))
@@ -135,6 +136,8 @@ function stdoutFailure(err: NodeJS.ErrnoException): string {
 }
 
 function runAsProgram(): void {
+  // The standalone binary started again as exec's spawner (src/endpoints/spawner.ts).
+  if (process.env[SPAWNER_ENV] === '1') return spawnerMain();
   const controller = new AbortController();
   let signals = 0;
   /** Set when stdout failed: whatever the mode returns, the run failed. */

@@ -105,6 +105,14 @@ const noop = () => {};
  * failure rather than a clean EOF; any other stream is simply destroyed.
  */
 export function resetStream(s: Duplex): void {
+  // A TLS socket opened over a TCP socket of ours (new TLSSocket(socket), tls.connect({ socket })):
+  // the reset belongs to that TCP socket.
+  const parent = (s as { _parent?: Duplex | null })._parent;
+  if (parent && parent !== s && typeof (parent as { resetAndDestroy?: unknown }).resetAndDestroy === 'function' && !parent.destroyed) {
+    resetStream(parent);
+    s.destroy();
+    return;
+  }
   const reset = (s as { resetAndDestroy?: () => void }).resetAndDestroy;
   if (typeof reset === 'function' && !s.destroyed) {
     try {

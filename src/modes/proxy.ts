@@ -16,7 +16,7 @@ import { DestRules } from '../proxy/dest-rules';
 import { Dialer } from '../proxy/dialer';
 import type { Hop } from '../proxy/hops';
 import { ProxyHandler, DEFAULT_HANDSHAKE_TIMEOUT_MS } from '../proxy/handler';
-import type { WatchedFileEvents } from '../proxy/watched-file';
+import type { WatchedFileEvents } from '../watched-file';
 import type { ModeIO } from '../io';
 
 /** Default --connect-timeout for upstream connections. */

@@ -10,7 +10,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { UsageError } from '../errors';
-import { contentLines, WatchedFile, type WatchedFileEvents } from './watched-file';
+import { contentLines, WatchedFile, type WatchedFileEvents } from '../watched-file';
 
 export interface Credentials {
   /** SHA-256 of "user:password" for each entry. */

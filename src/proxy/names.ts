@@ -13,7 +13,7 @@ import net from 'node:net';
 import { UsageError } from '../errors';
 import { formatHostPort } from '../endpoints/address';
 import { isSafeHostName } from './socks-wire';
-import { contentLines, WatchedFile, type WatchedFileEvents } from './watched-file';
+import { contentLines, WatchedFile, type WatchedFileEvents } from '../watched-file';
 
 export interface MapTarget {
   host: string;

@@ -72,7 +72,7 @@ export async function runListen(opts: ListenOptions, io: ModeIO): Promise<number
           signal: ctx.signal,
           onData: dumpFor(conn),
         });
-        exitCode = exitCodeFor(r, conn.remote.label, logger);
+        exitCode = exitCodeFor(r, conn.remote.label, logger, io.signal);
         return summarize(r);
       },
     });

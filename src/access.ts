@@ -7,13 +7,13 @@
  *
  * Rules live in a prefix table (one hash set per prefix length), so checking a client costs the
  * same with 3 rules or 500,000: one lookup per prefix length in use, never a scan. The allow file
- * is read asynchronously, never blocking traffic, and only when it is a regular file: a FIFO or
- * a device would hang the read (and start-up with it).
+ * is read and watched by src/watched-file.ts (asynchronously, never blocking traffic, and only
+ * when it is a regular file: a FIFO or a device would hang the read and start-up with it).
  */
 import ipaddr from 'ipaddr.js';
 import { UsageError } from './errors';
 import type { Logger } from './log';
-import { WatchedFile, type Parsed, type WatchedFileEvents } from './watched-file';
+import { WatchedFile } from './watched-file';
 
 type IP = ipaddr.IPv4 | ipaddr.IPv6;
 
@@ -26,6 +26,8 @@ export interface AccessRule {
   bits: number;
 }
 
+/** An allow file larger than this is refused rather than read into memory. */
+export const MAX_ALLOW_FILE_BYTES = 64 << 20;
 /** Bad lines reported one by one at most; the rest are counted. */
 const MAX_PROBLEMS_SHOWN = 10;
 /** Lines parsed between two yields to the event loop, so a huge file never stalls traffic. */
@@ -158,7 +160,7 @@ export class PrefixTable {
  * Parses an allow file's text into a prefix table, yielding to the event loop every few thousand
  * lines. Blank lines and # comments are skipped; bad lines are collected (the first few in words).
  */
-export async function parseRuleFile(text: string, path: string): Promise<Parsed<PrefixTable>> {
+export async function parseRuleFile(text: string, path: string): Promise<{ table: PrefixTable; problems: string[] }> {
   const table = new PrefixTable();
   const problems: string[] = [];
   let bad = 0;
@@ -182,7 +184,7 @@ export async function parseRuleFile(text: string, path: string): Promise<Parsed<
     if (lineNo % LINES_PER_SLICE === 0) await new Promise((r) => setImmediate(r));
   }
   if (bad > MAX_PROBLEMS_SHOWN) problems.push(`${path}: ${bad - MAX_PROBLEMS_SHOWN} more bad line(s) not shown`);
-  return { value: table, count: table.size, problems };
+  return { table, problems };
 }
 
 export interface AccessOptions {
@@ -192,7 +194,7 @@ export interface AccessOptions {
   /** How often to look at the allow file for changes, in ms. */
   pollMs?: number;
   /** Told about allow-file loads and bad lines. */
-  onReload?: WatchedFileEvents['onReload'];
+  onReload?: (info: { count: number; problems: string[]; error?: string; first?: boolean }) => void;
 }
 
 export type AccessVerdict = { ok: true } | { ok: false; reason: string };
@@ -200,12 +202,11 @@ export type AccessVerdict = { ok: true } | { ok: false; reason: string };
 export class AccessControl {
   private readonly allow = new PrefixTable();
   private readonly deny = new PrefixTable();
-  private readonly allowFile?: string;
-  /** The allow file's rules, re-read when it changes; nobody is allowed until it has been read. */
-  private readonly file?: WatchedFile<PrefixTable>;
-  private static readonly NOBODY = new PrefixTable();
   /** Addresses let in at run time by allow links (src/allow-link.ts); they are in the file too, read later. */
   private granted = new PrefixTable();
+  private readonly allowFile?: string;
+  /** Rules from the allow file; empty (nobody allowed) until it has been read. */
+  private readonly file: WatchedFile<PrefixTable> | undefined;
   /**
    * Settles once the allow file has been read the first time; rejects with a UsageError when it
    * cannot be (serve() awaits it before listening). Resolved at once without an allow file.
@@ -217,11 +218,21 @@ export class AccessControl {
     for (const r of opts.deny ?? []) this.deny.add(parseRule(r, '--deny'));
     this.allowFile = opts.allowFile;
     if (this.allowFile === '') throw new UsageError('--allow-file needs a file name (an empty name would let everyone in)');
-    if (this.allowFile !== undefined) {
-      const path = this.allowFile;
-      // Bad lines are reported and skipped: the others still count.
-      this.file = new WatchedFile(path, '--allow-file', (text) => parseRuleFile(text, path), { onReload: opts.onReload }, { pollMs: opts.pollMs, strict: false });
-    }
+    this.file =
+      this.allowFile === undefined
+        ? undefined
+        : new WatchedFile(this.allowFile, {
+            flag: '--allow-file',
+            initial: new PrefixTable(),
+            maxBytes: MAX_ALLOW_FILE_BYTES,
+            pollMs: opts.pollMs,
+            parse: async (text, path) => {
+              const { table, problems } = await parseRuleFile(text, path);
+              return { value: table, count: table.size, problems };
+            },
+            // A failed re-read keeps the previous list: say how many entries that is.
+            onReload: (info) => opts.onReload?.(info.error ? { ...info, count: this.file!.current.size } : info),
+          });
     this.ready = this.file?.ready ?? Promise.resolve();
   }
 
@@ -257,8 +268,7 @@ export class AccessControl {
     const denied = this.deny.find(ip);
     if (denied !== undefined) return { ok: false, reason: `denied by --deny ${denied}` };
     if (!this.hasAllowRules) return { ok: true };
-    const fileRules = this.file?.current ?? AccessControl.NOBODY;
-    if (this.allow.find(ip) !== undefined || fileRules.find(ip) !== undefined || this.granted.find(ip) !== undefined) return { ok: true };
+    if (this.allow.find(ip) !== undefined || this.file?.current.find(ip) !== undefined || this.granted.find(ip) !== undefined) return { ok: true };
     return { ok: false, reason: 'not in the allow list' };
   }
 

@@ -4,7 +4,7 @@
  * logs each event once, and on stop closes the listener and drains live connections.
  */
 import { formatAddress, listenAddress } from './endpoints/index';
-import { isWildcardHost, type Address } from './endpoints/address';
+import { isWildcardHost, type Address } from './endpoints/index';
 import type { Connection, Listener } from './endpoints/types';
 import { formatDuration, type Logger, type LogFields } from './log';
 import { createAccessControl, type AccessControl, type AccessOptions } from './access';
@@ -85,7 +85,7 @@ export const DEFAULT_MAX_CONNS = 10000;
 export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
   const { logger } = opts;
   const maxConns = opts.maxConns ?? DEFAULT_MAX_CONNS;
-  const live = new Map<number, { abort: AbortController; done: Promise<void> }>();
+  const live = new Set<{ abort: AbortController; done: Promise<void> }>();
   let nextId = 1;
   let accepted = 0;
   let stopping = false;
@@ -99,69 +99,86 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
     opts.access?.close();
   };
 
-  function onConnection(conn: Connection) {
-    const who = conn.remote.label;
+  function onConnection(raw: Connection) {
+    const who = raw.remote.label;
     const baseFields: LogFields = { client: who };
     if (stopping) {
-      conn.stream.destroy();
+      raw.stream.destroy();
       return;
     }
     if (opts.access) {
       // Unix-socket peers have no IP: --deny cannot match them, an allow list cannot include them.
       const verdict =
-        conn.remote.port !== undefined
-          ? opts.access.check(conn.remote.address)
+        raw.remote.port !== undefined
+          ? opts.access.check(raw.remote.address)
           : opts.access.hasAllowRules
             ? { ok: false as const, reason: 'unix-socket clients have no IP address to match --allow' }
             : { ok: true as const };
       if (!verdict.ok) {
         logger.event('denied', `refused ${who}: ${verdict.reason}`, { ...baseFields, reason: verdict.reason });
-        conn.stream.destroy();
+        raw.stream.destroy();
         return;
       }
     }
     if (live.size >= maxConns) {
       logger.event('limit', `refused ${who}: ${maxConns} connections already open (--max-conns)`, { ...baseFields, reason: 'limit', max_conns: maxConns });
-      conn.stream.destroy();
+      raw.stream.destroy();
       return;
+    }
+    // A stream error before the handler attaches its own listeners must not crash the process.
+    raw.stream.on('error', () => {});
+    const abort = new AbortController();
+    const entry = { abort, done: Promise.resolve() };
+    live.add(entry);
+    entry.done = serveOne(raw, abort.signal).finally(() => {
+      live.delete(entry);
+      wakeWhenServed?.();
+    });
+  }
+
+  /** An admitted connection: its overlay (TLS handshake) if any, then the mode's handler. */
+  async function serveOne(raw: Connection, signal: AbortSignal): Promise<void> {
+    const who = raw.remote.label;
+    const baseFields: LogFields = { client: who };
+    let conn = raw;
+    if (listener?.overlay) {
+      try {
+        conn = await listener.overlay.accept(raw, signal);
+      } catch (err) {
+        logger.event('tls-error', (err as Error).message, { ...baseFields, code: (err as NodeJS.ErrnoException).code });
+        raw.stream.destroy();
+        return;
+      }
+      conn.stream.on('error', () => {});
+      // listen without -k: another client finished its handshake first.
+      if (opts.maxAccepts !== undefined && accepted >= opts.maxAccepts) return void conn.stream.destroy();
     }
     const id = nextId++;
     accepted++;
     if (opts.maxAccepts !== undefined && accepted >= opts.maxAccepts) void stopAccepting();
     logger.event('open', `connection from ${who}`, { ...baseFields, id });
-    const abort = new AbortController();
     const started = Date.now();
-    // A stream error before the handler attaches its own listeners must not crash the process.
-    conn.stream.on('error', () => {});
-    const done = Promise.resolve()
-      .then(() => opts.handle(conn, { id, signal: abort.signal }))
-      .then(
-        (summary) => {
-          const ms = Date.now() - started;
-          if (summary) {
-            logger.event(
-              'close',
-              `closed ${who}${summary.text ?? ''}: ${summary.received} bytes in, ${summary.sent} bytes out, ${formatDuration(ms)} (${summary.reason})`,
-              { ...baseFields, id, ...summary.fields, bytes_in: summary.received, bytes_out: summary.sent, duration_ms: ms, reason: summary.reason },
-            );
-          } else {
-            logger.event('close', `closed ${who} after ${formatDuration(ms)}`, { ...baseFields, id, duration_ms: ms });
-          }
-        },
-        (err: Error) => {
-          logger.error('error', `${who}: ${err.message}`, { ...baseFields, id, error: err.message });
-          conn.stream.destroy();
-        },
-      )
-      .finally(() => {
-        live.delete(id);
-        wakeWhenServed?.();
-      });
-    live.set(id, { abort, done });
+    try {
+      const summary = await opts.handle(conn, { id, signal });
+      const ms = Date.now() - started;
+      if (summary) {
+        logger.event(
+          'close',
+          `closed ${who}${summary.text ?? ''}: ${summary.received} bytes in, ${summary.sent} bytes out, ${formatDuration(ms)} (${summary.reason})`,
+          { ...baseFields, id, ...summary.fields, bytes_in: summary.received, bytes_out: summary.sent, duration_ms: ms, reason: summary.reason },
+        );
+      } else {
+        logger.event('close', `closed ${who} after ${formatDuration(ms)}`, { ...baseFields, id, duration_ms: ms });
+      }
+    } catch (err) {
+      logger.error('error', `${who}: ${(err as Error).message}`, { ...baseFields, id, error: (err as Error).message });
+      conn.stream.destroy();
+    }
   }
 
   listener = await listenAddress(opts.address, {
     onConnection,
+    deferOverlay: true,
     onAcceptError: (err) => logger.error('accept-error', `${formatAddress(opts.address)}: accept failed: ${err.message}`),
     log: logger,
   });
@@ -187,10 +204,10 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
     if (drainMs > 0) {
       logger.event('drain', `stopping: waiting up to ${formatDuration(drainMs)} for ${live.size} connection(s) to finish`, { live: live.size });
       const timer = new Promise<void>((resolve) => setTimeout(resolve, drainMs).unref());
-      await Promise.race([Promise.all([...live.values()].map((c) => c.done)), timer]);
+      await Promise.race([Promise.all([...live].map((c) => c.done)), timer]);
     }
-    for (const c of live.values()) c.abort.abort();
-    await Promise.all([...live.values()].map((c) => c.done));
+    for (const c of live) c.abort.abort();
+    await Promise.all([...live].map((c) => c.done));
   }
   return { accepted };
 }

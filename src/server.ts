@@ -176,6 +176,8 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
     }
   }
 
+  // Nobody is accepted before the allow file has been read (a bad one stops us here, exit 2).
+  await opts.access?.ready;
   listener = await listenAddress(opts.address, {
     onConnection,
     deferOverlay: true,

@@ -9,16 +9,8 @@ import type { Logger } from '../log';
 import { escapeControls, LineReader, timestamp } from './lines';
 import type { LeaveReason, RoomProtocol } from './protocol';
 import type { Member, Room } from './room';
+import { NAME_RULE, SERVER_NAME, nameRefusal, nameSkeleton } from './names';
 
-/**
- * What a name may be: letters and digits of any script (a French class has Élodie and François),
- * _ and -; combining marks after the first character. No spaces, punctuation, or format
- * characters such as a right-to-left override, which would let one name pose as another.
- */
-export const NAME_PATTERN = /^[\p{L}\p{N}_-][\p{L}\p{M}\p{N}_-]{0,31}$/u;
-export const NAME_RULE = '1 to 32 letters, digits, _ or -';
-/** The name lines typed on the server's stdin go out under; no client may take it. */
-export const SERVER_NAME = 'server';
 const COMMANDS = '/nick NAME, /who, /quit, /help';
 /** Lines joined by LF that hold a control character to escape or a command (a line starting with /). */
 const NEEDS_CARE = /[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]|(?:^|\n)\//;
@@ -48,7 +40,7 @@ export interface ChatOptions {
 
 /** The line-mode protocol: names, commands, announcements and the timestamped room log. */
 export class Chat implements RoomProtocol {
-  /** Every name in use, lower-cased: names are unique without regard to case. */
+  /** Every name in use, by its skeleton: names are unique without regard to case or look-alike letters. */
   private readonly names = new Map<string, Member>();
   private readonly readers = new Map<Member, LineReader>();
   private nextNumber = 1;
@@ -62,7 +54,7 @@ export class Chat implements RoomProtocol {
   joined(member: Member): void {
     const { room } = this.opts;
     member.name = this.freshName();
-    this.names.set(member.name.toLowerCase(), member);
+    this.names.set(nameSkeleton(member.name), member);
     this.readers.set(
       member,
       new LineReader(
@@ -96,7 +88,7 @@ export class Chat implements RoomProtocol {
   left(member: Member, reason: LeaveReason): void {
     this.readers.get(member)?.discard();
     this.readers.delete(member);
-    if (this.names.get(member.name.toLowerCase()) === member) this.names.delete(member.name.toLowerCase());
+    if (this.names.get(nameSkeleton(member.name)) === member) this.names.delete(nameSkeleton(member.name));
     if (reason !== 'stopping') this.announce(member, `${member.name} ${LEAVE_WORDS[reason]}`, ` (${member.label})`);
   }
 
@@ -174,8 +166,8 @@ export class Chat implements RoomProtocol {
     const problem = this.nameProblem(member, wanted);
     if (problem) return room.sendTo(member, notice(problem));
     const old = member.name;
-    this.names.delete(old.toLowerCase());
-    this.names.set(wanted.toLowerCase(), member);
+    this.names.delete(nameSkeleton(old));
+    this.names.set(nameSkeleton(wanted), member);
     member.name = wanted;
     room.sendTo(member, notice(`you are now ${wanted}`));
     this.announce(member, `${old} is now ${wanted}`);
@@ -184,11 +176,15 @@ export class Chat implements RoomProtocol {
   /** Why `wanted` cannot be `member`'s new name, or undefined if it can. */
   private nameProblem(member: Member, wanted: string): string | undefined {
     if (wanted === '') return `usage: /nick NAME (${NAME_RULE})`;
-    if (!NAME_PATTERN.test(wanted)) return `cannot use '${shown(wanted)}' as a name: use ${NAME_RULE}`;
+    const refusal = nameRefusal(wanted);
+    if (refusal) return `cannot use '${shown(wanted)}' as a name: ${refusal}`;
     if (wanted === member.name) return `you are already ${wanted}`;
-    if (wanted.toLowerCase() === SERVER_NAME) return `'${SERVER_NAME}' is reserved for the server`;
-    const holder = this.names.get(wanted.toLowerCase());
-    if (holder && holder !== member) return `${holder.name} is already taken`;
+    const holder = this.names.get(nameSkeleton(wanted));
+    if (holder && holder !== member) {
+      if (holder.name.toLowerCase() === wanted.toLowerCase()) return `${holder.name} is already taken`;
+      // "Elodie" and "Ｅlodie" (fullwidth), "alice" and "аlice" (Cyrillic а): one look, one person.
+      return `cannot use '${shown(wanted)}' as a name: it looks like ${holder.name}, who is already here`;
+    }
     return undefined;
   }
 
@@ -221,7 +217,7 @@ export class Chat implements RoomProtocol {
         return say(all.length ? `here: ${all.join(', ')}` : 'nobody is here');
       }
       case 'kick': {
-        const target = this.names.get(arg.toLowerCase());
+        const target = this.names.get(nameSkeleton(arg));
         if (!target) return say(`nobody called '${shown(arg)}' is here (see /who)`);
         room.sendTo(target, notice('you were kicked by the server'));
         return target.sendAway('kicked');
@@ -237,7 +233,7 @@ export class Chat implements RoomProtocol {
   private freshName(): string {
     for (;;) {
       const name = `user${this.nextNumber++}`;
-      if (!this.names.has(name)) return name;
+      if (!this.names.has(nameSkeleton(name))) return name;
     }
   }
 

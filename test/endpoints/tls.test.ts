@@ -314,7 +314,8 @@ describe('TLS listener: access control and limits before any TLS work (issue 16 
     expect(r.bytes).toBe(0);
     await server.waitForStderr(/refused 127\.0\.0\.1:\d+: 16 TLS handshakes from 127\.0\.0\.1 already in progress/);
     for (const s of silent) s.destroy();
-    // Once they are gone, a real client is served again.
+    // Once the server has seen them go, a real client is served again.
+    await server.waitForStderr(/(closed the connection during the TLS handshake[^]*){16}/);
     const ok = tls.connect({ port, host: '127.0.0.1', servername: 'localhost', ca: fs.readFileSync(certs.cert) });
     const okGot = readAll(ok);
     ok.end('served\n');

@@ -6,14 +6,17 @@ import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 // An optional argument names another output file (build-bin bundles to its own file, so a
-// running test suite never reads dist/sockcat.cjs half-written).
-const outfile = process.argv[2] ?? `${root}dist/sockcat.cjs`;
+// running test suite never reads dist/sockcat.cjs half-written); --target=nodeNN the syntax level
+// (the npm package runs on any Node >= 20; the binary embeds the pinned Node 24).
+const args = process.argv.slice(2);
+const outfile = args.find((a) => !a.startsWith('--')) ?? `${root}dist/sockcat.cjs`;
+const target = args.find((a) => a.startsWith('--target='))?.slice('--target='.length) ?? 'node20';
 await build({
   entryPoints: [`${root}src/cli.ts`],
   outfile,
   bundle: true,
   platform: 'node',
-  target: 'node20',
+  target,
   format: 'cjs',
   banner: { js: '#!/usr/bin/env node' },
   // yargs reads import.meta.url in its ESM entry; the CJS entry we bundle does not, but keep it defined.

@@ -4,7 +4,8 @@
  */
 import type { Argv } from 'yargs';
 import { UsageError } from '../errors';
-import { formatAddress, getTransport, listTransports, parseAddress, transportFlags, type Address, type AddressBase, type AddressSlot, type FlagValues, type Role, type Transport } from '../endpoints/index';
+import { formatAddress, getTransport, listTransports, parseAddress, transportFlags, type Address, type AddressBase, type AddressSlot, type FlagValues, type PemFile, type Role, type Transport } from '../endpoints/index';
+import { checkKeyPair, readPem } from '../endpoints/tls';
 import type { AccessOptions } from '../access';
 import type { LogFormat } from '../log';
 import { DEFAULT_CLOSE_WAIT_MS } from '../relay';
@@ -130,6 +131,19 @@ export function applyTransportOptions(addr: Address, argv: Record<string, unknow
   const only = argv.listenOnly ? 'listen' : argv.tlsOnConnect ? 'connect' : undefined;
   if (!only) return settleAddress(addr, argv, { role, primary: role === 'listen' });
   return settleAddresses([{ address: addr, role, primary: true }], argv, [only])[0];
+}
+
+/** --cert and --key of a mode that holds its own TLS server (relay): read and checked now. */
+export function readPemOption(certPath: string, keyPath: string): { cert: PemFile; key: PemFile } {
+  const cert = readPem(certPath, '--cert');
+  const key = readPem(keyPath, '--key');
+  checkKeyPair(cert, key, '--cert', '--key');
+  return { cert, key };
+}
+
+/** A PEM file read now (e.g. expose --ca), with the same worded errors. */
+export function readPemFile(path: string, flag: string): PemFile {
+  return readPem(path, flag);
 }
 
 /** Seconds from the command line → milliseconds, refusing negative and non-numbers. */

@@ -16,7 +16,6 @@ import fs from 'node:fs';
 import type net from 'node:net';
 import tls from 'node:tls';
 import { X509Certificate } from 'node:crypto';
-import { generate as generateSelfSigned } from 'selfsigned';
 import { NetError, UsageError, describeError, type ErrorSide } from '../errors';
 import { formatHostPort, parseHostPort, type HostPortAddress } from './address';
 import { registerTransport } from './registry';
@@ -130,7 +129,7 @@ function clientSettings(a: TlsFlags): TlsSettings {
 }
 
 /** Reads a PEM file now, so a typo is a usage error before anything listens or connects. */
-function readPem(path: string, flag: string): PemFile {
+export function readPem(path: string, flag: string): PemFile {
   let pem: Buffer;
   try {
     pem = fs.readFileSync(path);
@@ -144,7 +143,7 @@ function readPem(path: string, flag: string): PemFile {
 }
 
 /** A certificate with someone else's key fails every handshake: say so at start instead. */
-function checkKeyPair(cert: PemFile, key: PemFile, certFlag: string, keyFlag: string): void {
+export function checkKeyPair(cert: PemFile, key: PemFile, certFlag: string, keyFlag: string): void {
   // OpenSSL only says "PEM routines::no start line": name the usual cause, files given the wrong way round.
   if (!cert.pem.includes('-----BEGIN CERTIFICATE')) {
     const holds = /-----BEGIN [A-Z ]*PRIVATE KEY/.test(cert.pem.toString()) ? `holds a private key, not a certificate: swapped with ${keyFlag}?` : 'holds no certificate (-----BEGIN CERTIFICATE-----)';
@@ -194,6 +193,9 @@ export function certificateFingerprint(pem: string | Buffer): string {
  * EC P-256: generated in milliseconds, accepted by openssl, gnutls and curl.
  */
 export async function generateEphemeralCertificate(): Promise<{ key: string; cert: string; fingerprint: string }> {
+  // Loaded here, not at the top: selfsigned and its X.509 libraries are half of sockcat's
+  // JavaScript, and evaluating them cost every start-up ~40 ms for the few runs that need a certificate.
+  const { generate: generateSelfSigned } = await import('selfsigned');
   const notBeforeDate = new Date(Date.now() - 60_000);
   const pems = await generateSelfSigned([{ name: 'commonName', value: 'sockcat ephemeral' }], {
     keyType: 'ec',

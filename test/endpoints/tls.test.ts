@@ -292,12 +292,12 @@ describe('TLS listener: access control and limits before any TLS work (issue 16 
     const s = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
     s.on('error', () => {});
     s.on('data', () => {});
-    const started = Date.now();
     await new Promise((resolve) => s.once('connect', resolve));
     s.end(Buffer.from([0x16, 0x03, 0x01]));
     await new Promise((resolve) => s.once('close', resolve));
-    expect(Date.now() - started).toBeLessThan(5000);
+    // Dropped because of the FIN, not because the 10 s handshake timeout ran out.
     await server.waitForStderr(/client 127\.0\.0\.1:\d+ closed the connection during the TLS handshake/);
+    expect(server.stderr()).not.toMatch(/timed out/);
   });
 
   it('pending handshakes from one source are bounded: past 16 silent ones, the next is refused and logged', async () => {

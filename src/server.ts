@@ -8,6 +8,11 @@ import { isWildcardHost, type Address } from './endpoints/index';
 import type { Connection, Listener } from './endpoints/types';
 import { formatDuration, type Logger, type LogFields } from './log';
 import { createAccessControl, type AccessControl, type AccessOptions } from './access';
+import { UsageError } from './errors';
+import { ProxyAcceptor, type AcceptProxyOptions } from './accept-proxy';
+import { Metrics, serveMetrics, type MetricsServer } from './metrics';
+import { AllowLinks, type AllowLinkOptions } from './allow-link';
+import type { TcpAddress } from './endpoints/index';
 
 /** What a connection handler reports when its connection is over, for the "closed" log line. */
 export interface ConnectionSummary {
@@ -36,6 +41,12 @@ export interface ListenerModeOptions {
   access?: AccessOptions;
   /** --max-conns. */
   maxConns?: number;
+  /** --accept-proxy-protocol with its --trusted-proxy ranges. */
+  acceptProxy?: AcceptProxyOptions;
+  /** --metrics: where to serve Prometheus metrics. */
+  metrics?: TcpAddress;
+  /** --allow-link and its companions (needs --allow-file). */
+  allowLink?: AllowLinkOptions & { trustedProxies?: string[] };
   /** --drain-timeout, in ms. */
   drainTimeoutMs?: number;
   /** Told the real bound address (port 0 → the port the system picked). */
@@ -46,16 +57,66 @@ export interface ListenerModeOptions {
  * serve()'s options as a listening mode's own options give them: the address, the access
  * control built from --allow/--deny/--allow-file, the limits and the listening callback.
  */
-export function listenerServeOptions(opts: ListenerModeOptions & { address: Address }, logger: Logger, signal: AbortSignal) {
+export function listenerServeOptions(opts: ListenerModeOptions & { address: Address }, logger: Logger, signal: AbortSignal, mode: string) {
   return {
     address: opts.address,
     logger,
     signal,
-    access: createAccessControl(opts.access, logger),
+    ...listenerParts(opts, logger, mode),
     maxConns: opts.maxConns,
     drainTimeoutMs: opts.drainTimeoutMs,
     onListening: opts.onListening,
   };
+}
+
+/**
+ * The listener options that only make sense for stream connections: a UDP mode refuses them
+ * (exit 2) rather than ignore them.
+ */
+export function refuseForDatagrams(opts: ListenerModeOptions): void {
+  if (opts.acceptProxy) throw new UsageError('--accept-proxy-protocol applies to TCP listeners, not to UDP');
+  if (opts.metrics) throw new UsageError('--metrics applies to TCP (and TLS, unix) listeners, not to UDP yet');
+  if (opts.allowLink) throw new UsageError('--allow-link applies to TCP (and TLS, unix) listeners, not to UDP yet');
+}
+
+/**
+ * For a listening mode that does not run through serve() yet: refuses (exit 2) the listener
+ * options it would otherwise silently ignore.
+ */
+export function refuseListenerExtras<T extends ListenerModeOptions>(opts: T, mode: string): T {
+  if (opts.acceptProxy) throw new UsageError(`--accept-proxy-protocol is not available in ${mode} yet`);
+  if (opts.metrics) throw new UsageError(`--metrics is not available in ${mode} yet`);
+  if (opts.allowLink) throw new UsageError(`--allow-link is not available in ${mode} yet`);
+  return opts;
+}
+
+/**
+ * What a listening mode's options ask serve() to run around its handler: access control, the
+ * PROXY pre-step, metrics, allow links. Built in this order: allow links first prune expired grants
+ * from the allow file, before the access control reads it.
+ */
+export function listenerParts(opts: ListenerModeOptions, logger: Logger, mode: string) {
+  const proxy = opts.acceptProxy ? new ProxyAcceptor(opts.acceptProxy) : undefined;
+  let allowLinks: AllowLinks | undefined;
+  if (opts.allowLink) {
+    const allowFile = opts.access?.allowFile;
+    if (allowFile === undefined) throw new UsageError('--allow-link needs --allow-file FILE: the grants are kept there, and without an allow list everyone is let in anyway');
+    allowLinks = new AllowLinks({ ...opts.allowLink, allowFile, proxy }, logger);
+  }
+  const access = createAccessControl(opts.access, logger);
+  if (allowLinks && access) allowLinks.attach(access);
+  return { access, proxy, allowLinks, metrics: metricsFor(opts, mode) };
+}
+
+/** The metrics of a listening mode when --metrics asks for them; serve() publishes them. */
+export function metricsFor(opts: ListenerModeOptions, mode: string): ServedMetrics | undefined {
+  return opts.metrics ? { metrics: new Metrics(mode), address: opts.metrics } : undefined;
+}
+
+/** Metrics and the address their HTTP endpoint listens on. */
+export interface ServedMetrics {
+  metrics: Metrics;
+  address: TcpAddress;
 }
 
 export interface ServeOptions {
@@ -64,6 +125,12 @@ export interface ServeOptions {
   /** Stop accepting and drain when aborted. */
   signal: AbortSignal;
   access?: AccessControl;
+  /** Reads a PROXY header from each connection first; its client address replaces the connection's. */
+  proxy?: ProxyAcceptor;
+  /** Counts connection events, served on their own HTTP endpoint while the listener runs. */
+  metrics?: ServedMetrics;
+  /** The allow-link endpoint, started with the listener and stopped with it. */
+  allowLinks?: AllowLinks;
   /** Refuse clients past this many live ones (default 10000). */
   maxConns?: number;
   /** After stop, how long live connections may take to finish before they are closed (ms, default 0). */
@@ -84,8 +151,10 @@ export const DEFAULT_MAX_CONNS = 10000;
  */
 export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
   const { logger } = opts;
+  const metrics = opts.metrics?.metrics;
+  let metricsServer: MetricsServer | undefined;
   const maxConns = opts.maxConns ?? DEFAULT_MAX_CONNS;
-  const live = new Set<{ abort: AbortController; done: Promise<void> }>();
+  const live = new Map<number, { abort: AbortController; done: Promise<void> }>();
   let nextId = 1;
   let accepted = 0;
   let stopping = false;
@@ -96,86 +165,143 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
     if (stopping) return;
     stopping = true;
     await listener?.close();
+    await opts.allowLinks?.close();
     opts.access?.close();
+    for (const c of preStepping) c.stream.destroy();
+    for (const abort of handshaking.values()) abort.abort();
   };
 
-  function onConnection(raw: Connection) {
-    const who = raw.remote.label;
-    const baseFields: LogFields = { client: who };
+  /** Connections whose PROXY header is still being read (closed on stop). */
+  const preStepping = new Set<Connection>();
+  /** Connections in their overlay's handshake (TLS), aborted on stop. */
+  const handshaking = new Map<Connection, AbortController>();
+
+  function onConnection(conn: Connection) {
     if (stopping) {
-      raw.stream.destroy();
+      conn.stream.destroy();
       return;
     }
+    if (!opts.proxy) return admit(conn);
+    if (preStepping.size >= maxConns) {
+      logger.event('limit', `refused ${conn.remote.label}: ${maxConns} connections already waiting for their PROXY header`, { client: conn.remote.label, reason: 'limit', max_conns: maxConns });
+      metrics?.connectionRefused('limit');
+      conn.stream.destroy();
+      return;
+    }
+    // A stream error while the header is read must not crash the process (readProxyHeader reports it).
+    conn.stream.on('error', () => {});
+    preStepping.add(conn);
+    void opts.proxy.run(conn).then((r) => {
+      preStepping.delete(conn);
+      if (stopping) {
+        conn.stream.destroy();
+        return;
+      }
+      if (!r.ok) {
+        // An event like 'denied' (-v or JSON): a stranger scanning the port must not flood stderr.
+        logger.event(r.reason, `refused ${conn.remote.label}: ${r.text}`, { client: conn.remote.label, reason: r.reason, error: r.text });
+        metrics?.connectionRefused(r.reason);
+        conn.stream.destroy();
+        return;
+      }
+      admit(r.conn, conn.remote.label);
+    });
+  }
+
+  /** Access control, the limit, then the mode's handler. `via` names the proxy the client came through. */
+  function admit(conn: Connection, via?: string) {
+    const who = conn.remote.label;
+    const baseFields: LogFields = { client: who, via };
     if (opts.access) {
       // Unix-socket peers have no IP: --deny cannot match them, an allow list cannot include them.
       const verdict =
-        raw.remote.port !== undefined
-          ? opts.access.check(raw.remote.address)
+        conn.remote.port !== undefined
+          ? opts.access.check(conn.remote.address)
           : opts.access.hasAllowRules
             ? { ok: false as const, reason: 'unix-socket clients have no IP address to match --allow' }
             : { ok: true as const };
       if (!verdict.ok) {
         logger.event('denied', `refused ${who}: ${verdict.reason}`, { ...baseFields, reason: verdict.reason });
-        raw.stream.destroy();
+        metrics?.connectionRefused('denied');
+        conn.stream.destroy();
         return;
       }
     }
-    if (live.size >= maxConns) {
+    if (live.size + handshaking.size >= maxConns) {
       logger.event('limit', `refused ${who}: ${maxConns} connections already open (--max-conns)`, { ...baseFields, reason: 'limit', max_conns: maxConns });
-      raw.stream.destroy();
+      metrics?.connectionRefused('limit');
+      conn.stream.destroy();
       return;
     }
-    // A stream error before the handler attaches its own listeners must not crash the process.
-    raw.stream.on('error', () => {});
+    const overlay = listener?.overlay;
+    if (!overlay) return start(conn, baseFields, via);
+    // The overlay (TLS handshake) runs only now, after access control and the limit, and counts
+    // against --max-conns while it runs.
+    conn.stream.on('error', () => {});
     const abort = new AbortController();
-    const entry = { abort, done: Promise.resolve() };
-    live.add(entry);
-    entry.done = serveOne(raw, abort.signal).finally(() => {
-      live.delete(entry);
-      wakeWhenServed?.();
-    });
+    handshaking.set(conn, abort);
+    overlay.accept(conn, abort.signal).then(
+      (secured) => {
+        handshaking.delete(conn);
+        // Stopped meanwhile, or (listen without -k) another client got through first.
+        if (stopping || (opts.maxAccepts !== undefined && accepted >= opts.maxAccepts)) return void secured.stream.destroy();
+        start(secured, baseFields, via);
+      },
+      (err: Error & { code?: string }) => {
+        handshaking.delete(conn);
+        logger.event('handshake', err.message, { ...baseFields, reason: 'handshake', code: err.code });
+        metrics?.connectionRefused('handshake');
+        conn.stream.destroy();
+        wakeWhenServed?.();
+      },
+    );
   }
 
-  /** An admitted connection: its overlay (TLS handshake) if any, then the mode's handler. */
-  async function serveOne(raw: Connection, signal: AbortSignal): Promise<void> {
-    const who = raw.remote.label;
-    const baseFields: LogFields = { client: who };
-    let conn = raw;
-    if (listener?.overlay) {
-      try {
-        conn = await listener.overlay.accept(raw, signal);
-      } catch (err) {
-        logger.event('tls-error', (err as Error).message, { ...baseFields, code: (err as NodeJS.ErrnoException).code });
-        raw.stream.destroy();
-        return;
-      }
-      conn.stream.on('error', () => {});
-      // listen without -k: another client finished its handshake first.
-      if (opts.maxAccepts !== undefined && accepted >= opts.maxAccepts) return void conn.stream.destroy();
-    }
+  /** An admitted connection: its id, the "open" event, and the mode's handler. */
+  function start(conn: Connection, baseFields: LogFields, via?: string) {
+    const who = conn.remote.label;
     const id = nextId++;
     accepted++;
     if (opts.maxAccepts !== undefined && accepted >= opts.maxAccepts) void stopAccepting();
-    logger.event('open', `connection from ${who}`, { ...baseFields, id });
+    metrics?.connectionAccepted();
+    logger.event('open', `connection from ${who}${via ? ` (via ${via})` : ''}`, { ...baseFields, id });
+    const abort = new AbortController();
     const started = Date.now();
-    try {
-      const summary = await opts.handle(conn, { id, signal });
-      const ms = Date.now() - started;
-      if (summary) {
-        logger.event(
-          'close',
-          `closed ${who}${summary.text ?? ''}: ${summary.received} bytes in, ${summary.sent} bytes out, ${formatDuration(ms)} (${summary.reason})`,
-          { ...baseFields, id, ...summary.fields, bytes_in: summary.received, bytes_out: summary.sent, duration_ms: ms, reason: summary.reason },
-        );
-      } else {
-        logger.event('close', `closed ${who} after ${formatDuration(ms)}`, { ...baseFields, id, duration_ms: ms });
-      }
-    } catch (err) {
-      logger.error('error', `${who}: ${(err as Error).message}`, { ...baseFields, id, error: (err as Error).message });
-      conn.stream.destroy();
-    }
+    // A stream error before the handler attaches its own listeners must not crash the process.
+    conn.stream.on('error', () => {});
+    const done = Promise.resolve()
+      .then(() => opts.handle(conn, { id, signal: abort.signal }))
+      .then(
+        (summary) => {
+          const ms = Date.now() - started;
+          metrics?.connectionClosed(summary?.reason ?? 'closed', summary?.received ?? 0, summary?.sent ?? 0, ms);
+          if (summary) {
+            logger.event(
+              'close',
+              `closed ${who}${summary.text ?? ''}: ${summary.received} bytes in, ${summary.sent} bytes out, ${formatDuration(ms)} (${summary.reason})`,
+              { ...baseFields, id, ...summary.fields, bytes_in: summary.received, bytes_out: summary.sent, duration_ms: ms, reason: summary.reason },
+            );
+          } else {
+            logger.event('close', `closed ${who} after ${formatDuration(ms)}`, { ...baseFields, id, duration_ms: ms });
+          }
+        },
+        (err: Error) => {
+          metrics?.connectionClosed('error', 0, 0, Date.now() - started);
+          logger.error('error', `${who}: ${err.message}`, { ...baseFields, id, error: err.message });
+          conn.stream.destroy();
+        },
+      )
+      .finally(() => {
+        live.delete(id);
+        wakeWhenServed?.();
+      });
+    live.set(id, { abort, done });
   }
 
+  if (opts.proxy && opts.address.scheme !== 'tcp') {
+    // The header comes before any TLS byte; reading it under a TLS server would need TLS to wait.
+    throw new UsageError(`--accept-proxy-protocol works on plain TCP listeners for now, not ${opts.address.scheme}: ones (let the balancer terminate TLS, or use TCP)`);
+  }
   // Nobody is accepted before the allow file has been read (a bad one stops us here, exit 2).
   await opts.access?.ready;
   listener = await listenAddress(opts.address, {
@@ -188,6 +314,14 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
   logger.event('listening', `listening on ${listener.label}`, { address: listener.label });
   if ('host' in addr && isWildcardHost(addr.host)) {
     logger.event('exposed', `${listener.label} is reachable from the network, not only from this machine`, { address: listener.label });
+  }
+  try {
+    if (opts.metrics) metricsServer = await serveMetrics(opts.metrics.metrics, opts.metrics.address, logger);
+    await opts.allowLinks?.start();
+  } catch (err) {
+    await stopAccepting();
+    await metricsServer?.close();
+    throw err;
   }
   opts.onListening?.(listener);
 
@@ -206,10 +340,11 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
     if (drainMs > 0) {
       logger.event('drain', `stopping: waiting up to ${formatDuration(drainMs)} for ${live.size} connection(s) to finish`, { live: live.size });
       const timer = new Promise<void>((resolve) => setTimeout(resolve, drainMs).unref());
-      await Promise.race([Promise.all([...live].map((c) => c.done)), timer]);
+      await Promise.race([Promise.all([...live.values()].map((c) => c.done)), timer]);
     }
-    for (const c of live) c.abort.abort();
-    await Promise.all([...live].map((c) => c.done));
+    for (const c of live.values()) c.abort.abort();
+    await Promise.all([...live.values()].map((c) => c.done));
   }
+  await metricsServer?.close();
   return { accepted };
 }

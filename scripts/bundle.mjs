@@ -1,4 +1,4 @@
-// Bundles src/cli.ts and its dependencies into one CommonJS file, dist/sockcat.cjs: what the
+// Bundles src/bin.ts (the CLI) and its dependencies into one CommonJS file, dist/sockcat.cjs: what the
 // tests run, what `npx sockcat` runs, and what the standalone binary embeds.
 import { build } from 'esbuild';
 import { chmodSync } from 'node:fs';
@@ -9,7 +9,7 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 // running test suite never reads dist/sockcat.cjs half-written).
 const outfile = process.argv[2] ?? `${root}dist/sockcat.cjs`;
 await build({
-  entryPoints: [`${root}src/cli.ts`],
+  entryPoints: [`${root}src/bin.ts`],
   outfile,
   bundle: true,
   platform: 'node',

@@ -9,28 +9,15 @@ import { commands } from './commands/index';
 import { listTransports } from './endpoints/index';
 import { UsageError, NetError } from './errors';
 import type { ModeIO } from './io';
+import { helpWidth, layoutHelp } from './commands/help-layout';
 
 const EPILOG = `Addresses: PORT (127.0.0.1), HOST:PORT, [IPv6]:PORT, or SCHEME:… with SCHEME one of
 ${listTransports()
-  .map((t) => wrapIndented(`${t.scheme}:`.padEnd(6) + `${t.help}. e.g. ${t.example}`, 92, '        '))
+  .map((t) => `  ${`${t.scheme}:`.padEnd(7)}${t.help}. e.g. ${t.example}`)
   .join('\n')}
 Listeners bind 127.0.0.1 unless you name another address (0.0.0.0 or [::] for the network).
 Exit codes: 0 ok, 1 network or runtime failure, 2 usage error.
 Run 'sockcat MODE --help' for a mode's options and examples.`;
-
-/** Wraps at word boundaries (yargs would cut long epilog lines mid-word), indenting continuations. */
-function wrapIndented(text: string, width: number, indent: string): string {
-  const lines: string[] = [];
-  let line = '  ';
-  for (const word of text.split(' ')) {
-    if (line.trim() && line.length + 1 + word.length > width) {
-      lines.push(line);
-      line = indent + word;
-    } else line += (line.trim() ? ' ' : '') + word;
-  }
-  lines.push(line);
-  return lines.join('\n');
-}
 
 /** Parses `args` and runs the chosen mode; resolves with the exit code. */
 export async function main(args: string[], io: ModeIO): Promise<number> {
@@ -45,7 +32,8 @@ export async function main(args: string[], io: ModeIO): Promise<number> {
     .version(pkg.version)
     .help()
     .alias('h', 'help')
-    .wrap(Math.min(110, process.stdout.columns || 100))
+    // Unwrapped: layoutHelp wraps it at the terminal's width without cutting words.
+    .wrap(null)
     .epilog(EPILOG)
     .exitProcess(false)
     .fail((msg, err) => {
@@ -59,7 +47,10 @@ export async function main(args: string[], io: ModeIO): Promise<number> {
     if (first !== undefined && !first.startsWith('-') && !names.includes(first)) {
       throw new UsageError(`unknown mode '${first}' (modes: ${names.join(', ')}; see sockcat --help)`);
     }
-    await parser.parseAsync();
+    // With a callback, yargs hands --help and --version text over instead of printing it.
+    await parser.parseAsync(args, {}, (_err, _argv, output) => {
+      if (output) io.stdout.write(layoutHelp(output, helpWidth(io.stdout as { isTTY?: boolean; columns?: number })) + '\n');
+    });
     return exitCode;
   } catch (err) {
     return reportError(err, io);
@@ -107,7 +98,8 @@ function lowerFirst(s: string): string {
   return s.charAt(0).toLowerCase() + s.slice(1);
 }
 
-function runAsProgram(): void {
+/** Runs sockcat as the process: signals, stdout errors, the exit code. The entry point (bin.ts) calls it. */
+export function runAsProgram(): void {
   const controller = new AbortController();
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals) => {
@@ -135,4 +127,3 @@ function runAsProgram(): void {
   );
 }
 
-runAsProgram();

@@ -10,6 +10,7 @@ import { parseAddress, type Address, type PemFile, type Role, type TlsSettings }
 import type { AccessOptions } from '../access';
 import type { LogFormat } from '../log';
 import { DEFAULT_CLOSE_WAIT_MS } from '../relay';
+import { COMMAND_MARK } from './help-layout';
 
 /** -v, -x, --log-format and the transport options: every command has them. */
 export function withCommonOptions<T>(y: Argv<T>) {
@@ -284,13 +285,14 @@ export function bytesOption(value: unknown, flag: string, min = 1): number | und
 
 /**
  * A mode's examples as its help epilog: each command on its own line with what it does below.
- * yargs' two-column .example() table cuts long commands mid-word, and a student copies these.
- * `$0` stands for sockcat, as in yargs; `notes` (already wrapped) come after the examples.
+ * yargs' two-column .example() table cuts long commands mid-word, and a student copies these:
+ * each command is marked so layoutHelp wraps it as a shell would read it. `$0` stands for
+ * sockcat, as in yargs; `notes` (one paragraph a line, wrapped by layoutHelp) come after.
  */
 export function examplesEpilog(examples: Array<[command: string, meaning: string]>, notes?: string): string {
   const lines = ['Examples:'];
   for (const [command, meaning] of examples) {
-    lines.push(`  ${command.replace(/\$0/g, 'sockcat')}`, `      ${meaning}`);
+    lines.push(`${COMMAND_MARK}  ${command.replace(/\$0/g, 'sockcat')}`, `      ${meaning}`);
   }
   if (notes) lines.push('', notes);
   return lines.join('\n');

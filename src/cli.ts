@@ -10,6 +10,7 @@ import { listTransports } from './endpoints/index';
 import { UsageError, NetError } from './errors';
 import type { ModeIO } from './io';
 import { helpWidth, layoutHelp } from './commands/help-layout';
+import { explainMissingMode } from './commands/habits';
 
 const EPILOG = `Addresses: PORT (127.0.0.1), HOST:PORT, [IPv6]:PORT, or SCHEME:… with SCHEME one of
 ${listTransports()
@@ -22,7 +23,7 @@ Run 'sockcat MODE --help' for a mode's options and examples.`;
 /** Parses `args` and runs the chosen mode; resolves with the exit code. */
 export async function main(args: string[], io: ModeIO): Promise<number> {
   let exitCode = 0;
-  const env = { io, setExitCode: (code: number) => (exitCode = code) };
+  const env = { io, args, setExitCode: (code: number) => (exitCode = code) };
   const parser = yargs(args)
     .scriptName('sockcat')
     .usage('sockcat <mode> [options] ADDRESS …\n\nOne tool for what nc, ncat, socat and ssh -L do.')
@@ -44,9 +45,8 @@ export async function main(args: string[], io: ModeIO): Promise<number> {
   try {
     const first = args[0];
     const names = modules.map((m) => String(m.command).split(' ')[0]);
-    if (first !== undefined && !first.startsWith('-') && !names.includes(first)) {
-      throw new UsageError(`unknown mode '${first}' (modes: ${names.join(', ')}; see sockcat --help)`);
-    }
+    // No mode (nc's `-l -p 9090`, `127.0.0.1 9090`) or a mistyped one: say which was meant.
+    if (first !== undefined && !names.includes(first) && !(first.startsWith('-') && args.some((a) => names.includes(a)))) explainMissingMode(args, names);
     // With a callback, yargs hands --help and --version text over instead of printing it.
     await parser.parseAsync(args, {}, (_err, _argv, output) => {
       if (output) io.stdout.write(layoutHelp(output, helpWidth(io.stdout as { isTTY?: boolean; columns?: number })) + '\n');

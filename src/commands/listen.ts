@@ -1,6 +1,7 @@
 import { runListen } from '../modes/listen';
 import { UsageError } from '../errors';
-import { addressFromArgs, commonFromArgs, listenerFromArgs, secondsOption, withCommonOptions, withIdleTimeout, withListenerOptions, withUdpIdle, CLIENT_TLS_FLAGS, hideRefused, examplesEpilog } from './options';
+import { execInsteadOfListen } from './habits';
+import { addressFromArgs, addressText, commonFromArgs, listenerFromArgs, secondsOption, withCommonOptions, withIdleTimeout, withListenerOptions, withUdpIdle, CLIENT_TLS_FLAGS, hideRefused, examplesEpilog } from './options';
 import type { CommandFactory } from './types';
 
 export const listenCommand: CommandFactory = (env) => ({
@@ -13,6 +14,9 @@ export const listenCommand: CommandFactory = (env) => ({
       .option('port', { alias: 'p', type: 'string', describe: 'Port to listen on (nc style: -p 9090)' })
       // Students type `nc -l -p 9090` from habit: accept the -l rather than refuse the whole line.
       .option('l', { type: 'boolean', describe: 'Accepted for nc habits (nc -l -p 9090): listen already listens' })
+      // nc/ncat's -e PROG and -c CMD: refused with the exec command to type (see execInsteadOfListen).
+      .option('e', { alias: 'exec', type: 'string', hidden: true })
+      .option('c', { alias: 'sh-exec', type: 'string', hidden: true })
       .option('keep-open', { alias: 'k', type: 'boolean', default: false, describe: 'Serve clients concurrently until stopped; stdin goes to every client' })
       .option('echo', { type: 'boolean', default: false, describe: 'Built-in echo server: send back whatever each client sends' })
       .option('crlf', { alias: 'C', type: 'boolean', default: false, describe: 'Send LF from stdin as CRLF' })
@@ -29,6 +33,7 @@ export const listenCommand: CommandFactory = (env) => ({
         ]),
       ),
   handler: async (argv) => {
+    if (argv.e !== undefined || argv.c !== undefined) throw execInsteadOfListen(env.args, argv as { e?: string; c?: string; address?: string; port?: string }, addressText(argv.address, argv.port));
     const address = addressFromArgs(argv.address, argv.port, 'listen', { ...argv, listenOnly: true });
     if (argv.echo && argv.keepOpen === false && argv.crlf) throw new UsageError('--crlf applies to stdin, which --echo does not read');
     const code = await runListen(

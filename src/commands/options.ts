@@ -217,20 +217,25 @@ function shown(value: unknown): string {
 }
 
 /**
- * The address from positionals: "ADDR", or nc-style "HOST PORT".
+ * The address from positionals: "ADDR", or nc-style "HOST PORT" — or "PORT HOST", the order of
+ * nc's `-l -p 9090 127.0.0.1`.
  */
 export function addressFromArgs(first: unknown, second: unknown, role: Role, argv: Record<string, unknown> = {}, what = 'address'): Address {
-  let text: string;
-  if ((first === undefined || first === '') && second !== undefined && second !== '') text = String(second);
-  else if (first === undefined || first === '') throw new UsageError(`missing ${what} (e.g. 9090, 127.0.0.1:9090 or [::1]:9090)`);
-  else {
-    text = String(first);
-    if (second !== undefined && second !== '') {
-      const host = text.includes(':') && !text.startsWith('[') ? `[${text}]` : text;
-      text = `${host}:${second}`;
-    }
-  }
-  return applyTransportOptions(parseAddress(text, role), argv, role);
+  return applyTransportOptions(parseAddress(addressText(first, second, what), role), argv, role);
+}
+
+/** The address text positionals stand for: "ADDR", "HOST PORT" or "PORT HOST" → "HOST:PORT". */
+export function addressText(first: unknown, second: unknown, what = 'address'): string {
+  const given = (v: unknown) => v !== undefined && v !== '';
+  if (!given(first) && given(second)) return String(second);
+  if (!given(first)) throw new UsageError(`missing ${what} (e.g. 9090, 127.0.0.1:9090 or [::1]:9090)`);
+  if (!given(second)) return String(first);
+  let [host, port] = [String(first), String(second)];
+  const isPort = (t: string) => /^\d+$/.test(t);
+  if (isPort(host) && isPort(port)) throw new UsageError(`two ports given (${host} and ${port}): give one, with its host if needed (e.g. 127.0.0.1 ${port})`);
+  if (isPort(host)) [host, port] = [port, host];
+  if (host.includes(':') && !host.startsWith('[')) host = `[${host}]`;
+  return `${host}:${port}`;
 }
 
 export interface CommonArgs {

@@ -4,6 +4,7 @@ import { connectCommand } from './connect';
 import { forwardCommand } from './forward';
 import { execCommand } from './exec';
 import { broadcastCommand } from './broadcast';
+import { examplesCommand } from './examples';
 import type { CommandFactory } from './types';
 
-export const commands: CommandFactory[] = [listenCommand, connectCommand, forwardCommand, execCommand, broadcastCommand];
+export const commands: CommandFactory[] = [listenCommand, connectCommand, forwardCommand, execCommand, broadcastCommand, examplesCommand];

@@ -63,6 +63,8 @@ export const forwardCommand: CommandFactory = (env) => ({
     const connectTimeoutMs = secondsOption(argv.connectTimeout, '--connect-timeout');
     if (connectTimeoutMs === 0) throw new UsageError('--connect-timeout must be more than 0 seconds');
     const workers = parseWorkers(argv.workers);
+    // Each worker would make its own ephemeral certificate; only one could be in the file.
+    if (workers > 1 && argv.saveCert !== undefined) throw new UsageError('--save-cert and --workers: each worker makes its own ephemeral certificate; give them one with --cert/--key');
     const code = await runForward(
       {
         listen,

@@ -5,6 +5,7 @@
 import type { Argv } from 'yargs';
 import { UsageError } from '../errors';
 import fs from 'node:fs';
+import path from 'node:path';
 import tls from 'node:tls';
 import { parseAddress, type Address, type PemFile, type Role, type TlsSettings } from '../endpoints/index';
 import type { AccessOptions } from '../access';
@@ -61,6 +62,7 @@ export function withTransportOptions<T>(y: Argv<T>) {
     .option('tls', { type: 'boolean', group, describe: 'Use TLS on the listening address (connect: on the server address); same as writing tls:HOST:PORT' })
     .option('cert', { type: 'string', group, describe: 'TLS server: certificate PEM FILE (without it: an ephemeral self-signed one, fingerprint logged)' })
     .option('key', { type: 'string', group, describe: 'TLS server: private key PEM FILE for --cert' })
+    .option('save-cert', { type: 'string', group, describe: 'TLS server without --cert: write the ephemeral certificate (not its key) to FILE, for curl --cacert FILE or connect --ca FILE' })
     .option('ca', { type: 'string', group, describe: 'TLS client: trust this CA or self-signed certificate PEM FILE; server: CA for client certificates' })
     .option('insecure', { type: 'boolean', group, describe: 'TLS client: do not verify the certificate or host name (says so on stderr)' })
     .option('servername', { type: 'string', group, describe: 'TLS client: NAME for SNI and the certificate check (default: the host)' })
@@ -93,6 +95,7 @@ interface TransportArgs {
   clientCert?: string;
   clientKey?: string;
   requireClientCert?: boolean;
+  saveCert?: string;
   unixMode?: string;
   udp?: boolean;
   /** Set by the connect command: there --tls applies to the address connected to. */
@@ -114,7 +117,8 @@ export function applyTransportOptions(addr: Address, argv: Record<string, unknow
     // Nothing here connects anywhere: silently ignoring them would leave the user believing they act.
     throw new UsageError('--insecure, --servername, --client-cert and --client-key are for TLS clients, and this mode only listens (to ask clients for certificates: --require-client-cert --ca FILE)');
   }
-  const serverTlsFlags = a.cert !== undefined || a.key !== undefined || a.requireClientCert === true;
+  if (a.tlsOnConnect && a.saveCert !== undefined) throw new UsageError('--save-cert is for a TLS listener (listen --tls, exec --tls…): connect makes no certificate; it trusts one with --ca FILE');
+  const serverTlsFlags = a.cert !== undefined || a.key !== undefined || a.requireClientCert === true || a.saveCert !== undefined;
   const wantsTls = a.tls === true || (role === 'listen' && serverTlsFlags);
   if (wantsTls && (role === 'listen' || a.tlsOnConnect)) {
     if (addr.scheme === 'tcp') addr = { ...addr, scheme: 'tls' };
@@ -125,6 +129,7 @@ export function applyTransportOptions(addr: Address, argv: Record<string, unknow
     else if (addr.scheme !== 'udp') throw new UsageError(`-u works on TCP addresses, not with ${addr.scheme}: ones`);
   }
   if (addr.scheme === 'tls') return { ...addr, tls: role === 'listen' ? serverTlsSettings(a) : clientTlsSettings(a) };
+  if (role === 'listen' && a.saveCert !== undefined) throw new UsageError(`--save-cert saves the certificate of a TLS listener: add --tls or write tls:HOST:PORT`);
   const clientTlsFlags = a.ca !== undefined || a.insecure || a.servername !== undefined || a.clientCert !== undefined || a.clientKey !== undefined;
   if (a.tlsOnConnect && clientTlsFlags) {
     // A TLS flag on a plain connection would be silently ignored: the user believes it is protected.
@@ -140,7 +145,9 @@ function serverTlsSettings(a: TransportArgs): TlsSettings {
   const cert = a.cert === undefined ? undefined : readPem(a.cert, '--cert');
   const key = a.key === undefined ? undefined : readPem(a.key, '--key');
   if (cert && key) checkKeyPair(cert, key, '--cert', '--key');
-  return { cert, key, ca: a.ca === undefined ? undefined : readPem(a.ca, '--ca'), requireClientCert: a.requireClientCert };
+  if (a.saveCert !== undefined && cert) throw new UsageError(`--save-cert writes the ephemeral certificate made without --cert; with --cert, ${cert.path} is already the file to give clients`);
+  if (a.saveCert !== undefined) checkWritableFile(a.saveCert, '--save-cert');
+  return { cert, key, ca: a.ca === undefined ? undefined : readPem(a.ca, '--ca'), requireClientCert: a.requireClientCert, saveCert: a.saveCert };
 }
 
 function clientTlsSettings(a: TransportArgs): TlsSettings {
@@ -170,6 +177,19 @@ function readPem(path: string, flag: string): PemFile {
   }
   if (!pem.includes('-----BEGIN ')) throw new UsageError(`${flag} ${path}: not a PEM file (expected a -----BEGIN …----- block)`);
   return { path, pem };
+}
+
+/** A file we will write: its directory must exist, so a typo is a usage error now, not a failure later. */
+function checkWritableFile(file: string, flag: string): void {
+  const dir = path.dirname(path.resolve(file));
+  let isDir = false;
+  try {
+    isDir = fs.statSync(dir).isDirectory();
+  } catch {
+    throw new UsageError(`${flag} ${file}: no such directory ${dir}`);
+  }
+  if (!isDir) throw new UsageError(`${flag} ${file}: ${dir} is not a directory`);
+  if (fs.existsSync(file) && fs.statSync(file).isDirectory()) throw new UsageError(`${flag} ${file}: is a directory`);
 }
 
 /** A certificate with someone else's key fails every handshake: say so at start instead. */

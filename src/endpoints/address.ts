@@ -45,6 +45,8 @@ export interface TlsSettings {
   clientKey?: PemFile;
   /** Server: refuse clients without a certificate signed by `ca`. */
   requireClientCert?: boolean;
+  /** Server without cert/key: write the ephemeral certificate (not its key) to this file. */
+  saveCert?: string;
 }
 
 export interface TlsAddress extends HostPort {

@@ -11,6 +11,7 @@
  */
 import tls from 'node:tls';
 import { X509Certificate } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { generate as generateSelfSigned } from 'selfsigned';
 import { NetError, describeError } from '../errors';
 import { formatHostPort, parseHostPort, type TlsAddress, type TlsSettings } from './address';
@@ -130,6 +131,15 @@ function tlsConnection(socket: tls.TLSSocket, raw?: import('node:net').Socket): 
   return { ...base, stream: socket };
 }
 
+/** --save-cert: the certificate only (public), readable by everyone like any certificate. */
+function saveCertificate(file: string, pem: string): void {
+  try {
+    writeFileSync(file, pem, { mode: 0o644 });
+  } catch (err) {
+    throw new NetError(`--save-cert ${file}: ${(err as Error).message}`, (err as NodeJS.ErrnoException).code);
+  }
+}
+
 /** Server key and certificate: the user's files, or an ephemeral pair announced with its fingerprint. */
 async function serverCredentials(addr: TlsAddress, log: TransportLog | undefined): Promise<{ key: Buffer | string; cert: Buffer | string }> {
   const s = addr.tls ?? {};
@@ -139,10 +149,12 @@ async function serverCredentials(addr: TlsAddress, log: TransportLog | undefined
     return { key: s.key.pem, cert: s.cert.pem };
   }
   const eph = await generateEphemeralCertificate();
+  if (s.saveCert !== undefined) saveCertificate(s.saveCert, eph.cert);
+  const saved = s.saveCert === undefined ? '' : `; saved to ${s.saveCert} (clients: --ca ${s.saveCert}, curl --cacert ${s.saveCert})`;
   (log ?? stderrLog).warn(
     'certificate',
-    `no --cert given: using an ephemeral self-signed certificate (localhost, 127.0.0.1, ::1), SHA-256 fingerprint ${eph.fingerprint}`,
-    { fingerprint: eph.fingerprint },
+    `no --cert given: using an ephemeral self-signed certificate (localhost, 127.0.0.1, ::1), SHA-256 fingerprint ${eph.fingerprint}${saved}`,
+    { fingerprint: eph.fingerprint, file: s.saveCert },
   );
   return eph;
 }

@@ -2,66 +2,217 @@
  * Access control for every listening mode: --allow and --deny take addresses or CIDR ranges,
  * IPv4 or IPv6, and deny wins; --allow-file adds one address or range per line and is re-read
  * when it changes, so an allow-list manager can trust a new IP without restarting sockcat.
- * With no allow rule at all, everyone not denied is let in.
+ * With no allow rule at all, everyone not denied is let in; with an allow file that holds no
+ * rule, nobody is (and that is said at start-up).
+ *
+ * Rules live in a prefix table (one hash set per prefix length), so checking a client costs the
+ * same with 3 rules or 500,000: one lookup per prefix length in use, never a scan. The allow file
+ * is read asynchronously, never blocking traffic, and only when it is a regular file: a FIFO or
+ * a device would hang the read (and start-up with it).
  */
 import fs from 'node:fs';
 import ipaddr from 'ipaddr.js';
 import { UsageError } from './errors';
 import type { Logger } from './log';
 
-type Range = [ipaddr.IPv4 | ipaddr.IPv6, number];
+type IP = ipaddr.IPv4 | ipaddr.IPv6;
 
+/** A parsed rule: the network it covers, as a key in the prefix table. */
 export interface AccessRule {
   text: string;
-  range: Range;
+  kind: 'ipv4' | 'ipv6';
+  /** The network address with the host bits cleared, as a signed 32-bit number (IPv4) or bigint (IPv6). */
+  network: number | bigint;
+  bits: number;
 }
+
+/** An allow file larger than this is refused rather than read into memory. */
+export const MAX_ALLOW_FILE_BYTES = 64 << 20;
+/** Bad lines reported one by one at most; the rest are counted. */
+const MAX_PROBLEMS_SHOWN = 10;
+/** Lines parsed between two yields to the event loop, so a huge file never stalls traffic. */
+const LINES_PER_SLICE = 2000;
+
+const notAnAddressMessage = (origin: string, t: string) =>
+  `${origin}: '${t}' is not an IP address or CIDR range (e.g. 192.168.1.0/24, 2001:db8::/32)`;
+
+const V4_FOUR_PARTS = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?:\/(\d{1,2}))?$/;
 
 /** Parses "10.0.0.0/8", "192.168.1.7", "::1" or "2001:db8::/32". Throws a UsageError naming the input. */
 export function parseRule(text: string, origin = 'rule'): AccessRule {
   const t = text.trim();
-  // ipaddr.js also takes legacy forms like "10.1" or "1.2.3" (= 1.2.0.3): almost always a typo here.
-  const v4 = t.split('/')[0];
-  const notAnAddress = () => new UsageError(`${origin}: '${t}' is not an IP address or CIDR range (e.g. 192.168.1.0/24, 2001:db8::/32)`);
-  if (!v4.includes(':') && !ipaddr.IPv4.isValidFourPartDecimal(v4)) throw notAnAddress();
-  try {
-    if (t.includes('/')) {
-      const range = ipaddr.parseCIDR(t) as Range;
-      return { text: t, range: normalizeRange(range) };
+  const notAnAddress = () => new UsageError(notAnAddressMessage(origin, t));
+  // The common case, without building ipaddr.js objects: a file of 500k IPv4 lines stays cheap.
+  const m = V4_FOUR_PARTS.exec(t);
+  if (m) {
+    let value = 0;
+    for (let i = 1; i <= 4; i++) {
+      const part = m[i];
+      if ((part.length > 1 && part.charCodeAt(0) === 48) || +part > 255) throw notAnAddress();
+      value = (value << 8) | +part;
     }
-    const addr = ipaddr.process(t.replace(/^\[(.*)\]$/, '$1'));
-    return { text: t, range: [addr, addr.kind() === 'ipv4' ? 32 : 128] };
+    const bits = m[5] === undefined ? 32 : +m[5];
+    if (bits > 32) throw notAnAddress();
+    return { text: t, kind: 'ipv4', network: maskV4(value, bits), bits };
+  }
+  // ipaddr.js also takes legacy forms like "10.1" or "1.2.3" (= 1.2.0.3): almost always a typo here.
+  const head = t.split('/')[0];
+  if (!head.includes(':')) throw notAnAddress();
+  try {
+    let addr: IP;
+    let bits: number;
+    if (t.includes('/')) {
+      [addr, bits] = ipaddr.parseCIDR(t);
+    } else {
+      addr = ipaddr.parse(t.replace(/^\[(.*)\]$/, '$1'));
+      bits = addr.kind() === 'ipv4' ? 32 : 128;
+    }
+    return ruleFor(t, addr, bits);
   } catch {
     throw notAnAddress();
   }
 }
 
-/** An IPv4-mapped IPv6 range (::ffff:10.0.0.0/104) is the same as the IPv4 range. */
-function normalizeRange([addr, bits]: Range): Range {
+/** An IPv4-mapped IPv6 rule (::ffff:10.0.0.0/104) is the same as the IPv4 rule. */
+function ruleFor(text: string, addr: IP, bits: number): AccessRule {
   if (addr.kind() === 'ipv6' && (addr as ipaddr.IPv6).isIPv4MappedAddress() && bits >= 96) {
-    return [(addr as ipaddr.IPv6).toIPv4Address(), bits - 96];
+    return ruleFor(text, (addr as ipaddr.IPv6).toIPv4Address(), bits - 96);
   }
-  return [addr, bits];
+  if (addr.kind() === 'ipv4') return { text, kind: 'ipv4', network: maskV4(v4Number(addr as ipaddr.IPv4), bits), bits };
+  return { text, kind: 'ipv6', network: maskV6(v6BigInt(addr as ipaddr.IPv6), bits), bits };
 }
 
-function matches(ip: ipaddr.IPv4 | ipaddr.IPv6, rules: AccessRule[]): AccessRule | undefined {
-  return rules.find((r) => r.range[0].kind() === ip.kind() && ip.match(r.range as any));
+/** The address as a signed 32-bit integer: small integers are the cheapest keys a Map has. */
+function v4Number(addr: ipaddr.IPv4): number {
+  const [a, b, c, d] = addr.octets;
+  return (a << 24) | (b << 16) | (c << 8) | d;
 }
 
-/** Reads an allow file: one address or range per line; blank lines and # comments are skipped. */
-export function readRuleFile(path: string): { rules: AccessRule[]; problems: string[] } {
-  const rules: AccessRule[] = [];
-  const problems: string[] = [];
-  const lines = fs.readFileSync(path, 'utf8').split(/\r?\n/);
-  lines.forEach((line, i) => {
-    const content = line.replace(/#.*/, '').trim();
-    if (!content) return;
-    try {
-      rules.push(parseRule(content, `${path}:${i + 1}`));
-    } catch (err) {
-      problems.push((err as Error).message);
+function v6BigInt(addr: ipaddr.IPv6): bigint {
+  return addr.parts.reduce((acc, part) => (acc << 16n) | BigInt(part), 0n);
+}
+
+function maskV4(value: number, bits: number): number {
+  return bits === 0 ? 0 : value & (-1 << (32 - bits));
+}
+
+const ALL_V6 = (1n << 128n) - 1n;
+function maskV6(value: bigint, bits: number): bigint {
+  return bits === 0 ? 0n : value & (ALL_V6 ^ ((1n << BigInt(128 - bits)) - 1n));
+}
+
+/**
+ * Networks by prefix length: a client matches when its address, masked to one of the lengths in
+ * use, is in that length's set. At most 33 (IPv4) or 129 (IPv6) lookups, whatever the rule count.
+ */
+export class PrefixTable {
+  private readonly v4 = new Map<number, Map<number, string>>();
+  private readonly v6 = new Map<number, Map<bigint, string>>();
+  private v4Lengths: number[] = [];
+  private v6Lengths: number[] = [];
+  size = 0;
+
+  add(rule: AccessRule, keepText = true): void {
+    const text = keepText ? rule.text : '';
+    if (rule.kind === 'ipv4') {
+      let set = this.v4.get(rule.bits);
+      if (!set) {
+        this.v4.set(rule.bits, (set = new Map()));
+        this.v4Lengths = [...this.v4.keys()].sort((x, y) => y - x);
+      }
+      if (!set.has(rule.network as number)) {
+        this.size++;
+        set.set(rule.network as number, text);
+      }
+    } else {
+      let set = this.v6.get(rule.bits);
+      if (!set) {
+        this.v6.set(rule.bits, (set = new Map()));
+        this.v6Lengths = [...this.v6.keys()].sort((x, y) => y - x);
+      }
+      if (!set.has(rule.network as bigint)) {
+        this.size++;
+        set.set(rule.network as bigint, text);
+      }
     }
-  });
-  return { rules, problems };
+  }
+
+  /** The text of the rule that covers `ip` (longest prefix first), or undefined. */
+  find(ip: IP): string | undefined {
+    if (ip.kind() === 'ipv4') {
+      const value = v4Number(ip as ipaddr.IPv4);
+      for (const bits of this.v4Lengths) {
+        const hit = this.v4.get(bits)!.get(maskV4(value, bits));
+        if (hit !== undefined) return hit;
+      }
+      return undefined;
+    }
+    const value = v6BigInt(ip as ipaddr.IPv6);
+    for (const bits of this.v6Lengths) {
+      const hit = this.v6.get(bits)!.get(maskV6(value, bits));
+      if (hit !== undefined) return hit;
+    }
+    return undefined;
+  }
+}
+
+/**
+ * Reads the allow file without ever blocking: opened non-blocking (a FIFO opens at once instead
+ * of waiting for a writer), then refused unless it is a regular file of sane size. Errors are
+ * worded for the user ("… is a directory, not a file").
+ */
+export async function readAllowFile(path: string): Promise<string> {
+  let fh: fs.promises.FileHandle;
+  try {
+    fh = await fs.promises.open(path, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why =
+      code === 'ENOENT' ? 'no such file' : code === 'EACCES' || code === 'EPERM' ? 'permission denied (sockcat cannot read it)' : code === 'ELOOP' ? 'too many symbolic links' : (err as Error).message;
+    throw new Error(`${path}: ${why}`);
+  }
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) {
+      const kind = st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a named pipe (FIFO)' : st.isSocket() ? 'a socket' : 'a device';
+      throw new Error(`${path} is ${kind}, not a regular file (it is re-read whenever it changes, so it must be a file)`);
+    }
+    if (st.size > MAX_ALLOW_FILE_BYTES) throw new Error(`${path} is ${st.size} bytes, more than the ${MAX_ALLOW_FILE_BYTES >> 20} MiB an allow file may hold`);
+    return await fh.readFile('utf8');
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Parses an allow file's text into a prefix table, yielding to the event loop every few thousand
+ * lines. Blank lines and # comments are skipped; bad lines are collected (the first few in words).
+ */
+export async function parseRuleFile(text: string, path: string): Promise<{ table: PrefixTable; problems: string[] }> {
+  const table = new PrefixTable();
+  const problems: string[] = [];
+  let bad = 0;
+  let lineNo = 0;
+  let start = 0;
+  while (start < text.length) {
+    let end = text.indexOf('\n', start);
+    if (end < 0) end = text.length;
+    const line = text.slice(start, end);
+    start = end + 1;
+    lineNo++;
+    const hash = line.indexOf('#');
+    const content = (hash >= 0 ? line.slice(0, hash) : line).trim();
+    if (content) {
+      try {
+        table.add(parseRule(content, `${path}:${lineNo}`), false);
+      } catch (err) {
+        if (++bad <= MAX_PROBLEMS_SHOWN) problems.push((err as Error).message);
+      }
+    }
+    if (lineNo % LINES_PER_SLICE === 0) await new Promise((r) => setImmediate(r));
+  }
+  if (bad > MAX_PROBLEMS_SHOWN) problems.push(`${path}: ${bad - MAX_PROBLEMS_SHOWN} more bad line(s) not shown`);
+  return { table, problems };
 }
 
 export interface AccessOptions {
@@ -70,16 +221,17 @@ export interface AccessOptions {
   allowFile?: string;
   /** How often to look at the allow file for changes, in ms. */
   pollMs?: number;
-  /** Told about allow-file reloads and bad lines. */
-  onReload?: (info: { count: number; problems: string[]; error?: string }) => void;
+  /** Told about allow-file loads and bad lines. */
+  onReload?: (info: { count: number; problems: string[]; error?: string; first?: boolean }) => void;
 }
 
 export type AccessVerdict = { ok: true } | { ok: false; reason: string };
 
 export class AccessControl {
-  private readonly allow: AccessRule[];
-  private readonly deny: AccessRule[];
-  private fileRules: AccessRule[] = [];
+  private readonly allow = new PrefixTable();
+  private readonly deny = new PrefixTable();
+  /** Rules from the allow file; empty (nobody allowed) until it has been read. */
+  private fileRules = new PrefixTable();
   private readonly allowFile?: string;
   private readonly onReload?: AccessOptions['onReload'];
   private watching = false;
@@ -87,34 +239,52 @@ export class AccessControl {
   private polling = false;
   /** The allow file's identity, size and mtime when last read, to tell a change. */
   private seen: string | undefined;
+  /**
+   * Settles once the allow file has been read the first time; rejects with a UsageError when it
+   * cannot be (serve() awaits it before listening). Resolved at once without an allow file.
+   */
+  readonly ready: Promise<void>;
 
   constructor(opts: AccessOptions) {
-    this.allow = (opts.allow ?? []).map((r) => parseRule(r, '--allow'));
-    this.deny = (opts.deny ?? []).map((r) => parseRule(r, '--deny'));
+    for (const r of opts.allow ?? []) this.allow.add(parseRule(r, '--allow'));
+    for (const r of opts.deny ?? []) this.deny.add(parseRule(r, '--deny'));
     this.allowFile = opts.allowFile;
     this.onReload = opts.onReload;
-    if (this.allowFile) {
-      if (!fs.existsSync(this.allowFile)) throw new UsageError(`--allow-file: ${this.allowFile}: no such file`);
-      // Stat before reading: a change made during or right after the read differs from it. (fs.watchFile
-      // takes its own baseline later, asynchronously, and so missed a change made in between.)
-      this.seen = signatureOf(fs.statSync(this.allowFile));
-      const { rules, problems } = readRuleFile(this.allowFile);
-      this.fileRules = rules;
-      if (problems.length) this.onReload?.({ count: rules.length, problems });
-      this.pollTimer = setInterval(this.poll, opts.pollMs ?? 250);
-      this.pollTimer.unref();
-      this.watching = true;
+    if (this.allowFile === '') throw new UsageError('--allow-file needs a file name (an empty name would let everyone in)');
+    this.ready = this.allowFile === undefined ? Promise.resolve() : this.firstLoad(this.allowFile, opts.pollMs ?? 250);
+    // Whoever awaits `ready` sees the failure; nobody awaiting it must not crash the process.
+    this.ready.catch(() => {});
+  }
+
+  private async firstLoad(file: string, pollMs: number): Promise<void> {
+    // Stat before reading: a change made during or right after the read differs from it. (fs.watchFile
+    // takes its own baseline later, asynchronously, and so missed a change made in between.)
+    try {
+      this.seen = signatureOf(await fs.promises.stat(file));
+    } catch {
+      throw new UsageError(`--allow-file: ${file}: no such file`);
     }
+    let loaded;
+    try {
+      loaded = await parseRuleFile(await readAllowFile(file), file);
+    } catch (err) {
+      throw new UsageError(`--allow-file: ${(err as Error).message}`);
+    }
+    this.fileRules = loaded.table;
+    this.onReload?.({ count: loaded.table.size, problems: loaded.problems, first: true });
+    this.pollTimer = setInterval(this.poll, pollMs);
+    this.pollTimer.unref();
+    this.watching = true;
   }
 
   /** True when any rule is configured (so unix-socket peers, which have no IP, can be told apart). */
   get active(): boolean {
-    return this.allow.length > 0 || this.deny.length > 0 || this.allowFile !== undefined;
+    return this.allow.size > 0 || this.deny.size > 0 || this.allowFile !== undefined;
   }
 
   /** True when clients must be on an allow list (so a unix-socket peer, which has no IP, cannot qualify). */
   get hasAllowRules(): boolean {
-    return this.allow.length > 0 || this.allowFile !== undefined;
+    return this.allow.size > 0 || this.allowFile !== undefined;
   }
 
   /** Looks at the allow file; reloads it when it is not what was last read. */
@@ -122,40 +292,44 @@ export class AccessControl {
     if (this.polling || !this.allowFile) return;
     this.polling = true;
     fs.stat(this.allowFile, (err, st) => {
-      this.polling = false;
       if (!this.watching) return;
       const now = err ? `missing: ${err.code}` : signatureOf(st);
-      if (now === this.seen) return;
+      if (now === this.seen) {
+        this.polling = false;
+        return;
+      }
       this.seen = now;
-      this.reload();
+      // One reload at a time: polling resumes once this one is done.
+      void this.reload().finally(() => (this.polling = false));
     });
   };
 
-  private readonly reload = () => {
+  private async reload(): Promise<void> {
     if (!this.allowFile) return;
     try {
-      const { rules, problems } = readRuleFile(this.allowFile);
-      this.fileRules = rules;
-      this.onReload?.({ count: rules.length, problems });
+      const { table, problems } = await parseRuleFile(await readAllowFile(this.allowFile), this.allowFile);
+      if (!this.watching) return;
+      this.fileRules = table;
+      this.onReload?.({ count: table.size, problems });
     } catch (err) {
       // Keep the last good list: a file being rewritten must not open or close the door by accident.
-      this.onReload?.({ count: this.fileRules.length, problems: [], error: (err as Error).message });
+      this.onReload?.({ count: this.fileRules.size, problems: [], error: (err as Error).message });
     }
-  };
+  }
 
   /** Decides for one client address. */
   check(address: string): AccessVerdict {
     if (!this.active) return { ok: true };
-    let ip: ipaddr.IPv4 | ipaddr.IPv6;
+    let ip: IP;
     try {
       ip = ipaddr.process(address);
     } catch {
       return { ok: false, reason: `not an IP address: ${address}` };
     }
-    const denied = matches(ip, this.deny);
-    if (denied) return { ok: false, reason: `denied by --deny ${denied.text}` };
-    if (this.allow.length === 0 && this.allowFile === undefined) return { ok: true };
-    if (matches(ip, this.allow) || matches(ip, this.fileRules)) return { ok: true };
+    const denied = this.deny.find(ip);
+    if (denied !== undefined) return { ok: false, reason: `denied by --deny ${denied}` };
+    if (!this.hasAllowRules) return { ok: true };
+    if (this.allow.find(ip) !== undefined || this.fileRules.find(ip) !== undefined) return { ok: true };
     return { ok: false, reason: 'not in the allow list' };
   }
 
@@ -168,21 +342,29 @@ export class AccessControl {
 
 /** "inode:size:mtime": changes when the file is rewritten or replaced. */
 function signatureOf(st: fs.Stats): string {
-  return `${st.ino}:${st.size}:${st.mtimeMs}`;
+  return `${st.ino}:${st.size}:${st.mtimeMs}:${st.mode}`;
 }
 
 /**
  * The access control of a listening mode, or undefined when no rule was given; allow-file
- * reloads and bad lines in the file are logged.
+ * loads and bad lines in the file are logged. Await its `ready` before accepting anyone.
  */
 export function createAccessControl(options: AccessOptions | undefined, logger: Logger): AccessControl | undefined {
   if (!options) return undefined;
+  const file = options.allowFile;
   return new AccessControl({
     ...options,
-    onReload: ({ count, problems, error }) => {
+    onReload: ({ count, problems, error, first }) => {
       for (const p of problems) logger.warn('allow-file', `ignoring ${p}`);
-      if (error) logger.warn('allow-file', `could not re-read the allow file, keeping the previous list: ${error}`);
-      else logger.event('allow-file', `allow file loaded: ${count} entr${count === 1 ? 'y' : 'ies'}`, { count });
+      if (error) {
+        logger.warn('allow-file', `could not re-read the allow file, keeping the previous list: ${error}`);
+        return;
+      }
+      if (count === 0) {
+        // An empty list is not "no list": an allow file with no rule lets nobody in. Say so, loudly.
+        const others = options.allow?.length ? ` (only --allow ${options.allow.join(', ')} can connect)` : '';
+        logger.warn('allow-file', `allow file ${file} holds no address: nobody is let in until it does${others}`, { count, file });
+      } else logger.event('allow-file', `allow file loaded: ${count} entr${count === 1 ? 'y' : 'ies'}`, { count, first });
     },
   });
 }

@@ -39,17 +39,33 @@ export function readExampleFiles(dir: string, prefix = ''): Record<string, strin
   return out;
 }
 
-/** The first sentence of the file's opening comment (after any #! line), e.g. "A minimal web server in shell: …". */
+/**
+ * The first sentence of the file's opening comment (after any #! line): `# …` lines, or a Python
+ * docstring, e.g. "A minimal web server in shell: …".
+ */
 function summaryOf(content: string): string {
+  const lines = content.split('\n').slice(0, 20).filter((l, i) => !(i === 0 && l.startsWith('#!')));
   const words: string[] = [];
-  for (const line of content.split('\n').slice(0, 20)) {
-    if (line.startsWith('#!')) continue;
-    const m = /^\s*(?:#|\/\/|--|;)\s?(.*?)\s*$/.exec(line);
-    // The comment ends at a blank line, code, or a "Serve it:  …" usage line.
-    if (!m || m[1] === '' || /^[\w ]+:\s{2}/.test(m[1])) break;
-    words.push(m[1]);
+  if (lines[0]?.startsWith('"""')) {
+    for (const [i, line] of lines.entries()) {
+      const text = (i === 0 ? line.slice(3) : line).trim();
+      if (text === '' || text.startsWith('"""')) break;
+      words.push(text.replace(/"""$/, ''));
+      if (text.endsWith('"""')) break;
+    }
+  } else {
+    for (const line of lines) {
+      const m = /^\s*(?:#|\/\/|--|;)\s?(.*?)\s*$/.exec(line);
+      // The comment ends at a blank line, code, or a "Serve it:  …" usage line.
+      if (!m || m[1] === '' || /^[\w ]+:\s{2}/.test(m[1])) break;
+      words.push(m[1]);
+    }
   }
-  const text = words.join(' ');
-  const end = /[.!?](?:\s|$)/.exec(text);
-  return end ? text.slice(0, end.index + 1) : text;
+  return firstSentence(words.join(' '));
+}
+
+/** Up to the first full stop that ends a sentence; a colon that ends the comment introduces an example, so it goes. */
+function firstSentence(text: string): string {
+  const end = /[.!?](?=\s+\p{Lu}|\s*$)/u.exec(text);
+  return (end ? text.slice(0, end.index + 1) : text).replace(/:$/, '');
 }

@@ -160,6 +160,8 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
     live.set(id, { abort, done });
   }
 
+  // Nobody is accepted before the allow file has been read (a bad one stops us here, exit 2).
+  await opts.access?.ready;
   listener = await listenAddress(opts.address, {
     onConnection,
     onAcceptError: (err) => logger.error('accept-error', `${formatAddress(opts.address)}: accept failed: ${err.message}`),

@@ -50,6 +50,15 @@ const dialogues: Record<string, (port: number) => Promise<void>> = {
     expect((await exchange(port, 'nothing-here.txt\n')).toString()).toBe('erreur : fichier introuvable : nothing-here.txt\n');
     expect((await exchange(port, '../package.json\n')).toString()).toMatch(/^erreur : nom de fichier refusé/);
   },
+  'protocole.sh': async (port) => {
+    const reply = (await exchange(port, 'hello\r\nheure\nfichier time.sh\nfichier .env\nbof\n')).toString().split('\n');
+    expect(reply[0]).toBe('commandes : hello, heure, fichier NOM, quit');
+    expect(reply[1]).toBe('hello');
+    expect(reply[2]).toMatch(/^\d\d:\d\d:\d\d$/);
+    expect(reply.slice(3).join('\n')).toContain(readFileSync(`${examplesDir}/time.sh`, 'utf8'));
+    expect(reply).toContain("erreur : nom de fichier refusé : '.env' (un nom simple, sans / ni . au début)");
+    expect(reply).toContain('commande inconnue : bof (commandes : hello, heure, fichier NOM, quit)');
+  },
   'web.sh': async (port) => {
     // curl, as in the header: a 200 with a small HTML body whose length matches Content-Length.
     const out = execFileSync('curl', ['-sS', '-i', '--max-time', '10', `http://127.0.0.1:${port}/`]).toString();

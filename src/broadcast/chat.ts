@@ -10,15 +10,7 @@ import { escapeControls, LineReader, timestamp } from './lines';
 import type { LeaveReason, RoomProtocol } from './protocol';
 import type { Member, Room } from './room';
 import type { ChatStrings } from './lang/index';
-
-/**
- * What a name may be: letters and digits of any script (a French class has Élodie and François),
- * _ and -; combining marks after the first character. No spaces, punctuation, or format
- * characters such as a right-to-left override, which would let one name pose as another.
- */
-export const NAME_PATTERN = /^[\p{L}\p{N}_-][\p{L}\p{M}\p{N}_-]{0,31}$/u;
-/** The name lines typed on the server's stdin go out under; no client may take it. */
-export const SERVER_NAME = 'server';
+import { SERVER_NAME, nameRefusal, nameSkeleton } from './names';
 /** Lines joined by LF that hold a control character to escape or a command (a line starting with /). */
 const NEEDS_CARE = /[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]|(?:^|\n)\//;
 
@@ -43,7 +35,7 @@ export type ChatNaming = 'user' | 'peer';
 
 /** The line-mode protocol: names, commands, announcements and the timestamped room log. */
 export class Chat implements RoomProtocol {
-  /** Every name in use, lower-cased: names are unique without regard to case. */
+  /** Every name in use, by its skeleton: names are unique without regard to case or look-alike letters. */
   private readonly names = new Map<string, Member>();
   private readonly readers = new Map<Member, LineReader>();
   private nextNumber = 1;
@@ -57,7 +49,7 @@ export class Chat implements RoomProtocol {
   joined(member: Member): void {
     const { room } = this.opts;
     member.name = this.opts.names === 'peer' ? member.label : this.freshName();
-    this.names.set(member.name.toLowerCase(), member);
+    this.names.set(nameSkeleton(member.name), member);
     this.readers.set(
       member,
       new LineReader(
@@ -92,7 +84,7 @@ export class Chat implements RoomProtocol {
   left(member: Member, reason: LeaveReason): void {
     this.readers.get(member)?.discard();
     this.readers.delete(member);
-    if (this.names.get(member.name.toLowerCase()) === member) this.names.delete(member.name.toLowerCase());
+    if (this.names.get(nameSkeleton(member.name)) === member) this.names.delete(nameSkeleton(member.name));
     if (reason !== 'stopping') this.announce(member, this.opts.strings.left(member.name, reason), this.whereFrom(member));
   }
 
@@ -170,8 +162,8 @@ export class Chat implements RoomProtocol {
     const problem = this.nameProblem(member, wanted);
     if (problem) return room.sendTo(member, notice(problem));
     const old = member.name;
-    this.names.delete(old.toLowerCase());
-    this.names.set(wanted.toLowerCase(), member);
+    this.names.delete(nameSkeleton(old));
+    this.names.set(nameSkeleton(wanted), member);
     member.name = wanted;
     room.sendTo(member, notice(this.opts.strings.youAreNow(wanted)));
     this.announce(member, this.opts.strings.renamed(old, wanted));
@@ -181,11 +173,15 @@ export class Chat implements RoomProtocol {
   private nameProblem(member: Member, wanted: string): string | undefined {
     const say = this.opts.strings;
     if (wanted === '') return say.nickUsage(say.nameRule);
-    if (!NAME_PATTERN.test(wanted)) return say.badName(shown(wanted), say.nameRule);
+    const refusal = nameRefusal(wanted, say);
+    if (refusal) return say.badName(shown(wanted), refusal);
     if (wanted === member.name) return say.alreadyYou(wanted);
-    if (wanted.toLowerCase() === SERVER_NAME) return say.reserved(SERVER_NAME);
-    const holder = this.names.get(wanted.toLowerCase());
-    if (holder && holder !== member) return say.taken(holder.name);
+    const holder = this.names.get(nameSkeleton(wanted));
+    if (holder && holder !== member) {
+      if (holder.name.toLowerCase() === wanted.toLowerCase()) return say.taken(holder.name);
+      // "Elodie" and "Ｅlodie" (fullwidth), "alice" and "аlice" (Cyrillic а): one look, one person.
+      return say.badName(shown(wanted), say.looksLike(holder.name));
+    }
     return undefined;
   }
 
@@ -218,7 +214,7 @@ export class Chat implements RoomProtocol {
         return say(all.length ? strings.serverWho(all) : strings.serverNobody);
       }
       case 'kick': {
-        const target = this.names.get(arg.toLowerCase());
+        const target = this.names.get(nameSkeleton(arg));
         if (!target) return say(strings.serverNoSuchName(shown(arg)));
         room.sendTo(target, notice(strings.kicked));
         return target.sendAway('kicked');
@@ -234,7 +230,7 @@ export class Chat implements RoomProtocol {
   private freshName(): string {
     for (;;) {
       const name = `user${this.nextNumber++}`;
-      if (!this.names.has(name)) return name;
+      if (!this.names.has(nameSkeleton(name))) return name;
     }
   }
 

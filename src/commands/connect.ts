@@ -2,12 +2,13 @@ import { runConnect } from '../modes/connect';
 import { DEFAULT_QUIT_AFTER_MS } from '../modes/udp-connect';
 import { addressFromArgs, commonFromArgs, secondsOption, withCommonOptions, withIdleTimeout, examplesEpilog } from './options';
 import type { CommandFactory } from './types';
+import { viaFromArgs, withViaOption } from './via';
 
 export const connectCommand: CommandFactory = (env) => ({
   command: 'connect [address] [port]',
   describe: 'Connect to a server, like nc HOST PORT: stdin → server, server → stdout',
   builder: (y) =>
-    withIdleTimeout(withCommonOptions(y))
+    withViaOption(withIdleTimeout(withCommonOptions(y)))
       .positional('address', { type: 'string', describe: 'HOST:PORT, [IPv6]:PORT, PORT (127.0.0.1) or SCHEME:…' })
       .positional('port', { type: 'string', describe: 'PORT, when the host is given on its own (nc style: connect example.org 80)' })
       .option('wait', { alias: 'w', type: 'number', describe: 'Give up connecting after SECS' })
@@ -21,12 +22,15 @@ export const connectCommand: CommandFactory = (env) => ({
           ['$0 connect --ca cert.pem tls:localhost:8443', 'trust a self-signed certificate'],
           ['echo ping | $0 connect -u 127.0.0.1:9999', 'one UDP datagram; replies are awaited 1 s after EOF'],
           ["printf 'GET / HTTP/1.0\\r\\n\\r\\n' | $0 connect example.org 80", 'the reply arrives after our EOF'],
+          ['$0 connect roucas101.etu:22 --via socks5h://ovh:1080 --via socks5h://sas1:1080', 'through two SOCKS proxies, first hop first; each hop resolves the next name'],
         ]),
       ),
   handler: async (argv) => {
+    const address = addressFromArgs(argv.address, argv.port, 'connect', { ...argv, tlsOnConnect: true });
     const code = await runConnect(
       {
-        address: addressFromArgs(argv.address, argv.port, 'connect', { ...argv, tlsOnConnect: true }),
+        address,
+        via: viaFromArgs(argv.via, address),
         connectTimeoutMs: secondsOption(argv.wait, '--wait'),
         idleTimeoutMs: secondsOption(argv.idleTimeout, '--idle-timeout'),
         shutdown: argv.shutdown,

@@ -4,6 +4,7 @@ import { UsageError } from '../errors';
 import type { ProxyVersion } from '../proxy-protocol';
 import { addressFromArgs, addressText, commonFromArgs, listenerFromArgs, secondsOption, withCommonOptions, withListenerOptions, withRelayOptions, withUdpIdle, examplesEpilog } from './options';
 import type { CommandFactory } from './types';
+import { viaFromArgs, withViaOption } from './via';
 
 /**
  * LISTEN and TARGET from forward's words, where a host and its port may be two words as in
@@ -23,7 +24,7 @@ export const forwardCommand: CommandFactory = (env) => ({
   command: 'forward [listen] [target] [more..]',
   describe: 'Relay every client of LISTEN to TARGET, like socat TCP-LISTEN:p,fork TCP:host:p or ssh -L',
   builder: (y) =>
-    withUdpIdle(withRelayOptions(withListenerOptions(withCommonOptions(y))))
+    withViaOption(withUdpIdle(withRelayOptions(withListenerOptions(withCommonOptions(y)))))
       .positional('listen', { type: 'string', describe: 'Where clients connect: PORT (127.0.0.1), HOST:PORT, [IPv6]:PORT or SCHEME:…' })
       .positional('target', { type: 'string', describe: 'Where each client is relayed: HOST:PORT, [IPv6]:PORT, PORT (127.0.0.1) or SCHEME:…' })
       .positional('more', { type: 'string', array: true, describe: 'A host and its port may also be two words, as connect takes them: forward 4000 roucas101.etu 22' })
@@ -54,6 +55,7 @@ export const forwardCommand: CommandFactory = (env) => ({
           ['$0 forward 9000 127.0.0.1:9001 --max-conns 500 --idle-timeout 300', 'at most 500 clients, closed after 5 idle minutes'],
           ['$0 forward 0.0.0.0:8080 127.0.0.1:80 --workers auto', 'one relay process per CPU, for many clients at once'],
           ['$0 forward udp:127.0.0.1:5353 udp:9.9.9.9:53', 'a UDP relay: each client gets its own upstream socket'],
+          ['$0 forward 4000 roucas101.etu:22 --via socks5h://ovh:1080 --via socks5h://sas1:1080', 'ssh -p 4000 localhost reaches roucas101.etu:22 two proxies away'],
         ]),
       ),
   handler: async (argv) => {
@@ -69,6 +71,7 @@ export const forwardCommand: CommandFactory = (env) => ({
       {
         listen,
         target,
+        via: viaFromArgs(argv.via, target),
         connectTimeoutMs,
         closeWaitMs: secondsOption(argv.closeWait, '--close-wait'),
         idleTimeoutMs: secondsOption(argv.idleTimeout, '--idle-timeout'),

@@ -4,7 +4,11 @@ import { connectCommand } from './connect';
 import { forwardCommand } from './forward';
 import { execCommand } from './exec';
 import { broadcastCommand } from './broadcast';
+import { proxyCommand } from './proxy';
+import { scanCommand } from './scan';
+import { waitCommand } from './wait';
+import { completionCommand } from './completion';
 import { examplesCommand } from './examples';
 import type { CommandFactory } from './types';
 
-export const commands: CommandFactory[] = [listenCommand, connectCommand, forwardCommand, execCommand, broadcastCommand, examplesCommand];
+export const commands: CommandFactory[] = [listenCommand, connectCommand, forwardCommand, execCommand, broadcastCommand, proxyCommand, scanCommand, waitCommand, completionCommand, examplesCommand];

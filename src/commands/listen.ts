@@ -1,7 +1,7 @@
 import { runListen } from '../modes/listen';
 import { UsageError } from '../errors';
 import { execInsteadOfListen } from './habits';
-import { addressFromArgs, addressText, commonFromArgs, listenerFromArgs, secondsOption, withCommonOptions, withIdleTimeout, withListenerOptions, withUdpIdle, CLIENT_TLS_FLAGS, hideRefused, examplesEpilog } from './options';
+import { addressFromArgs, addressText, bytesOption, commonFromArgs, listenerFromArgs, secondsOption, withCommonOptions, withIdleTimeout, withListenerOptions, withUdpIdle, CLIENT_TLS_FLAGS, hideRefused, examplesEpilog } from './options';
 import type { CommandFactory } from './types';
 
 export const listenCommand: CommandFactory = (env) => ({
@@ -18,6 +18,7 @@ export const listenCommand: CommandFactory = (env) => ({
       .option('e', { alias: 'exec', type: 'string', hidden: true })
       .option('c', { alias: 'sh-exec', type: 'string', hidden: true })
       .option('keep-open', { alias: 'k', type: 'boolean', default: false, describe: 'Serve clients concurrently until stopped; stdin goes to every client' })
+      .option('max-queue', { type: 'string', describe: "-k: cap on the stdin bytes queued for one client (K, M suffixes; default 1M): a client that does not read is disconnected past it" })
       .option('echo', { type: 'boolean', default: false, describe: 'Built-in echo server: send back whatever each client sends' })
       .option('crlf', { alias: 'C', type: 'boolean', default: false, describe: 'Send LF from stdin as CRLF' })
       .option('shutdown', { type: 'boolean', default: true, describe: 'Shut down the write side on stdin EOF (--no-shutdown keeps it open)' })
@@ -28,6 +29,7 @@ export const listenCommand: CommandFactory = (env) => ({
           ['$0 listen -k 0.0.0.0:9090', 'many clients, reachable from the network'],
           ['$0 listen --echo 9090', 'echo server for the socket exercises'],
           ['$0 listen --tls --echo 8443', 'TLS echo server (ephemeral certificate; try openssl s_client -connect 127.0.0.1:8443)'],
+          ['cat big.iso | $0 listen -k --max-queue 4M 9090', 'send a file to every client; one that stops reading is cut off past 4 MiB'],
           ['$0 listen -u -k 9999', 'UDP chat: every peer is tracked, stdin goes to all of them'],
           ['$0 listen --echo --unix-mode 0660 unix:/tmp/echo.sock', 'echo server on a unix socket'],
         ]),
@@ -36,6 +38,9 @@ export const listenCommand: CommandFactory = (env) => ({
     if (argv.e !== undefined || argv.c !== undefined) throw execInsteadOfListen(env.args, argv as { e?: string; c?: string; address?: string; port?: string }, addressText(argv.address, argv.port));
     const address = addressFromArgs(argv.address, argv.port, 'listen', { ...argv, listenOnly: true });
     if (argv.echo && argv.keepOpen === false && argv.crlf) throw new UsageError('--crlf applies to stdin, which --echo does not read');
+    if (argv.maxQueue !== undefined && (!argv.keepOpen || argv.echo || address.scheme === 'udp')) {
+      throw new UsageError('--max-queue caps the stdin queued for each client of listen -k over a stream (TCP, TLS, unix): not with --echo, -u or a single client');
+    }
     const code = await runListen(
       {
         address,
@@ -45,6 +50,7 @@ export const listenCommand: CommandFactory = (env) => ({
         crlf: argv.crlf,
         idleTimeoutMs: secondsOption(argv.idleTimeout, '--idle-timeout'),
         udpIdleMs: secondsOption(argv.udpIdle, '--udp-idle'),
+        maxQueue: bytesOption(argv.maxQueue, '--max-queue', 1024),
         ...listenerFromArgs(argv),
         ...commonFromArgs(argv),
       },

@@ -274,10 +274,18 @@ export interface ListenerArgs {
   drainTimeout?: number;
 }
 
-/** A repeatable flag: absent, once (a string) or several times (an array); "a,b" also splits. */
-export function listOption(value: string | string[] | undefined): string[] {
+/**
+ * A repeatable flag: absent, once (a string) or several times (an array); "a,b" also splits.
+ * An empty entry (`--allow=`, `--allow=,`, `--allow "$UNSET"`) is refused: for an access rule,
+ * quietly dropping it would turn a list meant to shut the door into no list at all.
+ */
+export function listOption(value: string | string[] | undefined, flag: string): string[] {
   if (value === undefined) return [];
-  return ([] as string[]).concat(value).flatMap((v) => String(v).split(',')).map((v) => v.trim()).filter(Boolean);
+  const items = ([] as string[]).concat(value).flatMap((v) => String(v).split(',')).map((v) => v.trim());
+  if (items.some((v) => v === '')) {
+    throw new UsageError(`${flag} got an empty rule (an unset shell variable?): give an address or CIDR range, e.g. ${flag} 192.168.1.0/24`);
+  }
+  return items;
 }
 
 export function commonFromArgs(argv: CommonArgs) {
@@ -286,9 +294,13 @@ export function commonFromArgs(argv: CommonArgs) {
 
 /** Listener options in the modes' shape. */
 export function listenerFromArgs(argv: ListenerArgs) {
-  const allow = listOption(argv.allow);
-  const deny = listOption(argv.deny);
-  const access: AccessOptions | undefined = allow.length || deny.length || argv.allowFile ? { allow, deny, allowFile: argv.allowFile } : undefined;
+  const allow = listOption(argv.allow, '--allow');
+  const deny = listOption(argv.deny, '--deny');
+  if (Array.isArray(argv.allowFile)) throw new UsageError('--allow-file takes one file (put every address in it)');
+  if (argv.allowFile !== undefined && String(argv.allowFile).trim() === '') {
+    throw new UsageError('--allow-file got an empty file name (an unset shell variable?): an empty name would let everyone in');
+  }
+  const access: AccessOptions | undefined = allow.length || deny.length || argv.allowFile !== undefined ? { allow, deny, allowFile: argv.allowFile } : undefined;
   return {
     access,
     maxConns: countOption(argv.maxConns, '--max-conns'),

@@ -3,7 +3,8 @@
  * On stdin EOF the socket's write side is shut down and we keep reading until the server
  * closes, so a reply sent after our EOF still arrives (--no-shutdown keeps the write side open).
  */
-import { connectAddress, formatAddress, type Address } from '../endpoints/index';
+import { formatAddress, type Address } from '../endpoints/index';
+import { connectThrough, type Hop } from '../proxy/hops';
 import { StdioStream, stdinLingerMs } from '../endpoints/stdio';
 import { hexDumper } from '../hexdump';
 import { formatDuration, Logger, type LogOptions } from '../log';
@@ -14,6 +15,8 @@ import { runUdpConnect } from './udp-connect';
 
 export interface ConnectOptions extends LogOptions {
   address: Address;
+  /** --via: proxy hops to go through, first hop first. */
+  via?: Hop[];
   /** Give up connecting after this many ms. */
   connectTimeoutMs?: number;
   /** Close after this many ms without traffic either way. */
@@ -33,7 +36,7 @@ export async function runConnect(opts: ConnectOptions, io: ModeIO): Promise<numb
   if (opts.address.scheme === 'udp') return runUdpConnect(opts, io);
   const logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
   const label = formatAddress(opts.address);
-  const conn = await connectAddress(opts.address, { timeoutMs: opts.connectTimeoutMs, signal: io.signal, log: logger });
+  const conn = await connectThrough(opts.address, opts.via, { timeoutMs: opts.connectTimeoutMs, signal: io.signal, log: logger });
   logger.event('connected', `connected to ${conn.remote.label} from ${conn.local.label}`, { remote: conn.remote.label, local: conn.local.label });
   const stdio = new StdioStream(io.stdin, io.stdout, { crlf: opts.crlf, endOutput: io.endStdout });
   const dump = opts.hex ? hexDumper(io.stderr, { a: '<', b: '>' }) : undefined;

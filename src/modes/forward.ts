@@ -8,7 +8,8 @@
  * chunk unless -x asks for a hex dump, sockets are joined directly (no extra stream layers),
  * and TCP_NODELAY is set on both sides by the TCP transport.
  */
-import { connectAddress, formatAddress, type Address, type Connection } from '../endpoints/index';
+import { formatAddress, type Address, type Connection } from '../endpoints/index';
+import { connectThrough, type Hop } from '../proxy/hops';
 import { hexDumper } from '../hexdump';
 import { Logger, type LogOptions } from '../log';
 import { relay, resetStream, DEFAULT_CLOSE_WAIT_MS, type RelayResult, type Side } from '../relay';
@@ -33,6 +34,8 @@ export interface ForwardOptions extends ListenerModeOptions, LogOptions {
   listen: Address;
   /** Where each client's upstream connection goes. */
   target: Address;
+  /** --via: proxy hops each upstream connection goes through, first hop first. */
+  via?: Hop[];
   /** Give up connecting upstream after this many ms (default 10 s). */
   connectTimeoutMs?: number;
   /** After one side's EOF, ms the other direction may take (default 2 s). */
@@ -54,6 +57,7 @@ export interface ForwardOptions extends ListenerModeOptions, LogOptions {
 export async function runForward(opts: ForwardOptions, io: ModeIO): Promise<number> {
   if (opts.listen.scheme === 'udp' || opts.target.scheme === 'udp') {
     if (opts.proxyProtocol) throw new UsageError('--proxy-protocol applies to TCP streams, not to UDP');
+    if (opts.via?.length) throw new UsageError('--via carries TCP streams, not UDP');
     // Datagrams of one client could land in any worker, each with its own upstream socket.
     if ((opts.workers ?? 1) > 1) throw new UsageError('--workers applies to TCP forwards, not to UDP');
     return runUdpForward(opts, io);
@@ -123,7 +127,7 @@ class Forwarder {
   async handle(client: Connection, ctx: ConnectionContext): Promise<ConnectionSummary> {
     let upstream: Connection;
     try {
-      upstream = await connectAddress(this.opts.target, {
+      upstream = await connectThrough(this.opts.target, this.opts.via, {
         timeoutMs: this.opts.connectTimeoutMs ?? DEFAULT_FORWARD_CONNECT_TIMEOUT_MS,
         signal: ctx.signal,
       });

@@ -10,7 +10,8 @@ import type { Address, Connection } from '../endpoints/index';
 import { StdioStream, LfToCrlf, stdinLingerMs } from '../endpoints/stdio';
 import { hexDumper } from '../hexdump';
 import { Logger, type LogOptions } from '../log';
-import { relay, type RelayResult } from '../relay';
+import { relay, resetStream, type RelayResult } from '../relay';
+import { DEFAULT_MAX_QUEUE } from './broadcast';
 import { serve, listenerServeOptions, type ConnectionSummary, type ListenerModeOptions } from '../server';
 import { exitCodeFor } from './connect';
 import { runUdpListen } from './udp-listen';
@@ -25,6 +26,8 @@ export interface ListenOptions extends ListenerModeOptions, LogOptions {
   crlf?: boolean;
   idleTimeoutMs?: number;
   hex?: boolean;
+  /** -k: cap on the stdin bytes queued for one client (default 1 MiB); past it the client is cut off. */
+  maxQueue?: number;
   /** UDP -k: forget a peer after this many ms without a datagram from it. */
   udpIdleMs?: number;
 }
@@ -76,20 +79,31 @@ export async function runListen(opts: ListenOptions, io: ModeIO): Promise<number
     return exitCode;
   }
 
-  // -k: one stdin shared by every client.
-  const fanout = new StdinFanout(io.stdin, opts.crlf, opts.shutdown !== false);
+  // -k: one stdin shared by every client, each with a bounded queue of it.
+  const maxQueue = opts.maxQueue ?? DEFAULT_MAX_QUEUE;
+  const fanout = new StdinFanout(io.stdin, opts.crlf, opts.shutdown !== false, maxQueue);
   try {
     await serve({
       ...common,
       handle: async (conn, ctx) => {
-        const tap = fanout.tap(io.stdout);
+        let overflowed = false;
+        const tap = fanout.tap(io.stdout, () => {
+          // It read nothing while others read a whole queue's worth: cut it off so memory stays
+          // bounded, with a reset (what it was owed was never sent; a FIN would say "that was all").
+          overflowed = true;
+          logger.warn('too-slow', `disconnecting ${conn.remote.label}: not reading, more than ${maxQueue} bytes of stdin queued for it (--max-queue)`, {
+            client: conn.remote.label,
+            max_queue: maxQueue,
+          });
+          resetStream(conn.stream);
+        });
         const r = await relay(conn.stream, tap, {
           closeWait: { a: 0, b: Infinity },
           idleTimeoutMs: opts.idleTimeoutMs,
           signal: ctx.signal,
           onData: dumpFor(conn),
         });
-        return summarize(r);
+        return { ...summarize(r), reason: overflowed ? 'slow' : r.reason };
       },
     });
   } finally {
@@ -100,17 +114,26 @@ export async function runListen(opts: ListenOptions, io: ModeIO): Promise<number
 }
 
 /**
- * Reads stdin once and hands every chunk to every connected client's tap. stdin is paused
- * while any tap is full, so a slow client slows the keyboard, never memory.
+ * Reads stdin once and hands every chunk to every connected client's tap. Each tap queues at
+ * most `maxQueue` bytes: stdin is paused only while every client has a full read buffer, so
+ * clients that keep up are never held back by one that does not; a client whose queue would
+ * pass the cap is cut off (its `onOverflow`). Memory: at most maxQueue per client.
  */
 class StdinFanout {
   private readonly taps = new Set<ClientTap>();
   private ended = false;
   private readonly input: NodeJS.ReadableStream;
   private readonly onData = (chunk: Buffer) => {
-    let full = false;
-    for (const tap of this.taps) if (!tap.push(chunk)) full = true;
-    if (full) this.input.pause();
+    let wantsMore = false;
+    for (const tap of [...this.taps]) {
+      if (tap.readableLength + chunk.length > this.maxQueue) {
+        tap.overflow();
+        continue;
+      }
+      if (tap.push(chunk)) wantsMore = true;
+    }
+    // Wait only when nobody can take more; a tap that drains resumes us (ClientTap._read).
+    if (!wantsMore) this.input.pause();
   };
   private readonly onEnd = () => {
     this.ended = true;
@@ -121,6 +144,7 @@ class StdinFanout {
     input: NodeJS.ReadableStream,
     crlf: boolean | undefined,
     private readonly shutdownOnEof: boolean,
+    private readonly maxQueue: number,
   ) {
     this.input = crlf ? input.pipe(new LfToCrlf()) : input;
     this.input.on('data', this.onData);
@@ -130,8 +154,9 @@ class StdinFanout {
     this.input.pause();
   }
 
-  tap(output: Writable): ClientTap {
-    const tap = new ClientTap(output, () => this.input.resume(), (t) => this.taps.delete(t));
+  /** A new client's tap; `onOverflow` is called once if its queue would pass the cap. */
+  tap(output: Writable, onOverflow: () => void): ClientTap {
+    const tap = new ClientTap(output, () => this.input.resume(), (t) => this.taps.delete(t), onOverflow);
     this.taps.add(tap);
     this.input.resume();
     if (this.ended && this.shutdownOnEof) tap.push(null);
@@ -152,8 +177,14 @@ class ClientTap extends Duplex {
     private readonly output: Writable,
     private readonly wantMore: () => void,
     private readonly onGone: (tap: ClientTap) => void,
+    private readonly onOverflow: () => void,
   ) {
     super({ allowHalfOpen: true });
+  }
+  /** Its queue is over the cap: it gets nothing more, and its client is cut off. */
+  overflow(): void {
+    this.onGone(this);
+    this.onOverflow();
   }
   override _read(): void {
     this.wantMore();

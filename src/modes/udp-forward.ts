@@ -54,6 +54,7 @@ export async function runUdpForward(opts: UdpForwardOptions, io: ModeIO): Promis
   const targetLabel = udpLabel(target);
   const logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
   const access = createAccessControl(opts.access, logger);
+  await access?.ready;
   const { socket: front, bound, label } = await bindUdpSocket(opts.listen as UdpAddress);
   logger.event('listening', `listening on ${label}, forwarding to ${targetLabel}`, { address: label, target: targetLabel });
   if (isWildcardHost(bound.host)) logger.event('exposed', `${label} is reachable from the network, not only from this machine`, { address: label });

@@ -29,6 +29,7 @@ export const STDOUT_BACKLOG_LIMIT = 4 << 20;
 export async function runUdpListen(opts: ListenOptions, io: ModeIO): Promise<number> {
   const logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
   const access = createAccessControl(opts.access, logger);
+  await access?.ready;
   const { socket, bound, label } = await bindUdpSocket(opts.address as UdpAddress);
   logger.event('listening', `listening on ${label}`, { address: label });
   if (isWildcardHost(bound.host)) logger.event('exposed', `${label} is reachable from the network, not only from this machine`, { address: label });

@@ -114,7 +114,7 @@ describe('sockcat broadcast (line mode)', () => {
     b.say(`/nick ${'x'.repeat(33)}`);
     await b.waitFor(/^\* cannot use 'x{33}' as a name/m);
     b.say('/nick Server');
-    await b.waitFor(/^\* 'server' is reserved for the server$/m);
+    await b.waitFor(/^\* cannot use 'Server' as a name: 'server' and names that look like it are reserved for the server$/m);
     b.say('/nick');
     await b.waitFor(/^\* usage: \/nick NAME/m);
     b.say('/nick b_o-B9');
@@ -124,6 +124,39 @@ describe('sockcat broadcast (line mode)', () => {
     // Nobody else heard about the failed attempts.
     await a.waitFor(/^\* user2 is now b_o-B9$/m);
     expect(a.text()).not.toMatch(/taken|cannot use|reserved/);
+  });
+
+  it('names cannot impersonate: look-alike letters, fullwidth forms, blank fillers and server look-alikes are refused', async () => {
+    const { port } = await room();
+    const a = await join(port);
+    const b = await join(port);
+    a.say('/nick Elodie');
+    await a.waitFor(/^\* you are now Elodie$/m);
+    // Fullwidth E, Cyrillic е (U+0435): the same name to the eye.
+    b.say('/nick \uff25lodie');
+    await b.waitFor(/^\* cannot use 'Ｅlodie' as a name: it looks like Elodie, who is already here$/m);
+    b.say('/nick \u0415lodie');
+    await b.waitFor(/^\* cannot use 'Еlodie' as a name: it looks like Elodie, who is already here$/m);
+    // Cyrillic ѕ (U+0455) and fullwidth forms of the reserved name.
+    b.say('/nick \u0455erver');
+    await b.waitFor(/^\* cannot use 'ѕerver' as a name: 'server' and names that look like it are reserved for the server$/m);
+    b.say('/nick \uff53\uff45\uff52\uff56\uff45\uff52');
+    await b.waitFor(/^\* cannot use 'ｓｅｒｖｅｒ' as a name: 'server' and names/m);
+    // The Hangul filler U+3164 is a "letter" that prints as a blank: alone, or hidden in a name.
+    b.say('/nick \u3164');
+    await b.waitFor(/^\* cannot use '.' as a name: it holds an invisible or blank character \(U\+3164\)$/m);
+    b.say('/nick Elodie\u3164');
+    await b.waitFor(/^\* cannot use 'Elodie.' as a name: it holds an invisible or blank character \(U\+3164\)$/m);
+    b.say('/nick Elo\u200ddie');
+    await b.waitFor(/^\* cannot use 'Elo.die' as a name: it holds an invisible or blank character \(U\+200D\)$/m);
+    // Letters of any script that look like nobody here still work.
+    b.say('/nick François');
+    await b.waitFor(/^\* you are now François$/m);
+    b.say('/nick Élodie');
+    await b.waitFor(/^\* you are now Élodie$/m);
+    b.say('/who');
+    await b.waitFor(/^\* here: Élodie \(you\), Elodie$/m);
+    expect(a.text()).not.toMatch(/lodie\u3164|ѕerver|Ｅlodie/);
   });
 
   it('with --echo-self, a sender gets its own lines back too', async () => {

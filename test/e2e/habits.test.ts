@@ -66,7 +66,7 @@ describe('a mode forgotten or mistyped', () => {
       ['lis', 'listen'],
     ];
     const lines = await Promise.all(typos.map(([typed]) => refused([typed, '9090'])));
-    expect(lines).toEqual(typos.map(([typed, meant]) => `sockcat: unknown mode '${typed}': did you mean '${meant}'? (modes: listen, connect, forward, exec, broadcast; see sockcat --help)`));
+    lines.forEach((line, i) => expect(line).toMatch(new RegExp(`^sockcat: unknown mode '${typos[i][0]}': did you mean '${typos[i][1]}'\\? \\(modes: listen, connect, forward, exec, broadcast, .*; see sockcat --help\\)$`)));
   });
 
   it('a word far from every mode gets the list, no guess', async () => {

@@ -1,7 +1,9 @@
 import { describe, it, expect } from 'vitest';
 import net from 'node:net';
+import fs from 'node:fs';
+import { createHash } from 'node:crypto';
 import { startCli } from '../helpers/cli';
-import { connect, exchange, readAll, randomBytes, sha256, waitFor, sleep } from '../helpers/net';
+import { closedHow, connect, exchange, readAll, randomBytes, sha256, waitFor, sleep } from '../helpers/net';
 
 describe('sockcat listen (end to end)', () => {
   it('serves one client: client bytes to stdout, stdin to the client, exit 0 when the client is done', async () => {
@@ -144,6 +146,73 @@ describe('sockcat listen -k (end to end)', () => {
     b.end();
     srv.kill();
     expect((await srv.exited).code).toBe(0);
+  });
+});
+
+describe('sockcat listen -k: a client that never reads (end to end)', () => {
+  it('is cut off with a reset past --max-queue while a reading client gets all of stdin, in bounded memory', async () => {
+    const srv = startCli(['listen', '-k', '-v', '--max-queue', '256K', '0']);
+    const port = await srv.listeningPort();
+    // The stuck client: connected, never reads (its kernel buffers fill, then sockcat's queue).
+    const stuck = await connect(port);
+    stuck.pause();
+    const reader = await connect(port);
+    await waitFor(() => (srv.stderr().match(/connection from/g) ?? []).length === 2, 5000, 'two connections');
+    let got = 0;
+    const hash = createHash('sha256');
+    reader.on('data', (c: Buffer) => {
+      got += c.length;
+      hash.update(c);
+    });
+    const readerDone = new Promise<void>((resolve) => reader.once('end', () => resolve()));
+    // 24 MiB through stdin, written as fast as sockcat takes it: the reader sets the pace.
+    const total = 24 << 20;
+    const chunk = randomBytes(64 << 10);
+    const sent = createHash('sha256');
+    const stdin = srv.child.stdin!;
+    for (let n = 0; n < total; n += chunk.length) {
+      sent.update(chunk);
+      if (!stdin.write(chunk)) await new Promise((r) => stdin.once('drain', r));
+    }
+    stdin.end();
+    await readerDone;
+    expect(got).toBe(total);
+    expect(hash.digest('hex')).toBe(sent.digest('hex'));
+    await srv.waitForStderr(/disconnecting 127\.0\.0\.1:\d+: not reading, more than 262144 bytes of stdin queued for it \(--max-queue\)/);
+    // From the stuck client's side: what was owed was never sent, so it is a reset, not a FIN.
+    expect((await closedHow(stuck)).how).toBe('reset');
+    // Memory: the old fan-out queued all 24 MiB (and without end) for the stuck client.
+    const hwmKiB = Number(/VmHWM:\s+(\d+)/.exec(fs.readFileSync(`/proc/${srv.child.pid}/status`, 'utf8'))![1]);
+    expect(hwmKiB).toBeLessThan(120 * 1024);
+    srv.kill();
+    expect((await srv.exited).code).toBe(0);
+  }, 60_000);
+
+  it('a lone slow client is waited for, not cut off: stdin pauses while every client is full', async () => {
+    const srv = startCli(['listen', '-k', '-v', '--max-queue', '64K', '0']);
+    const port = await srv.listeningPort();
+    const slow = await connect(port);
+    slow.pause();
+    await srv.waitForStderr(/connection from/);
+    const stdin = srv.child.stdin!;
+    const chunk = Buffer.alloc(64 << 10, 0x61);
+    for (let i = 0; i < 64; i++) if (!stdin.write(chunk)) break;
+    await sleep(500);
+    const all = readAll(slow, 20_000);
+    slow.resume();
+    stdin.end();
+    const out = await all;
+    expect(out.length).toBeGreaterThan(0);
+    expect(srv.stderr()).not.toMatch(/disconnecting/);
+    srv.kill();
+    await srv.exited;
+  }, 30_000);
+
+  it('--max-queue means nothing without -k: refused', async () => {
+    const r = startCli(['listen', '--max-queue', '1M', '0'], { stdin: null });
+    const res = await r.exited;
+    expect(res.code).toBe(2);
+    expect(res.stderr).toMatch(/^sockcat: --max-queue caps the stdin queued for each client of listen -k/);
   });
 });
 

@@ -76,3 +76,29 @@ export async function waitFor(cond: () => boolean, timeoutMs = 5000, what = 'con
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * How the peer closed `s`: 'reset' or 'eof'. Node (libuv) reports a reset that arrives after
+ * data it already read as a plain EOF, so on 'end' a zero-length write probes the socket: the
+ * kernel answers ECONNRESET for a reset connection and accepts it for a FIN'd one. `s` must
+ * have been opened with allowHalfOpen (connect() above does).
+ */
+export function closedHow(s: net.Socket, timeoutMs = 10_000): Promise<{ how: 'reset' | 'eof'; code?: string }> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`closedHow timed out after ${timeoutMs} ms`)), timeoutMs);
+    const done = (r: { how: 'reset' | 'eof'; code?: string }) => {
+      clearTimeout(timer);
+      resolve(r);
+    };
+    const isReset = (e: NodeJS.ErrnoException) => e.code === 'ECONNRESET' || e.code === 'EPIPE';
+    s.on('error', (e: NodeJS.ErrnoException) => (isReset(e) ? done({ how: 'reset', code: e.code }) : reject(e)));
+    s.once('end', () => {
+      if (s.writableEnded || s.destroyed) return done({ how: 'eof' });
+      s.write(Buffer.alloc(0), (err) => {
+        if (err && isReset(err as NodeJS.ErrnoException)) done({ how: 'reset', code: (err as NodeJS.ErrnoException).code });
+        else done({ how: 'eof' });
+      });
+    });
+    s.resume();
+  });
+}

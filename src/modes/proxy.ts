@@ -1,0 +1,104 @@
+/**
+ * `sockcat proxy [LISTEN]`: a SOCKS5 (with UDP ASSOCIATE), SOCKS4/4a and HTTP proxy on one
+ * port, with logins, internal names (ShimmerCat's use: http://app.test/ in a browser reaches
+ * 127.0.0.1:8000, no /etc/hosts edit), destination rules, and optional --via hops for every
+ * upstream. The work per client is src/proxy/handler.ts; this file builds what all clients
+ * share and runs the listener.
+ */
+import type { Address } from '../endpoints/index';
+import { Logger, type LogOptions } from '../log';
+import { DEFAULT_CLOSE_WAIT_MS } from '../relay';
+import { serve, DEFAULT_MAX_CONNS, type ListenerModeOptions } from '../server';
+import { createAccessControl } from '../access';
+import { ensureFdLimit } from '../fdlimit';
+import { ProxyAuth, type AuthOptions } from '../proxy/auth';
+import { NameMap, type NameMapOptions } from '../proxy/names';
+import { DestRules } from '../proxy/dest-rules';
+import { Dialer } from '../proxy/dialer';
+import type { Hop } from '../proxy/hops';
+import { ProxyHandler, DEFAULT_HANDSHAKE_TIMEOUT_MS } from '../proxy/handler';
+import type { WatchedFileEvents } from '../proxy/watched-file';
+import type { ModeIO } from '../io';
+
+/** Default --connect-timeout for upstream connections. */
+export const DEFAULT_PROXY_CONNECT_TIMEOUT_MS = 10_000;
+/** Default port: SOCKS's. */
+export const DEFAULT_PROXY_PORT = 1080;
+/** Descriptors per client: the client's socket and its upstream. */
+const FDS_PER_CLIENT = 2;
+
+export interface ProxyOptions extends ListenerModeOptions, LogOptions {
+  listen: Address;
+  /** --auth, --auth-file. */
+  auth: AuthOptions;
+  /** --map, --map-file. */
+  map: NameMapOptions;
+  /** --only-mapped. */
+  onlyMapped: boolean;
+  /** --allow-dest, --deny-dest. */
+  allowDest: string[];
+  denyDest: string[];
+  /** --via hops, in order. */
+  via: Hop[];
+  connectTimeoutMs: number;
+  closeWaitMs: number;
+  idleTimeoutMs?: number;
+  handshakeTimeoutMs?: number;
+  /** Run sockcat again with a higher open-file limit when --max-conns needs it (the CLI sets this). */
+  raiseFdLimit?: boolean;
+  /** How often --auth-file and --map-file are looked at (ms; tests make it short). */
+  pollMs?: number;
+}
+
+/** Runs the proxy until stopped; resolves with the exit code. */
+export async function runProxy(opts: ProxyOptions, io: ModeIO): Promise<number> {
+  const logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
+  const room = await ensureFdLimit({ maxConns: opts.maxConns, defaultMaxConns: DEFAULT_MAX_CONNS, fdsPerClient: FDS_PER_CLIENT, logger, relaunch: opts.raiseFdLimit === true });
+  if (room.relaunched) return room.exitCode;
+
+  const reloads = (what: string): WatchedFileEvents => ({
+    onReload: ({ count, problems, error }) => {
+      for (const p of problems) logger.warn(what, `ignoring ${p}`);
+      if (error) logger.warn(what, `could not re-read ${what}, keeping the previous contents: ${error}`);
+      else logger.event(what, `${what} reloaded: ${count} entr${count === 1 ? 'y' : 'ies'}`, { count });
+    },
+  });
+  const auth = new ProxyAuth({ ...opts.auth, pollMs: opts.pollMs }, reloads('auth-file'));
+  const map = new NameMap({ ...opts.map, pollMs: opts.pollMs }, reloads('map-file'));
+  try {
+    const dialer = new Dialer({
+      map,
+      onlyMapped: opts.onlyMapped,
+      rules: new DestRules({ allow: opts.allowDest, deny: opts.denyDest }),
+      hops: opts.via,
+      connectTimeoutMs: opts.connectTimeoutMs,
+    });
+    const handler = new ProxyHandler({
+      auth,
+      dialer,
+      logger,
+      closeWaitMs: opts.closeWaitMs ?? DEFAULT_CLOSE_WAIT_MS,
+      idleTimeoutMs: opts.idleTimeoutMs,
+      handshakeTimeoutMs: opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
+    });
+    await serve({
+      address: opts.listen,
+      logger,
+      signal: io.signal,
+      access: createAccessControl(opts.access, logger),
+      maxConns: room.maxConns,
+      drainTimeoutMs: opts.drainTimeoutMs,
+      onListening: (listener) => {
+        const via = opts.via.length ? `, upstream via ${opts.via.map((h) => h.label).join(' → ')}` : '';
+        const login = auth.required ? ', login required' : '';
+        logger.event('proxy', `SOCKS5/SOCKS4/HTTP proxy on ${listener.label}${login}${via}`, { address: listener.label, auth: auth.required, via: opts.via.map((h) => h.label).join(',') || undefined });
+        opts.onListening?.(listener);
+      },
+      handle: (conn, ctx) => handler.handle(conn, ctx),
+    });
+  } finally {
+    auth.close();
+    map.close();
+  }
+  return 0;
+}

@@ -49,7 +49,9 @@ export async function main(args: string[], io: ModeIO): Promise<number> {
     if (first !== undefined && !names.includes(first) && !(first.startsWith('-') && args.some((a) => names.includes(a)))) explainMissingMode(args, names);
     // With a callback, yargs hands --help and --version text over instead of printing it.
     await parser.parseAsync(args, {}, (_err, _argv, output) => {
-      if (output) io.stdout.write(layoutHelp(output, helpWidth(io.stdout as { isTTY?: boolean; columns?: number })) + '\n');
+      // Completion candidates (one per line, "flag:description" for zsh) are for the shell, not a reader: never wrapped.
+      const forShell = args.includes('--get-yargs-completions');
+      if (output) io.stdout.write((forShell ? output : layoutHelp(output, helpWidth(io.stdout as { isTTY?: boolean; columns?: number }))) + '\n');
     });
     return exitCode;
   } catch (err) {

@@ -46,6 +46,8 @@ describe('--help layout', () => {
       const args = [...page, '--help'];
       const reference = words(await helpAt(args, 100_000));
       for (let width = 60; width <= 200; width++) {
+        // Let the worker breathe: main() resolves in microtasks, which would starve vitest's RPC.
+        await new Promise((resolve) => setImmediate(resolve));
         const text = await helpAt(args, width);
         const long = text.split('\n').filter((l) => l.length > width);
         expect(long, `sockcat ${args.join(' ')} at ${width} columns`).toEqual([]);
@@ -53,6 +55,15 @@ describe('--help layout', () => {
       }
     }
   }, 120_000);
+
+  it('leaves shell completion candidates alone (zsh reads one "flag:description" per line)', async () => {
+    vi.stubEnv('SHELL', '/bin/zsh');
+    const out = await helpAt(['--get-yargs-completions', 'sockcat', 'listen', '--'], 60);
+    vi.stubEnv('SHELL', process.env.SHELL ?? '');
+    const lines = out.trim().split('\n');
+    expect(lines.every((l) => l.startsWith('-'))).toBe(true);
+    expect(lines).toContain('--tls:Use TLS on the listening address (connect: on the server address); same as writing tls:HOST:PORT');
+  });
 
   it('uses the whole width: a long description fills lines close to it', async () => {
     const text = await helpAt(['listen', '--help'], 120);

@@ -3,7 +3,7 @@
  *
  *   npm run bench                     all cases, ~5 minutes
  *   npm run bench -- --quick          one round each, shorter runs, 1,000 idle connections, ~1 minute
- *   npm run bench -- --only forward   one case: forward | exec | broadcast | echo
+ *   npm run bench -- --only forward   one case: forward | exec | broadcast | proxy | echo
  *   npm run bench -- --rounds 5       more rounds (the median is reported)
  *   npm run bench -- --workers 4      forward's --workers column runs that many workers (default 2)
  *
@@ -14,6 +14,7 @@ import { broadcastCase } from './cases/broadcast';
 import { echoCase } from './cases/echo';
 import { execCase } from './cases/exec';
 import { forwardCase } from './cases/forward';
+import { proxyCase } from './cases/proxy';
 import { formatCase, type CaseResult } from './lib/report';
 import { cTool, have, machine } from './lib/tools';
 
@@ -39,9 +40,10 @@ const CASES: Record<string, (o: BenchOptions) => Promise<CaseResult>> = {
   forward: forwardCase,
   exec: execCase,
   broadcast: broadcastCase,
+  proxy: proxyCase,
   echo: echoCase,
 };
-const DEFAULT_CASES = ['forward', 'exec', 'broadcast'];
+const DEFAULT_CASES = ['forward', 'exec', 'broadcast', 'proxy'];
 
 function parseArgs(argv: string[]): { opts: BenchOptions; only: string[] } {
   const quick = argv.includes('--quick');
@@ -67,13 +69,13 @@ function parseArgs(argv: string[]): { opts: BenchOptions; only: string[] } {
     else if (a === '--rounds') opts.rounds = opts.fanoutRounds = Math.max(1, Math.min(20, Number(argv[++i]) || 1));
     else if (a === '--workers') opts.workers = Math.max(1, Math.min(64, Math.floor(Number(argv[++i])) || 2));
     else {
-      process.stderr.write(`bench: unknown argument ${a} (use --quick, --only forward|exec|broadcast|echo, --rounds N, --workers N)\n`);
+      process.stderr.write(`bench: unknown argument ${a} (use --quick, --only forward|exec|broadcast|proxy|echo, --rounds N, --workers N)\n`);
       process.exit(2);
     }
   }
   for (const c of only) {
     if (!CASES[c]) {
-      process.stderr.write(`bench: unknown case "${c}" (forward, exec, broadcast, echo)\n`);
+      process.stderr.write(`bench: unknown case "${c}" (forward, exec, broadcast, proxy, echo)\n`);
       process.exit(2);
     }
   }
@@ -82,12 +84,13 @@ function parseArgs(argv: string[]): { opts: BenchOptions; only: string[] } {
 
 async function main() {
   const { opts, only } = parseArgs(process.argv.slice(2));
-  for (const cmd of ['gcc', 'socat', 'ncat', 'iperf3']) {
+  for (const cmd of ['gcc', 'socat', 'ncat', 'iperf3', 'microsocks']) {
     if (!have(cmd)) process.stderr.write(`bench: ${cmd} not found; the figures that need it will be missing\n`);
   }
   cTool('loadgen');
   cTool('echo');
   cTool('fanout');
+  cTool('socksload');
   const started = Date.now();
   const out: string[] = ['## sockcat benchmark', '', ...machine(), `- options: ${opts.quick ? '--quick, ' : ''}${opts.rounds} round(s), interleaved`, ''];
   for (const name of only) {

@@ -7,8 +7,11 @@ import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 // An optional argument names another output file (build-bin bundles to its own file, so a
-// running test suite never reads dist/sockcat.cjs half-written).
-const outfile = process.argv[2] ?? `${root}dist/sockcat.cjs`;
+// running test suite never reads dist/sockcat.cjs half-written); --target=nodeNN the syntax level
+// (the npm package runs on any Node >= 20; the binary embeds the pinned Node 24).
+const args = process.argv.slice(2);
+const outfile = args.find((a) => !a.startsWith('--')) ?? `${root}dist/sockcat.cjs`;
+const target = args.find((a) => a.startsWith('--target='))?.slice('--target='.length) ?? 'node20';
 // examples/ travels inside the bundle (`sockcat examples`): the binary has no examples/ next to it.
 // The same walk as readExampleFiles in src/examples.ts, which reads them from disk when run from source.
 function readExampleFiles(dir, prefix = '') {
@@ -26,7 +29,7 @@ await build({
   outfile,
   bundle: true,
   platform: 'node',
-  target: 'node20',
+  target,
   format: 'cjs',
   banner: { js: '#!/usr/bin/env node' },
   // yargs reads import.meta.url in its ESM entry; the CJS entry we bundle does not, but keep it defined.

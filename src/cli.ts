@@ -11,6 +11,8 @@ import { UsageError, NetError } from './errors';
 import type { ModeIO } from './io';
 import { helpWidth, layoutHelp } from './commands/help-layout';
 import { explainMissingMode } from './commands/habits';
+import { SPAWNER_ENV, spawnerMain } from './endpoints/spawner';
+import { startTrace } from './trace';
 
 const EPILOG = `Addresses: PORT (127.0.0.1), HOST:PORT, [IPv6]:PORT, or SCHEME:… with SCHEME one of
 ${listTransports()
@@ -30,7 +32,7 @@ export async function main(args: string[], io: ModeIO): Promise<number> {
     .strict()
     .demandCommand(1, 'missing mode (listen, connect, …): see sockcat --help')
     .recommendCommands()
-    .version(pkg.version)
+    .version(`sockcat ${pkg.version} (node ${process.versions.node})`)
     .help()
     .alias('h', 'help')
     // Unwrapped: layoutHelp wraps it at the terminal's width without cutting words.
@@ -42,6 +44,15 @@ export async function main(args: string[], io: ModeIO): Promise<number> {
     });
   const modules = commands.map((factory) => factory(env));
   for (const m of modules) parser.command(m);
+  // --trace is every mode's: it watches the sockets themselves (src/lifecycle.ts), not the modes.
+  let stopTrace: (() => void) | undefined;
+  parser
+    .option('trace', { type: 'boolean', global: true, describe: 'Each step of every socket on stderr: resolve, bind/listen, SYN, established, bytes read/written, FIN, RST, close, with the ss state' })
+    .middleware((argv) => {
+      if (!argv.trace) return;
+      if (argv._[0] === 'completion') throw new UsageError('--trace shows sockets, and completion opens none');
+      stopTrace = startTrace({ stderr: io.stderr, format: argv.logFormat === 'json' ? 'json' : 'text' });
+    });
   try {
     const first = args[0];
     const names = modules.map((m) => String(m.command).split(' ')[0]);
@@ -56,6 +67,8 @@ export async function main(args: string[], io: ModeIO): Promise<number> {
     return exitCode;
   } catch (err) {
     return reportError(err, io);
+  } finally {
+    stopTrace?.();
   }
 }
 
@@ -102,6 +115,8 @@ function lowerFirst(s: string): string {
 
 /** Runs sockcat as the process: signals, stdout errors, the exit code. The entry point (bin.ts) calls it. */
 export function runAsProgram(): void {
+  // The standalone binary started again as exec's spawner (src/endpoints/spawner.ts).
+  if (process.env[SPAWNER_ENV] === '1') return spawnerMain();
   const controller = new AbortController();
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals) => {

@@ -58,6 +58,19 @@ export interface RelayOptions {
    * clean EOF. Default false.
    */
   propagateReset?: boolean;
+  /**
+   * Sides whose EOF is passed on only once confirmed: when the side's stream ends, the relay
+   * awaits the gate; true passes the EOF on as usual, false ends the session as a reset. A tunnel
+   * uses it because a FIN on its data connection looks the same whether the far end finished or
+   * its process was killed; the confirmation comes over the tunnel's control channel.
+   */
+  eofGate?: Partial<Record<Side, () => Promise<boolean>>>;
+  /**
+   * Sides reset (RST where they are TCP sockets) rather than closed whenever the session ends
+   * other than by a clean EOF both ways, so a client of a broken tunnel never mistakes a cut
+   * transfer for a complete one. Default: none.
+   */
+  resetOnFailure?: Partial<Record<Side, boolean>>;
 }
 
 export interface RelayResult {
@@ -90,6 +103,14 @@ const noop = () => {};
  * failure rather than a clean EOF; any other stream is simply destroyed.
  */
 export function resetStream(s: Duplex): void {
+  // A TLS socket opened over a TCP socket of ours (new TLSSocket(socket), tls.connect({ socket })):
+  // the reset belongs to that TCP socket.
+  const parent = (s as { _parent?: Duplex | null })._parent;
+  if (parent && parent !== s && typeof (parent as { resetAndDestroy?: unknown }).resetAndDestroy === 'function' && !parent.destroyed) {
+    resetStream(parent);
+    s.destroy();
+    return;
+  }
   const reset = (s as { resetAndDestroy?: () => void }).resetAndDestroy;
   if (typeof reset === 'function' && !s.destroyed) {
     try {
@@ -141,6 +162,7 @@ export function relay(a: Duplex, b: Duplex, opts: RelayOptions = {}): Promise<Re
       opts.signal?.removeEventListener('abort', onAbort);
       for (const remove of removers) remove();
       if (reason === 'reset' && errorSide && opts.propagateReset) resetStream(streams[other(errorSide)]);
+      if (reason !== 'eof') for (const side of ['a', 'b'] as const) if (opts.resetOnFailure?.[side]) resetStream(streams[side]);
       for (const s of [a, b]) {
         // Late errors (e.g. a write racing the destroy) must not crash the process.
         s.on('error', noop);
@@ -204,6 +226,21 @@ export function relay(a: Duplex, b: Duplex, opts: RelayOptions = {}): Promise<Re
           writeDone[other(from)] = true;
           return directionDone(from);
         }
+        const gate = opts.eofGate?.[from];
+        if (gate) {
+          gate().then(
+            (ok) => {
+              if (finished) return;
+              if (ok) passEof();
+              else finish('reset', new Error('the connection broke before it ended cleanly'), from);
+            },
+            (err: Error) => finish('error', err, from),
+          );
+          return;
+        }
+        passEof();
+      }
+      function passEof() {
         // Pass the EOF on as a shutdown of the other side's write half (TCP FIN), once what
         // was written before it has been flushed.
         dst.end(() => {

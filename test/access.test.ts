@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import ipaddr from 'ipaddr.js';
 import { AccessControl, PrefixTable, parseRule } from '../src/access';
 import { waitFor, exchange, readAll } from './helpers/net';
-import { cliStartedPerTest, runCli } from './helpers/cli';
+import { cliStartedPerTest, runCli, sockcatCommand } from './helpers/cli';
 
 const dirs: string[] = [];
 function tempDir(): string {
@@ -144,7 +144,8 @@ describe('access control through the CLI', () => {
     fs.chmodSync(file, 0o000);
     // As root every file is readable: run sockcat as nobody to meet the permission check.
     const asNobody = process.getuid?.() === 0 ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'] : [];
-    const [cmd, ...pre] = [...asNobody, process.execPath, path.resolve('dist/sockcat.cjs')];
+    const [sc, scArgs] = sockcatCommand();
+    const [cmd, ...pre] = [...asNobody, sc, ...scArgs];
     const srv = start(['listen', '--echo', '--allow-file', file, '0'], { command: [cmd, pre] });
     const r = await srv.exited;
     expect(r.code).toBe(2);

@@ -7,23 +7,24 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { NODE_FLAGS, PINNED_NODE, pinnedNodeVersion } from '../../scripts/runtime.mjs';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const BUILD = `${ROOT}bench/.build`;
 
-/** Command and leading arguments that start sockcat. */
+/** Command and leading arguments that start sockcat: the bundle on the pinned Node with the binary's flags. */
 export function sockcat(): [string, string[]] {
   const bin = process.env.SOCKCAT_BIN;
-  return bin ? [bin, []] : [process.execPath, [`${ROOT}dist/sockcat.cjs`]];
+  return bin ? [bin, []] : [PINNED_NODE, [...NODE_FLAGS, `${ROOT}dist/sockcat.cjs`]];
 }
 
 /** How sockcat is run, for the report. */
 export function sockcatLabel(): string {
-  return process.env.SOCKCAT_BIN ? process.env.SOCKCAT_BIN : 'node dist/sockcat.cjs';
+  return process.env.SOCKCAT_BIN ? process.env.SOCKCAT_BIN : `node ${NODE_FLAGS.join(' ')} dist/sockcat.cjs (pinned Node ${pinnedNodeVersion()})`;
 }
 
 /** Compiles bench/c/NAME.c into bench/.build/NAME unless it is up to date; returns the path. */
-export function cTool(name: 'loadgen' | 'echo' | 'fanout'): string {
+export function cTool(name: 'loadgen' | 'echo' | 'fanout' | 'socksload'): string {
   const src = `${ROOT}bench/c/${name}.c`;
   const out = `${BUILD}/${name}`;
   if (!existsSync(out) || statSync(out).mtimeMs < statSync(src).mtimeMs) {
@@ -49,7 +50,7 @@ export function machine(): string[] {
   const cpu = os.cpus()[0]?.model ?? '?';
   return [
     `- machine: ${os.cpus().length} CPUs (nproc ${os.availableParallelism()}), ${cpu}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Linux ${os.release()}`,
-    `- node ${process.version}; sockcat run as \`${sockcatLabel()}\``,
+    `- bench harness on node ${process.version}; sockcat run as \`${sockcatLabel()}\``,
     `- ${firstLine('socat', ['-V']).replace(/\s+on\s.*$/, '')}; ${firstLine('ncat', ['--version'])}; ${firstLine('iperf3', ['--version'])}`,
   ];
 }

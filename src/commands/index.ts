@@ -8,7 +8,9 @@ import { proxyCommand } from './proxy';
 import { scanCommand } from './scan';
 import { waitCommand } from './wait';
 import { completionCommand } from './completion';
+import { relayCommand } from './relay';
+import { exposeCommand } from './expose';
 import { examplesCommand } from './examples';
 import type { CommandFactory } from './types';
 
-export const commands: CommandFactory[] = [listenCommand, connectCommand, forwardCommand, execCommand, broadcastCommand, proxyCommand, scanCommand, waitCommand, completionCommand, examplesCommand];
+export const commands: CommandFactory[] = [listenCommand, connectCommand, forwardCommand, execCommand, broadcastCommand, proxyCommand, relayCommand, exposeCommand, scanCommand, waitCommand, completionCommand, examplesCommand];

@@ -165,6 +165,19 @@ function clientTlsSettings(a: TransportArgs): TlsSettings {
   };
 }
 
+/** --cert and --key of a mode that holds its own TLS server (relay): read and checked now. */
+export function readPemOption(certPath: string, keyPath: string): { cert: PemFile; key: PemFile } {
+  const cert = readPem(certPath, '--cert');
+  const key = readPem(keyPath, '--key');
+  checkKeyPair(cert, key, '--cert', '--key');
+  return { cert, key };
+}
+
+/** A PEM file read now (e.g. expose --ca), with the same worded errors. */
+export function readPemFile(path: string, flag: string): PemFile {
+  return readPem(path, flag);
+}
+
 /** Reads a PEM file now, so a typo is a usage error before anything listens or connects. */
 function readPem(path: string, flag: string): PemFile {
   let pem: Buffer;

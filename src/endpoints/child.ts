@@ -10,9 +10,11 @@
  *   still sends is dropped, and the child's output is still delivered.
  * - The child runs in its own process group, so ending it also ends what it started
  *   (`sh -c 'a | b'`, background jobs): SIGTERM to the group, SIGKILL after a grace period.
+ * - It is started by the spawner process (./spawner.ts), not by forking sockcat, and dies with
+ *   sockcat even when sockcat is SIGKILLed.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { Duplex, type Readable, type Writable } from 'node:stream';
+import { sharedSpawner, type RemoteChild } from './spawner';
 
 /** What to run. `file` is an absolute path (see ./program.ts): no PATH search per connection. */
 export interface ChildCommand {
@@ -60,7 +62,7 @@ export class ChildStream extends Duplex {
   /** Resolves once the child has exited, its pipes are closed and no kill is pending. Never rejects. */
   readonly exited: Promise<ChildExit>;
 
-  private readonly child: ChildProcess;
+  private readonly child: RemoteChild;
   private readonly stdin: Writable;
   private readonly stdout: Readable;
   private readonly killGraceMs: number;
@@ -75,28 +77,31 @@ export class ChildStream extends Duplex {
   private result: ChildExit;
   private settle!: (exit: ChildExit) => void;
 
-  constructor(cmd: ChildCommand, opts: ChildOptions = {}) {
-    super({ allowHalfOpen: true });
-    this.killGraceMs = opts.killGraceMs ?? DEFAULT_KILL_GRACE_MS;
-    this.exited = new Promise((resolve) => (this.settle = resolve));
+  /**
+   * Starts `cmd`; resolves once it runs, rejects (with spawn()'s error: ENOENT, EACCES, EAGAIN…)
+   * when it could not be started.
+   */
+  static async start(cmd: ChildCommand, opts: ChildOptions = {}): Promise<ChildStream> {
     const merge = opts.stderr === 'stdout';
     // A shell trampoline gives the program one pipe for stdout and stderr (`exec "$@" 2>&1`):
     // the program itself still runs without a shell, with exactly its argv.
     const [file, args] = merge ? ['/bin/sh', ['-c', 'exec "$@" 2>&1', cmd.argv0 ?? cmd.file, cmd.file, ...cmd.args]] : [cmd.file, cmd.args];
-    // detached: the child leads its own process group (and session), so the whole group can be
-    // signalled, and a terminal's Ctrl-C reaches sockcat only, which then stops its children itself.
-    this.child = spawn(file, args, {
-      argv0: merge ? undefined : cmd.argv0,
-      env: opts.env,
-      cwd: opts.cwd,
-      stdio: ['pipe', 'pipe', merge ? 'ignore' : 'pipe'],
-      detached: true,
-    });
-    this.pid = this.child.pid;
+    // The child leads its own process group (and session), so the whole group can be signalled,
+    // and a terminal's Ctrl-C reaches sockcat only, which then stops its children itself.
+    const child = await sharedSpawner().spawn({ file, args, argv0: merge ? undefined : cmd.argv0, env: opts.env, cwd: opts.cwd, stderr: !merge });
+    return new ChildStream(child, opts);
+  }
+
+  private constructor(child: RemoteChild, opts: ChildOptions) {
+    super({ allowHalfOpen: true });
+    this.killGraceMs = opts.killGraceMs ?? DEFAULT_KILL_GRACE_MS;
+    this.exited = new Promise((resolve) => (this.settle = resolve));
+    this.child = child;
+    this.pid = child.pid;
     this.result = { pid: this.pid, code: null, signal: null };
-    this.stdin = this.child.stdin!;
-    this.stdout = this.child.stdout!;
-    this.stderr = merge ? null : this.child.stderr;
+    this.stdin = child.stdin!;
+    this.stdout = child.stdout!;
+    this.stderr = child.stderr;
 
     this.child.on('error', this.childOnError);
     this.child.on('exit', this.childOnExit);
@@ -108,6 +113,11 @@ export class ChildStream extends Duplex {
     this.stdout.on('error', this.stdoutOnError);
     // Nothing is read until the consumer asks (_read): backpressure from the first byte.
     this.stdout.pause();
+    // The spawner's messages may have told of the exit (and pipes may have closed) before this
+    // object existed: catch up on what was missed.
+    if (this.stdin.destroyed) this.stdinGone = true;
+    if (child.exitStatus) this.childOnExit(child.exitStatus.code, child.exitStatus.signal);
+    if (child.closed) this.childOnClose();
   }
 
   override _read(): void {

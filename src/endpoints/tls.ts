@@ -12,7 +12,6 @@
 import tls from 'node:tls';
 import { X509Certificate } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { generate as generateSelfSigned } from 'selfsigned';
 import { NetError, describeError } from '../errors';
 import { formatHostPort, parseHostPort, type TlsAddress, type TlsSettings } from './address';
 import { registerTransport } from './registry';
@@ -44,6 +43,9 @@ export function certificateFingerprint(pem: string | Buffer): string {
  * EC P-256: generated in milliseconds, accepted by openssl, gnutls and curl.
  */
 export async function generateEphemeralCertificate(): Promise<{ key: string; cert: string; fingerprint: string }> {
+  // Loaded here, not at the top: selfsigned and its X.509 libraries are half of sockcat's
+  // JavaScript, and evaluating them cost every start-up ~40 ms for the few runs that need a certificate.
+  const { generate: generateSelfSigned } = await import('selfsigned');
   const notBeforeDate = new Date(Date.now() - 60_000);
   const pems = await generateSelfSigned([{ name: 'commonName', value: 'sockcat ephemeral' }], {
     keyType: 'ec',

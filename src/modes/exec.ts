@@ -57,6 +57,8 @@ export async function runExec(opts: ExecOptions, io: ModeIO): Promise<number> {
   // A plain copy, made once: reading process.env goes through a native getter per key.
   const baseEnv = { ...(opts.env ?? process.env) };
   const children = new Set<ChildStream>();
+  /** Children asked of the spawner and not started yet (they count against --max-children). */
+  let starting = 0;
   const stderrLines = stderrRelay(io.stderr, logger);
 
   // Children lead their own process groups, so they would not die with us on their own: if the
@@ -68,24 +70,27 @@ export async function runExec(opts: ExecOptions, io: ModeIO): Promise<number> {
 
   async function handle(conn: Connection, ctx: { signal: AbortSignal }): Promise<ConnectionSummary> {
     const who = conn.remote.label;
-    if (children.size >= maxChildren) {
+    if (children.size + starting >= maxChildren) {
       logger.warn('limit', `refused ${who}: ${maxChildren} children already running (--max-children)`, { client: who, reason: 'max-children', max_children: maxChildren });
       // Nothing was read or promised: a plain close tells the client to come back later.
       conn.stream.destroy();
       return { received: 0, sent: 0, reason: 'max-children' };
     }
     let child: ChildStream;
+    starting++;
     try {
-      child = new ChildStream(command, {
+      child = await ChildStream.start(command, {
         env: childEnv(baseEnv, conn),
         stderr: opts.stderrToClient ? 'stdout' : 'pipe',
         killGraceMs: opts.killGraceMs,
       });
     } catch (err) {
-      // spawn() throws synchronously for a few causes (e.g. too many open files).
+      // The program could not be started (it vanished, too many processes or open files…).
       conn.stream.destroy();
       logger.error('spawn', `${who}: cannot start ${command.argv0}: ${(err as Error).message}`, { client: who });
       return { received: 0, sent: 0, reason: 'spawn-failed' };
+    } finally {
+      starting--;
     }
     children.add(child);
     const stderrDone = child.stderr ? stderrLines.copy(child.stderr, who) : Promise.resolve();

@@ -167,9 +167,11 @@ function pickPort(host: string): Promise<number | undefined> {
  * name it was called by, and fork() runs process.execPath (sockcat itself) with `exec` as its
  * first argument, which the worker sees as its mode.
  */
-function workerCommand(): { exec: string; args: string[] } {
-  if (isStandaloneBinary()) return { exec: process.argv[2], args: process.argv.slice(3) };
-  return { exec: process.argv[1], args: process.argv.slice(2) };
+function workerCommand(): { exec: string; args: string[]; execArgv: string[] } {
+  // The binary starts with its V8 flags from the SEA blob, where process.execArgv shows them;
+  // passed again on the command line they would be taken as sockcat's own arguments.
+  if (isStandaloneBinary()) return { exec: process.argv[2], args: process.argv.slice(3), execArgv: [] };
+  return { exec: process.argv[1], args: process.argv.slice(2), execArgv: process.execArgv };
 }
 
 /** The live workers, their replacement when one dies, and the stop. */

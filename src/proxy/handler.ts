@@ -191,7 +191,7 @@ function httpSummary(o: HttpOutcome): ConnectionSummary {
     received: o.received,
     sent: o.sent,
     reason: o.reason,
-    text: o.route ? describeTunnel(who, o.route) : o.requests > 0 ? ` (http, ${o.requests} request${o.requests === 1 ? '' : 's'})` : ` (${o.protocol})`,
+    text: o.route ? `${describeTunnel(who, o.route)}${o.error && o.reason !== 'eof' ? ` [${printable(o.error)}]` : ''}` : o.requests > 0 ? ` (http, ${o.requests} request${o.requests === 1 ? '' : 's'})` : ` (${o.protocol})`,
     fields: { ...who, ...routeFields(o.route), requests: o.protocol === 'http' ? o.requests : undefined, error: o.error },
   };
 }

@@ -111,11 +111,7 @@ export class HttpProxy {
         },
       };
       stateOf.set(socket, state);
-      // node:http does not enforce its header timeouts on a server that is not listening itself.
-      state.headTimer = setTimeout(() => {
-        state.outcome.reason = 'handshake timeout';
-        resetStream(socket);
-      }, this.deps.headTimeoutMs);
+      this.armHeadTimer(state);
       const onAbort = () => socket.destroy();
       signal.addEventListener('abort', onAbort, { once: true });
       socket.once('close', () => {
@@ -130,6 +126,20 @@ export class HttpProxy {
       // into node:http's parser.
       socket.resume();
     });
+  }
+
+  /**
+   * The next request head must arrive whole within the handshake timeout (node:http does not
+   * enforce its own header timeouts on a server that is not listening itself): armed at the
+   * start and after each response, so a client trickling a header byte by byte is cut off.
+   */
+  private armHeadTimer(state: ConnState): void {
+    clearTimeout(state.headTimer);
+    state.headTimer = setTimeout(() => {
+      state.outcome.reason = 'handshake timeout';
+      resetStream(state.conn.stream);
+    }, this.deps.headTimeoutMs);
+    state.headTimer.unref();
   }
 
   /** Checks Proxy-Authorization; on failure answers 407 and returns false. */
@@ -207,6 +217,7 @@ export class HttpProxy {
     const client = state.conn.remote.label;
     const report = (status: number, reason: string, route?: Route, counts = { received: 0, sent: 0 }, error?: string) => {
       state.outcome.reason = reason;
+      if (!socket.destroyed) this.armHeadTimer(state);
       this.deps.onRequest?.({ client, user: state.outcome.user, method: req.method ?? '?', url: (req.url ?? '').slice(0, 200), route, status, reason, durationMs: Date.now() - started, error, ...counts });
     };
     const login = this.authorized(req, state);

@@ -1,6 +1,8 @@
 import { describe, it, expect } from 'vitest';
 import { spawn } from 'node:child_process';
-import { runCli, startCli, CLI_PATH } from '../helpers/cli';
+import { runCli, startCli, sockcatCommand } from '../helpers/cli';
+import pkg from '../../package.json' with { type: 'json' };
+import { pinnedNodeVersion } from '../../scripts/runtime.mjs';
 import { tcpServer } from '../helpers/net';
 
 /** One line on stderr, no stack trace. */
@@ -47,7 +49,8 @@ describe('errors: one plain line and the right exit code', () => {
       return;
     }
     // As root, run it as nobody so the kernel refuses the bind.
-    const child = spawn('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, CLI_PATH, 'listen', '127.0.0.1:80'], {
+    const [cmd, pre] = sockcatCommand();
+    const child = spawn('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', cmd, ...pre, 'listen', '127.0.0.1:80'], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stderr = '';
@@ -91,7 +94,8 @@ describe('errors: one plain line and the right exit code', () => {
     expect(listenHelp.stdout.toString()).toMatch(/Examples:/);
     const version = await runCli(['--version']);
     expect(version.code).toBe(0);
-    expect(version.stdout.toString().trim()).toMatch(/^\d+\.\d+\.\d+$/);
+    // sockcat's version and the Node it runs on: the pinned one, as in the standalone binary.
+    expect(version.stdout.toString().trim()).toBe(`sockcat ${pkg.version} (node ${pinnedNodeVersion()})`);
   });
 
   it('connect -w gives up on a server that never answers the handshake → 1', async () => {

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cliStartedPerTest, CLI_PATH } from '../helpers/cli';
+import { NODE_FLAGS, PINNED_NODE } from '../../scripts/runtime.mjs';
 import { exchange } from '../helpers/net';
 
 const examplesDir = fileURLToPath(new URL('../../examples/', import.meta.url));
@@ -24,7 +25,8 @@ function lone(args: string[], env: NodeJS.ProcessEnv = {}) {
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'sockcat-examples-'));
   copyFileSync(CLI_PATH, join(dir, 'sockcat.cjs'));
-  alone = [process.execPath, [join(dir, 'sockcat.cjs')]];
+  // The Node sockcat runs on (the pinned one), with the lone copy of the bundle.
+  alone = [PINNED_NODE, [...NODE_FLAGS, join(dir, 'sockcat.cjs')]];
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -49,7 +51,7 @@ describe('sockcat examples', () => {
   });
 
   it('a printed script serves clients: exec --sh "$(sockcat examples repond)"', async () => {
-    const sockcat = `'${process.execPath}' '${join(dir, 'sockcat.cjs')}'`;
+    const sockcat = [alone[0], ...alone[1]].map((a) => `'${a}'`).join(' ');
     const server = start([], { cwd: dir, command: ['sh', ['-c', `exec ${sockcat} exec 0 -v --sh "$(${sockcat} examples repond)"`]] });
     const port = await server.listeningPort();
     const reply = (await exchange(port, 'bonjour\n')).toString();

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { runCli, startCli, type RunningCli } from '../helpers/cli';
 import { connect, exchange, readAll, randomBytes, sha256, waitFor } from '../helpers/net';
-import { isGone, waitGone } from '../helpers/proc';
+import { childPids, isGone, waitGone } from '../helpers/proc';
 
 const live = new Set<RunningCli>();
 
@@ -144,6 +144,22 @@ describe('sockcat exec (CLI)', () => {
     cli.kill('SIGTERM');
     await cli.exited;
     await waitGone([pid]);
+    s.destroy();
+  });
+
+  it('children die with a SIGKILLed sockcat: the program, what it started, and the spawner (issue #14)', async () => {
+    // `sleep` in the background is a grandchild in the child's process group; neither is
+    // sockcat's own child (the spawner starts them), so no signal handler of sockcat's is involved.
+    const { cli, port } = await serveExec(['--sh', 'sleep 125 & echo $$ $!; wait']);
+    const s = await connect(port);
+    const line = await new Promise<string>((resolve) => s.once('data', (c: Buffer) => resolve(c.toString())));
+    const [shPid, sleepPid] = line.trim().split(' ').map(Number);
+    const spawners = childPids(cli.child.pid!);
+    expect(spawners).toHaveLength(1);
+    expect(isGone(shPid) || isGone(sleepPid)).toBe(false);
+    cli.kill('SIGKILL');
+    await cli.exited;
+    await waitGone([shPid, sleepPid, ...spawners], 5000);
     s.destroy();
   });
 

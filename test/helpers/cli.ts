@@ -1,10 +1,12 @@
 /**
- * Runs the real CLI (the bundled dist/sockcat.cjs, or $SOCKCAT_BIN, e.g. the standalone binary)
- * as a child process, the way a user does.
+ * Runs the real CLI (the bundled dist/sockcat.cjs on the pinned Node that the standalone binary
+ * embeds, with the binary's V8 flags; or $SOCKCAT_BIN, e.g. the standalone binary itself) as a
+ * child process, the way a user does.
  */
 import { afterEach } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { NODE_FLAGS, PINNED_NODE } from '../../scripts/runtime.mjs';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 export const CLI_PATH = `${root}dist/sockcat.cjs`;
@@ -12,7 +14,7 @@ export const CLI_PATH = `${root}dist/sockcat.cjs`;
 /** Command and leading arguments that start sockcat. */
 export function sockcatCommand(): [string, string[]] {
   const bin = process.env.SOCKCAT_BIN;
-  return bin ? [bin, []] : [process.execPath, [CLI_PATH]];
+  return bin ? [bin, []] : [PINNED_NODE, [...NODE_FLAGS, CLI_PATH]];
 }
 
 export interface CliResult {

@@ -414,6 +414,24 @@ describe('safe defaults and limits', () => {
     await waitFor(() => (p.log().match(/handshake timeout/g) ?? []).length >= 2, 3000, 'both logged');
   });
 
+  it('a keep-alive client that trickles its second request head is cut off too', async () => {
+    const web = await httpServer();
+    const p = await proxy({ handshakeTimeoutMs: 400 });
+    const s = await connect(p.port);
+    let got = '';
+    s.on('data', (c) => (got += c));
+    s.write(`GET http://127.0.0.1:${web.port}/a HTTP/1.1\r\nHost: x\r\n\r\n`);
+    await waitFor(() => got.includes('hello from /a'), 3000, 'first response');
+    const closed = untilClosed(s, 3000);
+    // One header byte every 100 ms: node:http's own idle timeout never fires.
+    for (const ch of 'GET http://127.0.0.1/b HTTP/1.1\r\nX: 1') {
+      if (s.destroyed) break;
+      s.write(ch);
+      await sleep(100);
+    }
+    await closed;
+  });
+
   it('--max-conns and --allow (the shared source rules) apply', async () => {
     const p = await proxy({ access: { allow: ['10.0.0.0/8'] } });
     const s = await connect(p.port);

@@ -1,0 +1,37 @@
+/**
+ * `sockcat expose LOCAL --via RELAY`: the half of a tunnel behind NAT (what bore local,
+ * rathole's client or mysocketctl connect do). It connects out to the relay, prints the public
+ * address, and brings every public client home to LOCAL; see src/tunnel/agent.ts.
+ */
+import type { Address } from '../endpoints/index';
+import { Logger, type LogOptions } from '../log';
+import type { ProxyVersion } from '../proxy-protocol';
+import type { ModeIO } from '../io';
+import { runAgent, type RelayTarget } from '../tunnel/agent';
+
+export interface ExposeOptions extends LogOptions {
+  local: Address;
+  relay: RelayTarget;
+  token: string;
+  remotePort?: number;
+  allow?: string[];
+  name?: string;
+  httpAuth?: string;
+  heartbeatMs?: number;
+  once?: boolean;
+  proxyProtocol?: ProxyVersion;
+  closeWaitMs?: number;
+  connectTimeoutMs?: number;
+  /** --insecure: the relay's control port is plain text (warned). */
+  insecure?: boolean;
+  onPublic?: (info: { host: string; port: number; name: string }) => void;
+}
+
+/** Runs the agent until stopped (0) or refused for good (1). */
+export async function runExpose(opts: ExposeOptions, io: ModeIO): Promise<number> {
+  const logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
+  if (opts.insecure) {
+    logger.warn('insecure', '--insecure: talking to the relay in plain text; anyone in the path can read the tunnelled bytes', {});
+  }
+  return runAgent({ ...opts, logger, signal: io.signal });
+}

@@ -1,0 +1,612 @@
+/**
+ * The relay side of a tunnel (`sockcat relay`): accepts agents on the control address, checks
+ * their token, opens one public listener per agent, and joins every public client to one of the
+ * agent's pooled data connections with the shared relay.
+ *
+ * - An agent that goes (its control connection closes, or 3 heartbeats pass in silence) has its
+ *   public listener closed at once, its clients reset (RST: their transfer was cut) and its
+ *   port remembered for its token name, so the same agent reconnecting gets it back.
+ * - A data connection's EOF is passed on to the public client only once the agent confirmed it
+ *   on the control channel (`fin`): a FIN from a killed agent is a reset for the client.
+ * - Anything a stranger sends to the control port is a handshake that fails with a logged reason:
+ *   one bad peer never disturbs the agents being served.
+ */
+import { listenAddress, formatAddress, type Address, type Connection, type Listener } from '../endpoints/index';
+import { relay, resetStream } from '../relay';
+import { serve, DEFAULT_MAX_CONNS, type ConnectionSummary } from '../server';
+import { createAccessControl, type AccessControl, type AccessOptions } from '../access';
+import { formatDuration, type Logger } from '../log';
+import { NetError } from '../errors';
+import { Channel } from './channel';
+import { checkProof, encodeFrame, newNonce, newSessionId, ProtocolError, PROTOCOL_VERSION, type Message } from './protocol';
+import { formatPortSet, portInSet, type PortSet, type TokenEntry } from './tokens';
+import type { Duplex } from 'node:stream';
+import type { HostPort } from '../endpoints/address';
+import { formatHostPort } from '../endpoints/address';
+import { routeConnection, type NamedRoute } from './http-router';
+import { generateName } from './names';
+
+/** How long a connection to the control port may take to prove itself. */
+export const HANDSHAKE_TIMEOUT_MS = 10_000;
+/** How long a public client waits for a data connection from the agent before it is reset. */
+export const DATA_WAIT_MS = 30_000;
+/** Idle data connections one agent may park at the relay. */
+const MAX_POOLED = 256;
+/** Unauthenticated connections to the control port at once; more are dropped at accept. */
+const MAX_PENDING_HANDSHAKES = 512;
+/** Heartbeat bounds the relay accepts from an agent. */
+const MIN_HEARTBEAT_MS = 100;
+const MAX_HEARTBEAT_MS = 600_000;
+
+export interface TunnelRelayOptions {
+  /** Where agents connect (tls: with cert/key, or tcp: with --insecure). */
+  control: Address;
+  /** Host public listeners bind. */
+  publicHost: string;
+  /** --ports: the ports tunnels may use; undefined: any ≥ 1024 asked for, else one the system picks. */
+  ports?: PortSet;
+  /** The agents, read again at each handshake (the token file is re-read live). */
+  tokens: () => TokenEntry[];
+  logger: Logger;
+  signal: AbortSignal;
+  /** Public side access control and limit, for every tunnel. */
+  access?: AccessOptions;
+  maxConns?: number;
+  onControlListening?: (listener: Listener) => void;
+  /** --http: the shared port where plain HTTP is routed by Host to NAME.domain. */
+  http?: HostPort;
+  /** --https: the shared port where TLS is terminated and routed by SNI (needs tls). */
+  https?: HostPort;
+  /** --domain: the names' parent domain. */
+  domain?: string;
+  /** --cert/--key, for --https and --public-tls. */
+  tls?: { cert: Buffer; key: Buffer };
+  /** --public-tls: each tunnel's public port speaks TLS, terminated here. */
+  publicTls?: boolean;
+  /** Told when the --http/--https ports are bound. */
+  onRouterListening?: (proto: 'http' | 'https', listener: Listener) => void;
+  /** Told each tunnel that opens (tests read the public port here). */
+  onTunnel?: (info: { name: string; port: number }) => void;
+}
+
+interface Pending {
+  resolve: (s: Duplex) => void;
+  reject: (e: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+/** The fate of one tunnelled connection's EOF from the agent: confirmed (fin) or not (reset). */
+interface LiveConn {
+  client: Duplex;
+  data: Duplex;
+  /** 'fin' or 'reset' once the agent said so. */
+  verdict?: 'fin' | 'reset';
+  wake?: () => void;
+}
+
+/** Runs the relay until the signal aborts. Rejects if the control address cannot be opened. */
+export async function runTunnelRelay(opts: TunnelRelayOptions): Promise<void> {
+  const relayServer = new TunnelRelay(opts);
+  await relayServer.run();
+}
+
+class TunnelRelay {
+  private readonly sessions = new Map<string, Session>();
+  private readonly byName = new Map<string, Session>();
+  /** Port each token name last had, to give it back when the agent reconnects. */
+  readonly portByName = new Map<string, number>();
+  /** Route name → the token name that holds it (for the relay's lifetime, so it comes back to its owner). */
+  private readonly routeOwner = new Map<string, string>();
+  /** Token name → its route name. */
+  private readonly routeByToken = new Map<string, string>();
+  /** Route name → the live session serving it. */
+  private readonly byRoute = new Map<string, Session>();
+  /** "http://*.example.org:8080" and the like, once the router ports are bound. */
+  private readonly routerBases: Array<{ proto: 'http' | 'https'; port: number }> = [];
+  private pendingHandshakes = 0;
+  private readonly logger: Logger;
+  /** Public connections across all tunnels (--max-conns counts them all). */
+  liveClients = 0;
+  readonly access: AccessControl | undefined;
+
+  constructor(readonly opts: TunnelRelayOptions) {
+    this.logger = opts.logger;
+    this.access = createAccessControl(opts.access, opts.logger);
+  }
+
+  async run(): Promise<void> {
+    const listener = await listenAddress(this.opts.control, {
+      onConnection: (conn) => this.onControlConnection(conn),
+      onAcceptError: (err) => this.logger.error('accept-error', `${formatAddress(this.opts.control)}: accept failed: ${err.message}`),
+      log: this.logger,
+    });
+    this.logger.event('listening', `relay control channel listening on ${listener.label}`, { address: listener.label });
+    const stopRouters = new AbortController();
+    const routers: Array<Promise<unknown>> = [];
+    try {
+      for (const proto of ['http', 'https'] as const) {
+        const where = this.opts[proto];
+        if (where) routers.push((await this.openRouter(proto, where, stopRouters.signal)).done);
+      }
+    } catch (err) {
+      stopRouters.abort();
+      await listener.close();
+      throw err;
+    }
+    this.opts.onControlListening?.(listener);
+    await new Promise<void>((resolve) => {
+      if (this.opts.signal.aborted) return resolve();
+      this.opts.signal.addEventListener('abort', () => resolve(), { once: true });
+    });
+    stopRouters.abort();
+    await listener.close();
+    await Promise.all(routers);
+    this.access?.close();
+    await Promise.all([...this.sessions.values()].map((s) => s.end('the relay is stopping')));
+  }
+
+  /** Opens the --http or --https port; resolves once bound, with the promise of its end. */
+  private openRouter(proto: 'http' | 'https', where: HostPort, signal: AbortSignal): Promise<{ done: Promise<unknown> }> {
+    const domain = this.opts.domain!;
+    return new Promise((resolve, reject) => {
+      const served = serve({
+        address: { scheme: 'tcp', ...where },
+        logger: this.logger,
+        signal,
+        access: this.access,
+        maxConns: this.opts.maxConns ?? DEFAULT_MAX_CONNS,
+        onListening: (l) => {
+          const port = (l.address as HostPort).port;
+          this.routerBases.push({ proto, port });
+          this.logger.warn('router', `relay: named tunnels on ${routeUrl(proto, '*', domain, port)} (${l.label}, routed by ${proto === 'http' ? 'Host' : 'SNI'})`, { proto, address: l.label, domain });
+          this.opts.onRouterListening?.(proto, l);
+          // Wrapped: resolving with the promise itself would wait for the router to stop.
+          resolve({ done: served });
+        },
+        handle: (conn) => routeConnection(conn, { domain, lookup: (name) => this.byRoute.get(name), tls: proto === 'https' ? this.opts.tls : undefined }),
+      }).catch((err: Error) => reject(err));
+    });
+  }
+
+  /** The route name for an agent: the one it asks for, else the one it had, else a new word-word-NNNN. */
+  private routeName(entry: TokenEntry, asked: string | undefined): string {
+    if (asked !== undefined) {
+      const owner = this.routeOwner.get(asked);
+      if (owner !== undefined && owner !== entry.name) throw new ProtocolError(`the name ${asked} is taken by another agent`);
+      return asked;
+    }
+    const had = this.routeByToken.get(entry.name);
+    if (had !== undefined) return had;
+    for (;;) {
+      const name = generateName();
+      if (!this.routeOwner.has(name)) return name;
+    }
+  }
+
+  private onControlConnection(conn: Connection): void {
+    const who = conn.remote.label;
+    conn.stream.on('error', () => {});
+    if (this.pendingHandshakes >= MAX_PENDING_HANDSHAKES) {
+      this.logger.event('limit', `refused ${who}: ${MAX_PENDING_HANDSHAKES} handshakes already in progress`, { client: who });
+      conn.stream.destroy();
+      return;
+    }
+    this.pendingHandshakes++;
+    const channel = new Channel(conn.stream);
+    this.handshake(channel, conn)
+      .catch((err: Error) => {
+        const why = err instanceof ProtocolError || err instanceof NetError ? err.message : `handshake failed: ${err.message}`;
+        this.logger.event('refused', `refused ${who}: ${why}`, { client: who, reason: why });
+        channel.close(err);
+      })
+      .finally(() => this.pendingHandshakes--);
+  }
+
+  private async handshake(channel: Channel, conn: Connection): Promise<void> {
+    const who = conn.remote.label;
+    const hello = await channel.next(HANDSHAKE_TIMEOUT_MS, 'hello');
+    if (hello.type !== 'hello') throw new ProtocolError(`expected hello, got '${hello.type}'`);
+    if (hello.version !== PROTOCOL_VERSION) {
+      refuse(channel, `this relay speaks tunnel protocol v${PROTOCOL_VERSION}, the agent v${hello.version}: use the same sockcat version on both sides`);
+      throw new ProtocolError(`protocol version ${hello.version}`);
+    }
+    const nonce = newNonce();
+    channel.send({ type: 'challenge', nonce });
+    const msg = await channel.next(HANDSHAKE_TIMEOUT_MS, 'proof of the token');
+    if (msg.type === 'data') {
+      const session = this.sessions.get(msg.session);
+      if (!session || !checkProof(msg.mac, session.entry.token, 'data', nonce, msg.session)) {
+        refuse(channel, 'unknown tunnel session or wrong proof (the relay restarted? the agent reconnects by itself)');
+        throw new ProtocolError('data connection for an unknown session or with a wrong proof');
+      }
+      session.addDataConnection(channel.detach());
+      return;
+    }
+    if (msg.type !== 'auth') throw new ProtocolError(`expected auth or data, got '${msg.type}'`);
+    let entries: TokenEntry[];
+    try {
+      entries = this.opts.tokens();
+    } catch (err) {
+      this.logger.error('token-file', `cannot read the tokens: ${(err as Error).message}`);
+      refuse(channel, 'the relay cannot read its token file right now', true);
+      throw new ProtocolError('token file unreadable');
+    }
+    // Every entry is tried, each compared in constant time: which one matched takes no longer to find.
+    let entry: TokenEntry | undefined;
+    for (const e of entries) if (checkProof(msg.mac, e.token, 'control', nonce) && !entry) entry = e;
+    if (!entry) {
+      refuse(channel, 'wrong token: the relay knows no agent with this token');
+      this.logger.warn('refused', `refused agent ${who}: wrong token`, { client: who, reason: 'wrong token' });
+      throw new ProtocolError('wrong token');
+    }
+    await this.startSession(channel, conn, entry, msg as Extract<Message, { type: 'auth' }>);
+  }
+
+  private async startSession(channel: Channel, conn: Connection, entry: TokenEntry, auth: Extract<Message, { type: 'auth' }>): Promise<void> {
+    const who = conn.remote.label;
+    const asked = auth.port;
+    const remembered = this.portByName.get(entry.name);
+    const candidates = this.portCandidates(entry, asked ?? remembered);
+    if (typeof candidates === 'string') {
+      refuse(channel, candidates);
+      throw new ProtocolError(candidates);
+    }
+    // One tunnel per token name. A second agent with the same token waits (retrying) rather than
+    // taking over, or two copies would knock each other out forever; an agent that restarted
+    // after losing its connection gets in once its old session is seen gone (3 heartbeats at most).
+    const old = this.byName.get(entry.name);
+    if (old) {
+      const why = `agent ${entry.name} is already connected (from ${old.who}); retrying until that session ends`;
+      refuse(channel, why, true);
+      throw new ProtocolError(`agent ${entry.name} already connected`);
+    }
+    let allow: AccessControl | undefined;
+    if (auth.allow?.length) {
+      try {
+        allow = createAccessControl({ allow: auth.allow, deny: [] }, this.logger);
+      } catch (err) {
+        refuse(channel, `bad --allow: ${(err as Error).message}`);
+        throw err;
+      }
+    }
+    let route: string | undefined;
+    if (this.opts.http || this.opts.https) {
+      try {
+        route = this.routeName(entry, auth.name);
+      } catch (err) {
+        refuse(channel, (err as Error).message);
+        throw err;
+      }
+    } else if (auth.name !== undefined || auth.httpAuth !== undefined) {
+      const why = `--name and --http-auth need a relay started with --http or --https and --domain`;
+      refuse(channel, why);
+      throw new ProtocolError(why);
+    }
+    const session = new Session(this, channel, entry, who, newSessionId(), Math.min(MAX_HEARTBEAT_MS, Math.max(MIN_HEARTBEAT_MS, auth.heartbeatMs)), allow, route, auth.httpAuth);
+    let port: number | undefined;
+    let lastError = '';
+    for (const p of candidates) {
+      try {
+        port = await session.openPublic(p);
+        break;
+      } catch (err) {
+        lastError = (err as Error).message;
+        // The port the agent asked for by name is busy: say so rather than giving another.
+        if (asked !== undefined) break;
+      }
+    }
+    if (port === undefined) {
+      const why = asked !== undefined ? `port ${asked} is not available: ${lastError}` : `no free port${this.opts.ports ? ` in ${formatPortSet(this.opts.ports)}` : ''}: ${lastError}`;
+      refuse(channel, why, true);
+      throw new ProtocolError(why);
+    }
+    this.sessions.set(session.id, session);
+    this.byName.set(entry.name, session);
+    this.portByName.set(entry.name, port);
+    const urls: string[] = [];
+    if (route !== undefined) {
+      this.routeOwner.set(route, entry.name);
+      this.routeByToken.set(entry.name, route);
+      this.byRoute.set(route, session);
+      for (const b of this.routerBases) urls.push(routeUrl(b.proto, route, this.opts.domain!, b.port));
+    }
+    channel.send({ type: 'ready', session: session.id, port, name: entry.name, urls: urls.length ? urls : undefined });
+    this.logger.warn('tunnel', `agent ${entry.name} (${who}) connected: public ${session.publicLabel}${urls.length ? ` and ${urls.join(' ')}` : ''}`, { agent: entry.name, client: who, port, address: session.publicLabel, urls: urls.join(' ') || undefined });
+    session.start();
+    this.opts.onTunnel?.({ name: entry.name, port });
+  }
+
+  /** The ports to try, in order, or why none may be given. */
+  private portCandidates(entry: TokenEntry, wanted: number | undefined): number[] | string {
+    const range = this.opts.ports;
+    const allowed = (p: number) => portInSet(p, range) && portInSet(p, entry.ports) && (range !== undefined || entry.ports !== undefined || p >= 1024);
+    if (wanted !== undefined && wanted !== 0) {
+      if (allowed(wanted)) return [wanted];
+      if (wanted !== this.portByName.get(entry.name)) {
+        const limits = [range ? `the relay's --ports ${formatPortSet(range)}` : 'ports ≥ 1024', entry.ports ? `agent ${entry.name}'s ${formatPortSet(entry.ports)}` : ''].filter(Boolean).join(' and ');
+        return `port ${wanted} is not allowed here (allowed: ${limits})`;
+      }
+    }
+    const set = entry.ports ?? range;
+    if (!set) return [0];
+    const ports: number[] = [];
+    for (const [l, h] of set) for (let p = l; p <= h && ports.length < 4096; p++) if (allowed(p)) ports.push(p);
+    if (ports.length === 0) return `no port is both in the relay's --ports and in agent ${entry.name}'s ports`;
+    // Start at a random place so two agents do not race for the same port.
+    const start = Math.floor(Math.random() * ports.length);
+    return [...ports.slice(start), ...ports.slice(0, start)].slice(0, 64);
+  }
+
+  forget(session: Session): void {
+    this.sessions.delete(session.id);
+    if (session.route !== undefined && this.byRoute.get(session.route) === session) this.byRoute.delete(session.route);
+    if (this.byName.get(session.entry.name) === session) this.byName.delete(session.entry.name);
+  }
+}
+
+/** "http://NAME.example.org:8080/", without the port when it is the protocol's own. */
+function routeUrl(proto: 'http' | 'https', name: string, domain: string, port: number): string {
+  const own = (proto === 'http' && port === 80) || (proto === 'https' && port === 443);
+  return `${proto}://${name}.${domain}${own ? '' : `:${port}`}/`;
+}
+
+/** Tells the agent why it is refused, then closes (after the frame is flushed). */
+function refuse(channel: Channel, message: string, retry = false): void {
+  if (channel.closed) return;
+  channel.stream.end(encodeFrame({ type: 'error', message, retry }));
+}
+
+/** One connected agent: its control channel, public listener, pooled data connections and live clients. */
+class Session implements NamedRoute {
+  private readonly pool: Duplex[] = [];
+  /** What addDataConnection() hung on each parked connection, to take it off again. */
+  private readonly parked = new Map<Duplex, { onClose: () => void; onData: () => void }>();
+  private readonly waiting: Pending[] = [];
+  private readonly live = new Map<number, LiveConn>();
+  /** Verdicts that came before their connection was known (bounded). */
+  private nextId = 1;
+  private readonly stopPublic = new AbortController();
+  private served: Promise<unknown> | undefined;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private ended: Promise<void> | undefined;
+  private readonly logger: Logger;
+  publicLabel = '';
+  private readonly started = Date.now();
+
+  constructor(
+    private readonly relayServer: TunnelRelay,
+    private readonly control: Channel,
+    readonly entry: TokenEntry,
+    readonly who: string,
+    readonly id: string,
+    private readonly heartbeatMs: number,
+    private readonly allow: AccessControl | undefined,
+    /** Its name under --domain, when the relay routes names. */
+    readonly route: string | undefined,
+    /** --http-auth "user:pass". */
+    readonly httpAuth: string | undefined,
+  ) {
+    this.logger = relayServer.opts.logger;
+    this.name = route ?? entry.name;
+  }
+
+  readonly name: string;
+
+  /** A request routed here by --http/--https (NamedRoute). */
+  handle(conn: Connection, stream: Duplex, head: Buffer): Promise<ConnectionSummary> {
+    return this.handlePublic(conn, stream, head);
+  }
+
+  /** Opens the public listener on `port` (0: any); resolves with the bound port. */
+  openPublic(port: number): Promise<number> {
+    const opts = this.relayServer.opts;
+    return new Promise<number>((resolve, reject) => {
+      this.served = serve({
+        address: opts.publicTls
+          ? { scheme: 'tls', host: opts.publicHost, port, hostGiven: true, tls: { cert: { path: '--cert', pem: opts.tls!.cert }, key: { path: '--key', pem: opts.tls!.key } } }
+          : { scheme: 'tcp', host: opts.publicHost, port, hostGiven: true },
+        logger: this.logger,
+        signal: this.stopPublic.signal,
+        access: this.relayServer.access,
+        maxConns: opts.maxConns ?? DEFAULT_MAX_CONNS,
+        onListening: (l) => {
+          this.publicLabel = l.label;
+          resolve((l.address as { port: number }).port);
+        },
+        handle: (conn) => this.handlePublic(conn, conn.stream),
+      }).catch((err: Error) => reject(err));
+    });
+  }
+
+  start(): void {
+    this.control.setHandler((m) => this.onControlMessage(m));
+    this.control.onClosed((reason) => void this.end(`control connection lost (${reason.message})`));
+    this.heartbeat = setInterval(() => {
+      if (Date.now() - this.control.lastSeen > 3 * this.heartbeatMs) {
+        void this.end(`no heartbeat for ${formatDuration(3 * this.heartbeatMs)}`);
+        return;
+      }
+      this.control.send({ type: 'ping' });
+    }, this.heartbeatMs);
+  }
+
+  private onControlMessage(m: Message): void {
+    switch (m.type) {
+      case 'ping':
+        this.control.send({ type: 'pong' });
+        return;
+      case 'pong':
+        return;
+      case 'fin':
+      case 'reset': {
+        const c = this.live.get(m.id);
+        if (!c) return;
+        c.verdict ??= m.type;
+        if (m.type === 'reset') resetStream(c.client);
+        c.wake?.();
+        return;
+      }
+      default:
+        this.control.close(new ProtocolError(`unexpected '${m.type}' on the control channel`));
+    }
+  }
+
+  /** A data connection the agent opened: give it to a waiting client, or park it. */
+  addDataConnection(data: Duplex): void {
+    if (this.ended) return void data.destroy();
+    const waiter = this.waiting.shift();
+    if (waiter) {
+      clearTimeout(waiter.timer);
+      // Clients still waiting: keep the agent opening, or a burst is served a pool-size at a time.
+      if (this.waiting.length) this.control.send({ type: 'need', count: this.waiting.length });
+      return waiter.resolve(data);
+    }
+    if (this.pool.length >= MAX_POOLED) return void data.destroy();
+    this.pool.push(data);
+    const onClose = () => {
+      const i = this.pool.indexOf(data);
+      if (i >= 0) this.pool.splice(i, 1);
+      this.parked.delete(data);
+    };
+    // Parked connections are read by nobody; an agent that sends on one before `open` is misbehaving.
+    const onData = () => data.destroy();
+    this.parked.set(data, { onClose, onData });
+    data.once('close', onClose);
+    data.on('error', () => {});
+    data.once('data', onData);
+    data.resume();
+  }
+
+  private takeDataConnection(): Promise<Duplex> {
+    while (this.pool.length) {
+      const data = this.pool.shift()!;
+      const hooks = this.parked.get(data);
+      this.parked.delete(data);
+      if (hooks) {
+        data.off('close', hooks.onClose);
+        data.off('data', hooks.onData);
+      }
+      if (data.destroyed) continue;
+      data.pause();
+      return Promise.resolve(data);
+    }
+    return new Promise((resolve, reject) => {
+      const p: Pending = {
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          const i = this.waiting.indexOf(p);
+          if (i >= 0) this.waiting.splice(i, 1);
+          reject(new Error(`the agent opened no data connection within ${DATA_WAIT_MS / 1000} s`));
+        }, DATA_WAIT_MS),
+      };
+      this.waiting.push(p);
+      this.control.send({ type: 'need', count: this.waiting.length });
+    });
+  }
+
+  /** One public client (`stream`: its socket, or the TLS socket over it), `head` sent ahead of its bytes. */
+  private async handlePublic(conn: Connection, client: Duplex, head?: Buffer): Promise<ConnectionSummary> {
+    const opts = this.relayServer.opts;
+    if (this.allow) {
+      const verdict = conn.remote.port !== undefined ? this.allow.check(conn.remote.address) : { ok: false as const, reason: 'no IP address' };
+      if (!verdict.ok) {
+        resetStream(client);
+        return { received: 0, sent: 0, reason: `refused by the agent's --allow` };
+      }
+    }
+    const max = opts.maxConns ?? DEFAULT_MAX_CONNS;
+    if (this.relayServer.liveClients >= max) {
+      resetStream(client);
+      return { received: 0, sent: 0, reason: `${max} connections already open across all tunnels (--max-conns)` };
+    }
+    this.relayServer.liveClients++;
+    try {
+      let data: Duplex;
+      try {
+        data = await this.takeDataConnection();
+      } catch (err) {
+        resetStream(client);
+        return { received: 0, sent: 0, reason: 'no tunnel', fields: { error: (err as Error).message } };
+      }
+      if (client.destroyed) {
+        data.destroy();
+        return { received: 0, sent: 0, reason: 'client gone before the tunnel opened' };
+      }
+      const id = this.nextId++;
+      const live: LiveConn = { client, data };
+      this.live.set(id, live);
+      data.write(encodeFrame({ type: 'open', id, client: wire(conn.remote), server: wire(conn.local) }));
+      if (head) data.write(head);
+      const result = await relay(client, data, {
+        propagateReset: true,
+        resetOnFailure: { a: true },
+        // The client's EOF travels as a `fin` on the control channel, ahead of the data connection's FIN.
+        onEof: (from) => {
+          if (from === 'a') this.control.send({ type: 'fin', id });
+        },
+        eofGate: { b: () => this.verdict(live) },
+      });
+      this.live.delete(id);
+      if (result.reason !== 'eof' && live.verdict !== 'reset') this.control.send({ type: 'reset', id });
+      return { received: result.aToB, sent: result.bToA, reason: result.reason, text: ` (tunnel ${this.entry.name})`, fields: { agent: this.entry.name } };
+    } finally {
+      this.relayServer.liveClients--;
+    }
+  }
+
+  /** Whether the agent confirmed its end of `live` with a fin (false: reset, agent gone, or no word within 3 heartbeats). */
+  private verdict(live: LiveConn): Promise<boolean> {
+    if (live.verdict) return Promise.resolve(live.verdict === 'fin');
+    if (this.ended) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        live.wake = undefined;
+        resolve(false);
+      }, 3 * this.heartbeatMs);
+      live.wake = () => {
+        clearTimeout(timer);
+        live.wake = undefined;
+        resolve(live.verdict === 'fin');
+      };
+    });
+  }
+
+  /** Ends the tunnel: frees the public port at once and resets every client it carried. */
+  end(reason: string): Promise<void> {
+    if (this.ended) return this.ended;
+    let resolveEnded!: () => void;
+    // Set before anything below runs: closing the control channel calls end() again.
+    this.ended = new Promise<void>((r) => (resolveEnded = r));
+    void (async () => {
+      clearInterval(this.heartbeat);
+      this.relayServer.forget(this);
+      this.control.close(new ProtocolError(reason));
+      // Reset first: serve()'s own stop would close the clients with a FIN, a cut that looks complete.
+      for (const c of this.live.values()) {
+        c.verdict ??= 'reset';
+        resetStream(c.client);
+        c.data.destroy();
+        c.wake?.();
+      }
+      for (const d of this.pool.splice(0)) d.destroy();
+      for (const w of this.waiting.splice(0)) {
+        clearTimeout(w.timer);
+        w.reject(new Error(`agent gone: ${reason}`));
+      }
+      this.stopPublic.abort();
+      await this.served?.catch(() => {});
+      if (this.publicLabel) {
+        this.logger.warn('tunnel-closed', `agent ${this.entry.name} (${this.who}) gone after ${formatDuration(Date.now() - this.started)}: ${reason}; public ${this.publicLabel} closed`, {
+          agent: this.entry.name,
+          client: this.who,
+          address: this.publicLabel,
+          reason,
+        });
+      }
+    })().finally(resolveEnded);
+    return this.ended;
+  }
+}
+
+const wire = (p: { address: string; port?: number }) => ({ address: p.address.slice(0, 64), port: p.port ?? 0 });

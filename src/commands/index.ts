@@ -10,7 +10,8 @@ import { waitCommand } from './wait';
 import { completionCommand } from './completion';
 import { relayCommand } from './relay';
 import { exposeCommand } from './expose';
+import { allowLinkCommand } from './allow-link';
 import { examplesCommand } from './examples';
 import type { CommandFactory } from './types';
 
-export const commands: CommandFactory[] = [listenCommand, connectCommand, forwardCommand, execCommand, broadcastCommand, proxyCommand, relayCommand, exposeCommand, scanCommand, waitCommand, completionCommand, examplesCommand];
+export const commands: CommandFactory[] = [listenCommand, connectCommand, forwardCommand, execCommand, broadcastCommand, proxyCommand, relayCommand, exposeCommand, scanCommand, waitCommand, allowLinkCommand, completionCommand, examplesCommand];

@@ -4,7 +4,8 @@
  * printed script serves clients through `exec --sh "$(sockcat examples NAME)"`.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readExampleFiles } from '../../src/examples';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -35,9 +36,9 @@ describe('sockcat examples', () => {
     const r = await lone(['examples'], { COLUMNS: '200' });
     expect(r.code).toBe(0);
     const out = r.stdout.toString();
-    const files = readdirSync(examplesDir);
+    const files = Object.keys(readExampleFiles(examplesDir));
     expect(files.length).toBeGreaterThan(0);
-    for (const file of files) expect(out).toMatch(new RegExp(`^  ${file.replace(/\.[^.]+$/, '')} +\\S`, 'm'));
+    for (const file of files) expect(out).toMatch(new RegExp(`^  ${file.replace(/\.[^./]+$/, '')} +\\S`, 'm'));
     expect(out).toMatch(/^ {2}repond +The classroom shell server: greets each client, then answers every line it sends\.$/m);
   });
 

@@ -7,7 +7,7 @@ import { UsageError } from '../errors';
 import fs from 'node:fs';
 import path from 'node:path';
 import tls from 'node:tls';
-import { parseAddress, type Address, type PemFile, type Role, type TlsSettings } from '../endpoints/index';
+import { parseAddress, type Address, type PemFile, type Role, type TlsSettings, type TcpAddress, type TlsAddress } from '../endpoints/index';
 import type { AccessOptions } from '../access';
 import { parseMetricsAddress } from '../metrics';
 import { durationOption, parseAllowLinkAddress } from '../allow-link';
@@ -374,8 +374,13 @@ function allowLinkFromArgs(argv: ListenerArgs, trusted: string[]) {
     }
     if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) throw new UsageError(`--allow-link-redirect takes an http:// or https:// URL, not '${redirect}'`);
   }
+  // --tls, --cert and --key make it HTTPS, as they do for the listening address.
+  const where = applyTransportOptions(parseAllowLinkAddress(address), argv, 'listen') as TcpAddress | TlsAddress;
+  if (where.scheme === 'tls' && argv.acceptProxyProtocol) {
+    throw new UsageError('--allow-link over TLS cannot read a PROXY header yet (--accept-proxy-protocol): serve the links over plain TCP behind the balancer, or terminate TLS there');
+  }
   return {
-    address: parseAllowLinkAddress(address),
+    address: where,
     linkFile,
     ttlMs: ttl === undefined ? undefined : durationOption(ttl, '--allow-link-ttl'),
     redirect,

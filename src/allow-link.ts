@@ -21,8 +21,8 @@ import net from 'node:net';
 import path from 'node:path';
 import { AccessControl, parseRule } from './access';
 import { ProxyAcceptor } from './accept-proxy';
-import { formatHostPort, isWildcardHost, type TcpAddress, type TlsAddress } from './endpoints/address';
-import { listenAddress, parseAddress, type Connection, type Listener } from './endpoints/index';
+import { formatHostPort, isWildcardHost } from './endpoints/address';
+import { listenAddress, parseAddress, type Connection, type Listener, type TcpAddress, type TlsAddress } from './endpoints/index';
 import { socketPeer } from './endpoints/tcp';
 import { NetError, UsageError } from './errors';
 import { formatDuration, type Logger } from './log';
@@ -38,6 +38,8 @@ const FREE_FAILURES = 5;
 const FAILURE_WINDOW_MS = 10 * 60_000;
 /** The longest a guessing source waits for an answer. */
 const MAX_SLOWDOWN_MS = 10_000;
+/** Answers held back at once for one slowed-down source; more get 429 at once. */
+const MAX_HELD_PER_SOURCE = 4;
 /** Sources remembered for the slowdown at most (oldest forgotten first): memory stays bounded. */
 const MAX_TRACKED_SOURCES = 10_000;
 /** How often grants are checked for expiry and the link file for changes. */
@@ -266,6 +268,8 @@ export class AllowLinks {
   private links = new Map<string, AllowLink>();
   private linkFileSeen = '';
   private readonly guessers = new Guessers();
+  /** Answers being held back, per slowed-down source. */
+  private readonly held = new Map<string, number>();
   private listener?: Listener;
   private http?: http.Server;
   private sweepTimer?: NodeJS.Timeout;
@@ -414,7 +418,18 @@ export class AllowLinks {
   private async onRequest(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const who = this.visitor(req);
     const delay = this.guessers.delayFor(who);
-    if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+    if (delay > 0) {
+      // A guesser opening many connections at once must not hold as many timers and sockets.
+      if ((this.held.get(who) ?? 0) >= MAX_HELD_PER_SOURCE) {
+        res.writeHead(429, { 'retry-after': String(Math.ceil(delay / 1000)), connection: 'close' }).end();
+        return;
+      }
+      this.held.set(who, (this.held.get(who) ?? 0) + 1);
+      await new Promise((r) => setTimeout(r, delay));
+      const n = (this.held.get(who) ?? 1) - 1;
+      if (n > 0) this.held.set(who, n);
+      else this.held.delete(who);
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET' }).end();
       return;

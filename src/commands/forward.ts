@@ -2,7 +2,7 @@ import { parseWorkers } from '../modes/forward-workers';
 import { runForward, DEFAULT_FORWARD_CONNECT_TIMEOUT_MS, DEFAULT_FORWARD_DRAIN_TIMEOUT_MS } from '../modes/forward';
 import { UsageError } from '../errors';
 import type { ProxyVersion } from '../proxy-protocol';
-import { addressFromArgs, addressText, commonFromArgs, listenerFromArgs, secondsOption, withCommonOptions, withListenerOptions, withRelayOptions, withUdpIdle, examplesEpilog } from './options';
+import { addressFromArgs, addressText, commonFromArgs, listenerFromArgs, secondsOption, settleAddresses, withCommonOptions, withListenerOptions, withRelayOptions, withUdpIdle, examplesEpilog } from './options';
 import type { CommandFactory } from './types';
 import { viaFromArgs, withViaOption } from './via';
 
@@ -60,8 +60,14 @@ export const forwardCommand: CommandFactory = (env) => ({
       ),
   handler: async (argv) => {
     const [listenText, targetText] = forwardAddresses([argv.listen, argv.target, ...((argv.more as string[] | undefined) ?? [])]);
-    const listen = addressFromArgs(listenText, undefined, 'listen', argv, 'LISTEN address');
-    const target = addressFromArgs(targetText, undefined, 'connect', argv, 'TARGET address');
+    const [listen, target] = settleAddresses(
+      [
+        { address: addressFromArgs(listenText, undefined, 'listen', 'LISTEN address'), role: 'listen', primary: true },
+        { address: addressFromArgs(targetText, undefined, 'connect', 'TARGET address'), role: 'connect', primary: false },
+      ],
+      argv,
+      ['listen', 'connect'],
+    );
     const connectTimeoutMs = secondsOption(argv.connectTimeout, '--connect-timeout');
     if (connectTimeoutMs === 0) throw new UsageError('--connect-timeout must be more than 0 seconds');
     const workers = parseWorkers(argv.workers);

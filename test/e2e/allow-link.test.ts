@@ -1,5 +1,6 @@
 import { describe, it, expect, afterAll } from 'vitest';
 import fs from 'node:fs';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
@@ -100,6 +101,12 @@ describe('allow links (CLI, MySafeIP-style)', () => {
     await cli.waitForStderr(/127\.0\.0\.1 asked for an unknown link \(8 in the last 10 min\)/);
     // Misses 6, 7, 8 wait 0.25, 0.5 and 1 s at least.
     expect(times[7]).toBeGreaterThanOrEqual(0.9);
+    // Many at once from a slowed-down source: at most 4 are held, the rest get 429 straight away.
+    const get = (url: string) =>
+      new Promise<number>((resolve, reject) => http.get(url, { agent: false }, (res) => (res.resume(), resolve(res.statusCode ?? 0))).on('error', reject));
+    const burst = await Promise.all(Array.from({ length: 8 }, (_, i) => get(`http://127.0.0.1:${links}/${id}y${i}`)));
+    expect(burst.filter((c) => c === 429).length).toBeGreaterThanOrEqual(4);
+    expect(burst.every((c) => c === 429 || c === 404)).toBe(true);
     expect(cli.stderr()).not.toContain(id);
   });
 

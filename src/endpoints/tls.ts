@@ -160,6 +160,8 @@ async function listenTls(addr: TlsAddress, opts: ListenOptions): Promise<Listene
       rejectUnauthorized: s.requireClientCert ?? false,
       handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
       allowHalfOpen: true,
+      // Small records (a handshake, a tunnel frame then the first bytes) go out at once, as on plain TCP.
+      noDelay: true,
     },
     (socket) => {
       // 'secureConnection' fires while Node is still decrypting the records that came with the

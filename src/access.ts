@@ -232,6 +232,8 @@ export class AccessControl {
   private readonly deny = new PrefixTable();
   /** Rules from the allow file; empty (nobody allowed) until it has been read. */
   private fileRules = new PrefixTable();
+  /** Addresses let in at run time by allow links (src/allow-link.ts); they are in the file too, read later. */
+  private granted = new PrefixTable();
   private readonly allowFile?: string;
   private readonly onReload?: AccessOptions['onReload'];
   private watching = false;
@@ -317,6 +319,16 @@ export class AccessControl {
     }
   }
 
+  /**
+   * Replaces the addresses let in at run time (allow links). They take effect for the next client
+   * at once, without waiting for the allow file, where they are also written, to be re-read.
+   */
+  setGranted(addresses: string[]): void {
+    const table = new PrefixTable();
+    for (const a of addresses) table.add(parseRule(a, 'allow-link'));
+    this.granted = table;
+  }
+
   /** Decides for one client address. */
   check(address: string): AccessVerdict {
     if (!this.active) return { ok: true };
@@ -329,7 +341,7 @@ export class AccessControl {
     const denied = this.deny.find(ip);
     if (denied !== undefined) return { ok: false, reason: `denied by --deny ${denied}` };
     if (!this.hasAllowRules) return { ok: true };
-    if (this.allow.find(ip) !== undefined || this.fileRules.find(ip) !== undefined) return { ok: true };
+    if (this.allow.find(ip) !== undefined || this.fileRules.find(ip) !== undefined || this.granted.find(ip) !== undefined) return { ok: true };
     return { ok: false, reason: 'not in the allow list' };
   }
 

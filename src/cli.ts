@@ -120,33 +120,64 @@ function lowerFirst(s: string): string {
   return s.charAt(0).toLowerCase() + s.slice(1);
 }
 
+/** Plain words for a failed write to stdout ("no space left on device"), from the system error. */
+function stdoutFailure(err: NodeJS.ErrnoException): string {
+  const words: Record<string, string> = {
+    ENOSPC: 'no space left on device',
+    EDQUOT: 'disk quota exceeded',
+    EFBIG: 'file too large',
+    EIO: 'input/output error',
+    EBADF: 'it is closed',
+    EACCES: 'permission denied',
+    EPERM: 'permission denied',
+    EROFS: 'read-only file system',
+  };
+  return `writing to stdout: ${words[err.code ?? ''] ?? err.message}`;
+}
+
 function runAsProgram(): void {
   // The standalone binary started again as exec's spawner (src/endpoints/spawner.ts).
   if (process.env[SPAWNER_ENV] === '1') return spawnerMain();
   const controller = new AbortController();
   let signals = 0;
+  /** Set when stdout failed: whatever the mode returns, the run failed. */
+  let forcedExit: number | undefined;
   const onSignal = (sig: NodeJS.Signals) => {
     signals++;
+    // ^C on a terminal leaves the cursor after "^C": end the line so the shell prompt (or our
+    // last message) starts on its own.
+    if (sig === 'SIGINT' && signals === 1) {
+      if (process.stderr.isTTY) process.stderr.write('\n');
+      else if (process.stdout.isTTY) process.stdout.write('\n');
+    }
     // First signal: stop gracefully (close listeners, end connections). Second: stop now.
     if (signals === 1) controller.abort(sig);
-    else process.exit(sig === 'SIGINT' ? 130 : 143);
+    else process.exit(sig === 'SIGINT' ? 130 : sig === 'SIGHUP' ? 129 : 143);
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   // A closed terminal stops us like Ctrl-C, so modes can end what they started (exec's children
   // run in their own sessions and would not get the hangup themselves).
   process.on('SIGHUP', onSignal);
-  // A reader that goes away (sockcat … | head -1) is not an error worth a stack trace.
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    // A reader that goes away (sockcat … | head -1) is not an error worth a stack trace.
     if (err.code === 'EPIPE') process.exit(0);
+    // Anything else (a full disk, /dev/full, an I/O error) loses data: say so once, stop every
+    // session (their connections are reset: the peer must not believe all was delivered), exit 1.
+    if (forcedExit !== undefined) return;
+    forcedExit = 1;
+    process.stderr.write(`sockcat: ${stdoutFailure(err)}\n`);
+    controller.abort('stdout');
   });
   const io: ModeIO = { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, signal: controller.signal };
+  const exit = (code: number) => process.exit(forcedExit ?? code);
   main(process.argv.slice(2), io).then(
     (code) => {
       // Flush stdout before leaving; stdin may still hold the event loop open.
-      process.stdout.write('', () => process.exit(code));
+      if (process.stdout.destroyed) exit(code);
+      else process.stdout.write('', () => exit(code));
     },
-    (err) => process.exit(reportError(err, io)),
+    (err) => exit(reportError(err, io)),
   );
 }
 

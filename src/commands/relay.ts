@@ -1,6 +1,7 @@
 import { runRelay } from '../modes/relay';
 import { UsageError } from '../errors';
 import { parseHostPort } from '../endpoints/address';
+import { refuseListenerExtras } from '../server';
 import { commonFromArgs, examplesEpilog, listenerFromArgs, readPemOption, withListenerOptions } from './options';
 import { parsePortSet, readTokenFile, tokenFromFlag } from '../tunnel/tokens';
 import type { CommandFactory } from './types';
@@ -64,7 +65,7 @@ export const relayCommand: CommandFactory = (env) => ({
         https: argv.https === undefined ? undefined : parseHostPort(String(argv.https), 'listen', String(argv.https)),
         domain,
         publicTls: argv.publicTls,
-        ...listenerFromArgs(argv),
+        ...refuseListenerExtras(listenerFromArgs(argv), 'relay'),
         ...commonFromArgs(argv),
       },
       env.io,

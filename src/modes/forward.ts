@@ -13,8 +13,8 @@ import { connectThrough, type Hop } from '../proxy/hops';
 import { hexDumper } from '../hexdump';
 import { Logger, type LogOptions } from '../log';
 import { relay, resetStream, DEFAULT_CLOSE_WAIT_MS, type RelayResult, type Side } from '../relay';
-import { serve, DEFAULT_MAX_CONNS, type ConnectionContext, type ConnectionSummary, type ListenerModeOptions } from '../server';
-import { createAccessControl } from '../access';
+import { serve, refuseForDatagrams, listenerParts, DEFAULT_MAX_CONNS, type ConnectionContext, type ConnectionSummary, type ListenerModeOptions } from '../server';
+import { upstreamFailureCause, type Metrics } from '../metrics';
 import { encodeProxyHeader, type ProxyVersion } from '../proxy-protocol';
 import { ensureFdLimit } from '../fdlimit';
 import { runUdpForward } from './udp-forward';
@@ -58,11 +58,15 @@ export async function runForward(opts: ForwardOptions, io: ModeIO): Promise<numb
   if (opts.listen.scheme === 'udp' || opts.target.scheme === 'udp') {
     if (opts.proxyProtocol) throw new UsageError('--proxy-protocol applies to TCP streams, not to UDP');
     if (opts.via?.length) throw new UsageError('--via carries TCP streams, not UDP');
+    refuseForDatagrams(opts);
     // Datagrams of one client could land in any worker, each with its own upstream socket.
     if ((opts.workers ?? 1) > 1) throw new UsageError('--workers applies to TCP forwards, not to UDP');
     return runUdpForward(opts, io);
   }
   const workers = opts.workers ?? 1;
+  // Each worker would need its own port; prom-client's cluster aggregation is not wired up yet.
+  if (workers > 1 && opts.metrics) throw new UsageError('--metrics works with one process for now: drop --workers, or scrape each instance separately');
+  if (workers > 1 && opts.allowLink) throw new UsageError('--allow-link works with one process for now: drop --workers');
   if (workers > 1 && !isForwardWorker()) {
     return runWorkerPrimary({ ...opts, workers, maxConns: opts.maxConns, defaultMaxConns: DEFAULT_MAX_CONNS, fdsPerClient: FDS_PER_CLIENT, raiseFdLimit: opts.raiseFdLimit === true }, io);
   }
@@ -90,13 +94,13 @@ export async function runForward(opts: ForwardOptions, io: ModeIO): Promise<numb
     maxConns = room.maxConns;
   }
 
-  const access = createAccessControl(opts.access, logger);
-  const forwarder = new Forwarder(opts, logger, io.stderr);
+  const parts = listenerParts(opts, logger, 'forward');
+  const forwarder = new Forwarder(opts, logger, io.stderr, parts.metrics?.metrics);
   await serve({
     address: listen,
     logger,
     signal,
-    access,
+    ...parts,
     maxConns,
     drainTimeoutMs: opts.drainTimeoutMs ?? DEFAULT_FORWARD_DRAIN_TIMEOUT_MS,
     onListening: (listener) => {
@@ -118,6 +122,7 @@ class Forwarder {
     private readonly opts: ForwardOptions,
     private readonly logger: Logger,
     private readonly stderr: NodeJS.WritableStream,
+    private readonly metrics?: Metrics,
   ) {
     this.targetLabel = formatAddress(opts.target);
     this.text = ` → ${this.targetLabel}`;
@@ -155,6 +160,7 @@ class Forwarder {
     resetStream(client.stream);
     const reason = err.code === 'ECONNREFUSED' ? 'refused upstream' : err.code === 'ETIMEDOUT' ? 'upstream timeout' : 'upstream unreachable';
     this.upstreamWarnings.report(err.message);
+    this.metrics?.upstreamConnectFailed(upstreamFailureCause(err));
     return { received: 0, sent: 0, reason, text: this.text, fields: { target: this.targetLabel, error: err.message } };
   }
 

@@ -8,8 +8,7 @@
 import type { Address } from '../endpoints/index';
 import { Logger, type LogOptions } from '../log';
 import { DEFAULT_CLOSE_WAIT_MS } from '../relay';
-import { serve, DEFAULT_MAX_CONNS, type ListenerModeOptions } from '../server';
-import { createAccessControl } from '../access';
+import { serve, listenerParts, DEFAULT_MAX_CONNS, type ListenerModeOptions } from '../server';
 import { ensureFdLimit } from '../fdlimit';
 import { ProxyAuth, type AuthOptions } from '../proxy/auth';
 import { NameMap, type NameMapOptions } from '../proxy/names';
@@ -85,7 +84,8 @@ export async function runProxy(opts: ProxyOptions, io: ModeIO): Promise<number> 
       address: opts.listen,
       logger,
       signal: io.signal,
-      access: createAccessControl(opts.access, logger),
+      // Access control, --accept-proxy-protocol, --metrics and --allow-link, as every listening mode.
+      ...listenerParts(opts, logger, 'proxy'),
       maxConns: room.maxConns,
       drainTimeoutMs: opts.drainTimeoutMs,
       onListening: (listener) => {

@@ -82,8 +82,8 @@ describe('relay and expose', () => {
     const MiB = 1 << 20;
     const backend = await hashingServer(MiB);
     const relay = await startRelay(start);
-    // A loaded machine (two cores, many tests) can stall an event loop for a second: a 2 s heartbeat.
-    const agent = await startAgent(start, backend.port, relay, ['--heartbeat', '2']);
+    // A loaded machine (two cores, many tests) can stall an event loop for seconds: the default 5 s heartbeat.
+    const agent = await startAgent(start, backend.port, relay, ['--heartbeat', '5']);
     const one = async () => {
       const sock = await connect(agent.publicPort);
       const payload = randomBytes(MiB);

@@ -9,8 +9,8 @@ import { commands } from './commands/index';
 import { listTransports } from './endpoints/index';
 import { UsageError, NetError } from './errors';
 import type { ModeIO } from './io';
+import { startObservers } from './observers';
 import { SPAWNER_ENV, spawnerMain } from './endpoints/spawner';
-import { startTrace } from './trace';
 
 const EPILOG = `Addresses: PORT (127.0.0.1), HOST:PORT, [IPv6]:PORT, or SCHEME:… with SCHEME one of
 ${listTransports()
@@ -55,14 +55,22 @@ export async function main(args: string[], io: ModeIO): Promise<number> {
     });
   const modules = commands.map((factory) => factory(env));
   for (const m of modules) parser.command(m);
-  // --trace is every mode's: it watches the sockets themselves (src/lifecycle.ts), not the modes.
-  let stopTrace: (() => void) | undefined;
+  // --trace, --progress and --stats watch the sockets themselves (src/observers.ts), not the
+  // modes: set up once here, before the mode runs, with the mode's stderr going through them.
+  let stopObservers: (() => void) | undefined;
   parser
     .option('trace', { type: 'boolean', global: true, describe: 'Each step of every socket on stderr: resolve, bind/listen, SYN, established, bytes read/written, FIN, RST, close, with the ss state' })
+    .option('progress', { type: 'boolean', global: true, describe: 'listen, connect: a pv-style status line on a terminal stderr (bytes, rate; % and ETA when stdin is a file)' })
+    .option('stats', { type: 'boolean', global: true, describe: 'Bytes each way, duration and rate at exit; kill -USR1 PID prints them so far' })
     .middleware((argv) => {
-      if (!argv.trace) return;
-      if (argv._[0] === 'completion') throw new UsageError('--trace shows sockets, and completion opens none');
-      stopTrace = startTrace({ stderr: io.stderr, format: argv.logFormat === 'json' ? 'json' : 'text' });
+      if (!argv.trace && !argv.progress && !argv.stats) return;
+      const udp = argv.udp === true || Object.values(argv).some((v) => typeof v === 'string' && /^udp:/i.test(v));
+      const observers = startObservers(
+        { mode: String(argv._[0]), trace: argv.trace as boolean, progress: argv.progress as boolean, stats: argv.stats as boolean, logFormat: argv.logFormat === 'json' ? 'json' : 'text', udp },
+        io,
+      );
+      env.io = observers.io;
+      stopObservers = observers.stop;
     });
   try {
     const first = args[0];
@@ -75,7 +83,7 @@ export async function main(args: string[], io: ModeIO): Promise<number> {
   } catch (err) {
     return reportError(err, io);
   } finally {
-    stopTrace?.();
+    stopObservers?.();
   }
 }
 

@@ -113,10 +113,10 @@ export function metricsFor(opts: ListenerModeOptions, mode: string): ServedMetri
   return opts.metrics ? { metrics: new Metrics(mode), address: opts.metrics } : undefined;
 }
 
-/** Metrics and the address their HTTP endpoint listens on. */
+/** Metrics and the address their HTTP endpoint listens on (none in a --workers worker: the primary serves). */
 export interface ServedMetrics {
   metrics: Metrics;
-  address: TcpAddress;
+  address?: TcpAddress;
 }
 
 export interface ServeOptions {
@@ -316,7 +316,7 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
     logger.event('exposed', `${listener.label} is reachable from the network, not only from this machine`, { address: listener.label });
   }
   try {
-    if (opts.metrics) metricsServer = await serveMetrics(opts.metrics.metrics, opts.metrics.address, logger);
+    if (opts.metrics?.address) metricsServer = await serveMetrics(opts.metrics.metrics, opts.metrics.address, logger);
     await opts.allowLinks?.start();
   } catch (err) {
     await stopAccepting();

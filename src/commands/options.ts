@@ -4,7 +4,7 @@
  */
 import type { Argv } from 'yargs';
 import { UsageError } from '../errors';
-import { formatAddress, getTransport, listTransports, parseAddress, transportFlags, type Address, type AddressBase, type AddressSlot, type FlagValues, type PemFile, type Role, type Transport } from '../endpoints/index';
+import { formatAddress, getTransport, listTransports, parseAddress, transportFlags, type Address, type AddressBase, type AddressSlot, type FlagValues, type PemFile, type Role, type TcpAddress, type TlsAddress, type Transport } from '../endpoints/index';
 import { checkKeyPair, readPem } from '../endpoints/tls';
 import type { AccessOptions } from '../access';
 import { parseMetricsAddress } from '../metrics';
@@ -287,8 +287,13 @@ function allowLinkFromArgs(argv: ListenerArgs, trusted: string[]) {
     }
     if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) throw new UsageError(`--allow-link-redirect takes an http:// or https:// URL, not '${redirect}'`);
   }
+  // --tls, --cert and --key make it HTTPS, as they do for the listening address.
+  const where = applyTransportOptions(parseAllowLinkAddress(address), argv, 'listen') as TcpAddress | TlsAddress;
+  if (where.scheme === 'tls' && argv.acceptProxyProtocol) {
+    throw new UsageError('--allow-link over TLS cannot read a PROXY header yet (--accept-proxy-protocol): serve the links over plain TCP behind the balancer, or terminate TLS there');
+  }
   return {
-    address: parseAllowLinkAddress(address),
+    address: where,
     linkFile,
     ttlMs: ttl === undefined ? undefined : durationOption(ttl, '--allow-link-ttl'),
     redirect,

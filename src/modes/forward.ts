@@ -117,7 +117,7 @@ export async function runForward(opts: ForwardOptions, io: ModeIO): Promise<numb
 /** A TARGET that is LISTEN itself would make every client an endless chain of connections: refused. */
 async function refuseLoopToSelf(opts: ForwardOptions): Promise<void> {
   // Through --via the target is reached from the last proxy, wherever that is.
-  if (opts.via?.length) return;
+  if ((opts.target as { via?: unknown[] }).via?.length) return;
   const loop = await loopToSelf(opts.listen, opts.target);
   if (loop) throw new UsageError(loop);
 }

@@ -10,7 +10,7 @@
 import type { Readable } from 'node:stream';
 import type { Address } from '../endpoints/index';
 import { Logger, type LogOptions } from '../log';
-import { serve, listenerServeOptions, type ListenerModeOptions } from '../server';
+import { serve, listenerServeOptions, type ListenerModeOptions } from '../runtime/listener';
 import { Room, type Member } from '../broadcast/room';
 import { Chat, notice } from '../broadcast/chat';
 import { RawBroker } from '../broadcast/raw';

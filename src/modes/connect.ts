@@ -53,7 +53,7 @@ export async function runConnect(opts: ConnectOptions, io: ModeIO): Promise<numb
     idleTimeoutMs: opts.idleTimeoutMs,
     signal: io.signal,
     onData: dump,
-    onEof: (side) => logger.event('eof', side === 'a' ? `${label} closed its side` : 'stdin closed; shutting down our write side', { side }),
+    onEof: (side) => logger.event('eof', side === 'a' ? `${label} closed its side` : 'stdin closed; shutting down our write side', { side: side === 'a' ? 'server' : 'client' }),
   });
   logger.event(
     'close',

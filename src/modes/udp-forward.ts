@@ -14,7 +14,7 @@ import { hexDumper } from '../hexdump';
 import { Logger, type LogFormat } from '../log';
 import { createAccessControl, type AccessOptions } from '../access';
 import { DEFAULT_EVICT_SILENT_MS, PeerTable, type UdpPeer } from './udp-peers';
-import { ensureFdLimit } from '../fdlimit';
+import { ensureFdLimit } from '../runtime/fdlimit';
 import { DEFAULT_UDP_IDLE_MS, untilStopped } from './udp-listen';
 import type { ModeIO } from '../io';
 

@@ -140,7 +140,16 @@ function runAsProgram(): void {
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
     if (err.code === 'EPIPE') process.exit(0);
   });
-  const io: ModeIO = { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, signal: controller.signal };
+  // stdin is made on first use: creating it loads fs streams (and readline for a terminal), a
+  // start-up cost for the modes that never read it.
+  const io: ModeIO = {
+    get stdin() {
+      return process.stdin;
+    },
+    stdout: process.stdout,
+    stderr: process.stderr,
+    signal: controller.signal,
+  };
   main(process.argv.slice(2), io).then(
     (code) => {
       // Flush stdout before leaving; stdin may still hold the event loop open.

@@ -74,6 +74,8 @@ export interface ServeOptions {
   onListening?: (listener: Listener) => void;
   /** Stop after this many connections have been accepted and served (listen without -k uses 1). */
   maxAccepts?: number;
+  /** Listen with SO_REUSEPORT (see ListenOptions.reusePort). */
+  reusePort?: boolean;
 }
 
 export const DEFAULT_MAX_CONNS = 10000;
@@ -166,6 +168,7 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
     onConnection,
     onAcceptError: (err) => logger.error('accept-error', `${formatAddress(opts.address)}: accept failed: ${err.message}`),
     log: logger,
+    reusePort: opts.reusePort,
   });
   const addr = listener.address;
   logger.event('listening', `listening on ${listener.label}`, { address: listener.label });

@@ -9,8 +9,8 @@ import { commands } from './commands/index';
 import { listTransports } from './endpoints/index';
 import { UsageError, NetError } from './errors';
 import type { ModeIO } from './io';
+import { startObservers } from './observers';
 import { SPAWNER_ENV, spawnerMain } from './endpoints/spawner';
-import { startTrace } from './trace';
 
 const EPILOG = `Addresses: PORT (127.0.0.1), HOST:PORT, [IPv6]:PORT, or SCHEME:… with SCHEME one of
 ${listTransports()
@@ -55,14 +55,22 @@ export async function main(args: string[], io: ModeIO): Promise<number> {
     });
   const modules = commands.map((factory) => factory(env));
   for (const m of modules) parser.command(m);
-  // --trace is every mode's: it watches the sockets themselves (src/lifecycle.ts), not the modes.
-  let stopTrace: (() => void) | undefined;
+  // --trace, --progress and --stats watch the sockets themselves (src/observers.ts), not the
+  // modes: set up once here, before the mode runs, with the mode's stderr going through them.
+  let stopObservers: (() => void) | undefined;
   parser
     .option('trace', { type: 'boolean', global: true, describe: 'Each step of every socket on stderr: resolve, bind/listen, SYN, established, bytes read/written, FIN, RST, close, with the ss state' })
+    .option('progress', { type: 'boolean', global: true, describe: 'listen, connect: a pv-style status line on a terminal stderr (bytes, rate; % and ETA when stdin is a file)' })
+    .option('stats', { type: 'boolean', global: true, describe: 'Bytes each way, duration and rate at exit; kill -USR1 PID prints them so far' })
     .middleware((argv) => {
-      if (!argv.trace) return;
-      if (argv._[0] === 'completion') throw new UsageError('--trace shows sockets, and completion opens none');
-      stopTrace = startTrace({ stderr: io.stderr, format: argv.logFormat === 'json' ? 'json' : 'text' });
+      if (!argv.trace && !argv.progress && !argv.stats) return;
+      const udp = argv.udp === true || Object.values(argv).some((v) => typeof v === 'string' && /^udp:/i.test(v));
+      const observers = startObservers(
+        { mode: String(argv._[0]), trace: argv.trace as boolean, progress: argv.progress as boolean, stats: argv.stats as boolean, logFormat: argv.logFormat === 'json' ? 'json' : 'text', udp },
+        io,
+      );
+      env.io = observers.io;
+      stopObservers = observers.stop;
     });
   try {
     const first = args[0];
@@ -75,7 +83,7 @@ export async function main(args: string[], io: ModeIO): Promise<number> {
   } catch (err) {
     return reportError(err, io);
   } finally {
-    stopTrace?.();
+    stopObservers?.();
   }
 }
 
@@ -120,25 +128,54 @@ function lowerFirst(s: string): string {
   return s.charAt(0).toLowerCase() + s.slice(1);
 }
 
+/** Plain words for a failed write to stdout ("no space left on device"), from the system error. */
+function stdoutFailure(err: NodeJS.ErrnoException): string {
+  const words: Record<string, string> = {
+    ENOSPC: 'no space left on device',
+    EDQUOT: 'disk quota exceeded',
+    EFBIG: 'file too large',
+    EIO: 'input/output error',
+    EBADF: 'it is closed',
+    EACCES: 'permission denied',
+    EPERM: 'permission denied',
+    EROFS: 'read-only file system',
+  };
+  return `writing to stdout: ${words[err.code ?? ''] ?? err.message}`;
+}
+
 function runAsProgram(): void {
   // The standalone binary started again as exec's spawner (src/endpoints/spawner.ts).
   if (process.env[SPAWNER_ENV] === '1') return spawnerMain();
   const controller = new AbortController();
   let signals = 0;
+  /** Set when stdout failed: whatever the mode returns, the run failed. */
+  let forcedExit: number | undefined;
   const onSignal = (sig: NodeJS.Signals) => {
     signals++;
+    // ^C on a terminal leaves the cursor after "^C": end the line so the shell prompt (or our
+    // last message) starts on its own.
+    if (sig === 'SIGINT' && signals === 1) {
+      if (process.stderr.isTTY) process.stderr.write('\n');
+      else if (process.stdout.isTTY) process.stdout.write('\n');
+    }
     // First signal: stop gracefully (close listeners, end connections). Second: stop now.
     if (signals === 1) controller.abort(sig);
-    else process.exit(sig === 'SIGINT' ? 130 : 143);
+    else process.exit(sig === 'SIGINT' ? 130 : sig === 'SIGHUP' ? 129 : 143);
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   // A closed terminal stops us like Ctrl-C, so modes can end what they started (exec's children
   // run in their own sessions and would not get the hangup themselves).
   process.on('SIGHUP', onSignal);
-  // A reader that goes away (sockcat … | head -1) is not an error worth a stack trace.
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    // A reader that goes away (sockcat … | head -1) is not an error worth a stack trace.
     if (err.code === 'EPIPE') process.exit(0);
+    // Anything else (a full disk, /dev/full, an I/O error) loses data: say so once, stop every
+    // session (their connections are reset: the peer must not believe all was delivered), exit 1.
+    if (forcedExit !== undefined) return;
+    forcedExit = 1;
+    process.stderr.write(`sockcat: ${stdoutFailure(err)}\n`);
+    controller.abort('stdout');
   });
   // stdin is made on first use: creating it loads fs streams (and readline for a terminal), a
   // start-up cost for the modes that never read it.
@@ -150,12 +187,14 @@ function runAsProgram(): void {
     stderr: process.stderr,
     signal: controller.signal,
   };
+  const exit = (code: number) => process.exit(forcedExit ?? code);
   main(process.argv.slice(2), io).then(
     (code) => {
       // Flush stdout before leaving; stdin may still hold the event loop open.
-      process.stdout.write('', () => process.exit(code));
+      if (process.stdout.destroyed) exit(code);
+      else process.stdout.write('', () => exit(code));
     },
-    (err) => process.exit(reportError(err, io)),
+    (err) => exit(reportError(err, io)),
   );
 }
 

@@ -142,7 +142,7 @@ export class ProgressMeter {
   }
 
   private draw(): void {
-    const line = renderProgress(this.snapshot(), this.tty.columns ?? 80);
+    const line = renderProgress(this.snapshot(), this.tty.columns || 80);
     this.tty.write(ERASE + line);
     this.shown = true;
     this.lastDrawAt = this.now();

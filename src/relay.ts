@@ -14,6 +14,8 @@
  *   Then both streams are destroyed.
  * - Errors: the first error on either side destroys both streams and is reported once.
  */
+import net from 'node:net';
+import tls from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { isResetError } from './errors';
 
@@ -103,6 +105,14 @@ const noop = () => {};
  * failure rather than a clean EOF; any other stream is simply destroyed.
  */
 export function resetStream(s: Duplex): void {
+  // A TLS socket opened over a TCP socket of ours (new TLSSocket(socket), tls.connect({ socket })):
+  // the reset belongs to that TCP socket.
+  const parent = (s as { _parent?: Duplex | null })._parent;
+  if (parent && parent !== s && typeof (parent as { resetAndDestroy?: unknown }).resetAndDestroy === 'function' && !parent.destroyed) {
+    resetStream(parent);
+    s.destroy();
+    return;
+  }
   const reset = (s as { resetAndDestroy?: () => void }).resetAndDestroy;
   if (typeof reset === 'function' && !s.destroyed) {
     try {
@@ -113,6 +123,24 @@ export function resetStream(s: Duplex): void {
     }
   }
   s.destroy();
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * The TCP socket under `s` that can be probed for a hidden reset (a zero-length write: the
+ * kernel fails it with ECONNRESET on a reset connection and accepts it after a FIN), or undefined.
+ * libuv reports a reset that comes after data it has read as EOF (it takes the hang-up for the
+ * end of the stream without reading the error), so a client that sends and resets at once would
+ * otherwise look like one that sent and closed. Only an idle writable side is probed: queued
+ * writes fail by themselves on a reset connection.
+ */
+function resetProbeFor(s: Duplex): net.Socket | undefined {
+  const sock = s instanceof tls.TLSSocket ? (s as { _parent?: unknown })._parent : s;
+  if (!(sock instanceof net.Socket) || sock instanceof tls.TLSSocket) return undefined;
+  if (!(sock as { _handle?: unknown })._handle || sock.destroyed || sock.writableEnded || sock.writableLength > 0) return undefined;
+  if (s !== sock && (s.writableEnded || s.writableLength > 0)) return undefined;
+  return sock;
 }
 
 /**
@@ -154,6 +182,11 @@ export function relay(a: Duplex, b: Duplex, opts: RelayOptions = {}): Promise<Re
       opts.signal?.removeEventListener('abort', onAbort);
       for (const remove of removers) remove();
       if (reason === 'reset' && errorSide && opts.propagateReset) resetStream(streams[other(errorSide)]);
+      // A session we give up on (a local failure such as a full disk on stdout, or a stop by
+      // signal) must not look complete to the peer: a FIN would say "that was all". A TCP peer
+      // whose stream we had not finished writing to gets a reset instead.
+      if (reason === 'error' && errorSide) resetStream(streams[other(errorSide)]);
+      if (reason === 'aborted') for (const side of ['a', 'b'] as const) if (!writeDone[side]) resetStream(streams[side]);
       if (reason !== 'eof') for (const side of ['a', 'b'] as const) if (opts.resetOnFailure?.[side]) resetStream(streams[side]);
       for (const s of [a, b]) {
         // Late errors (e.g. a write racing the destroy) must not crash the process.
@@ -209,7 +242,25 @@ export function relay(a: Duplex, b: Duplex, opts: RelayOptions = {}): Promise<Re
         lastActivity = Date.now();
         src.resume();
       });
+      let probing = false;
       function srcEnded() {
+        if (finished || readEnded[from] || probing) return;
+        // A reset that arrives right after data is reported by Node as a plain EOF: ask the
+        // socket before taking it for a clean end.
+        const probe = resetProbeFor(src);
+        if (probe) {
+          probing = true;
+          probe.write(EMPTY, (err?: Error | null) => {
+            probing = false;
+            if (finished) return;
+            if (err && isResetError(err)) return finish('reset', err, from);
+            srcEndedForSure();
+          });
+          return;
+        }
+        srcEndedForSure();
+      }
+      function srcEndedForSure() {
         if (finished || readEnded[from]) return;
         readEnded[from] = true;
         result.firstEof ??= from;

@@ -8,6 +8,11 @@ import { isWildcardHost, type Address } from './endpoints/address';
 import type { Connection, Listener } from './endpoints/types';
 import { formatDuration, type Logger, type LogFields } from './log';
 import { createAccessControl, type AccessControl, type AccessOptions } from './access';
+import { UsageError } from './errors';
+import { ProxyAcceptor, type AcceptProxyOptions } from './accept-proxy';
+import { Metrics, serveMetrics, type MetricsServer } from './metrics';
+import { AllowLinks, type AllowLinkOptions } from './allow-link';
+import type { TcpAddress } from './endpoints/address';
 
 /** What a connection handler reports when its connection is over, for the "closed" log line. */
 export interface ConnectionSummary {
@@ -36,6 +41,12 @@ export interface ListenerModeOptions {
   access?: AccessOptions;
   /** --max-conns. */
   maxConns?: number;
+  /** --accept-proxy-protocol with its --trusted-proxy ranges. */
+  acceptProxy?: AcceptProxyOptions;
+  /** --metrics: where to serve Prometheus metrics. */
+  metrics?: TcpAddress;
+  /** --allow-link and its companions (needs --allow-file). */
+  allowLink?: AllowLinkOptions & { trustedProxies?: string[] };
   /** --drain-timeout, in ms. */
   drainTimeoutMs?: number;
   /** Told the real bound address (port 0 → the port the system picked). */
@@ -46,16 +57,66 @@ export interface ListenerModeOptions {
  * serve()'s options as a listening mode's own options give them: the address, the access
  * control built from --allow/--deny/--allow-file, the limits and the listening callback.
  */
-export function listenerServeOptions(opts: ListenerModeOptions & { address: Address }, logger: Logger, signal: AbortSignal) {
+export function listenerServeOptions(opts: ListenerModeOptions & { address: Address }, logger: Logger, signal: AbortSignal, mode: string) {
   return {
     address: opts.address,
     logger,
     signal,
-    access: createAccessControl(opts.access, logger),
+    ...listenerParts(opts, logger, mode),
     maxConns: opts.maxConns,
     drainTimeoutMs: opts.drainTimeoutMs,
     onListening: opts.onListening,
   };
+}
+
+/**
+ * The listener options that only make sense for stream connections: a UDP mode refuses them
+ * (exit 2) rather than ignore them.
+ */
+export function refuseForDatagrams(opts: ListenerModeOptions): void {
+  if (opts.acceptProxy) throw new UsageError('--accept-proxy-protocol applies to TCP listeners, not to UDP');
+  if (opts.metrics) throw new UsageError('--metrics applies to TCP (and TLS, unix) listeners, not to UDP yet');
+  if (opts.allowLink) throw new UsageError('--allow-link applies to TCP (and TLS, unix) listeners, not to UDP yet');
+}
+
+/**
+ * For a listening mode that does not run through serve() yet: refuses (exit 2) the listener
+ * options it would otherwise silently ignore.
+ */
+export function refuseListenerExtras<T extends ListenerModeOptions>(opts: T, mode: string): T {
+  if (opts.acceptProxy) throw new UsageError(`--accept-proxy-protocol is not available in ${mode} yet`);
+  if (opts.metrics) throw new UsageError(`--metrics is not available in ${mode} yet`);
+  if (opts.allowLink) throw new UsageError(`--allow-link is not available in ${mode} yet`);
+  return opts;
+}
+
+/**
+ * What a listening mode's options ask serve() to run around its handler: access control, the
+ * PROXY pre-step, metrics, allow links. Built in this order: allow links first prune expired grants
+ * from the allow file, before the access control reads it.
+ */
+export function listenerParts(opts: ListenerModeOptions, logger: Logger, mode: string) {
+  const proxy = opts.acceptProxy ? new ProxyAcceptor(opts.acceptProxy) : undefined;
+  let allowLinks: AllowLinks | undefined;
+  if (opts.allowLink) {
+    const allowFile = opts.access?.allowFile;
+    if (allowFile === undefined) throw new UsageError('--allow-link needs --allow-file FILE: the grants are kept there, and without an allow list everyone is let in anyway');
+    allowLinks = new AllowLinks({ ...opts.allowLink, allowFile, proxy }, logger);
+  }
+  const access = createAccessControl(opts.access, logger);
+  if (allowLinks && access) allowLinks.attach(access);
+  return { access, proxy, allowLinks, metrics: metricsFor(opts, mode) };
+}
+
+/** The metrics of a listening mode when --metrics asks for them; serve() publishes them. */
+export function metricsFor(opts: ListenerModeOptions, mode: string): ServedMetrics | undefined {
+  return opts.metrics ? { metrics: new Metrics(mode), address: opts.metrics } : undefined;
+}
+
+/** Metrics and the address their HTTP endpoint listens on (none in a --workers worker: the primary serves). */
+export interface ServedMetrics {
+  metrics: Metrics;
+  address?: TcpAddress;
 }
 
 export interface ServeOptions {
@@ -64,6 +125,12 @@ export interface ServeOptions {
   /** Stop accepting and drain when aborted. */
   signal: AbortSignal;
   access?: AccessControl;
+  /** Reads a PROXY header from each connection first; its client address replaces the connection's. */
+  proxy?: ProxyAcceptor;
+  /** Counts connection events, served on their own HTTP endpoint while the listener runs. */
+  metrics?: ServedMetrics;
+  /** The allow-link endpoint, started with the listener and stopped with it. */
+  allowLinks?: AllowLinks;
   /** Refuse clients past this many live ones (default 10000). */
   maxConns?: number;
   /** After stop, how long live connections may take to finish before they are closed (ms, default 0). */
@@ -86,6 +153,8 @@ export const DEFAULT_MAX_CONNS = 10000;
  */
 export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
   const { logger } = opts;
+  const metrics = opts.metrics?.metrics;
+  let metricsServer: MetricsServer | undefined;
   const maxConns = opts.maxConns ?? DEFAULT_MAX_CONNS;
   const live = new Map<number, { abort: AbortController; done: Promise<void> }>();
   let nextId = 1;
@@ -98,16 +167,50 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
     if (stopping) return;
     stopping = true;
     await listener?.close();
+    await opts.allowLinks?.close();
     opts.access?.close();
+    for (const c of preStepping) c.stream.destroy();
   };
 
+  /** Connections whose PROXY header is still being read (closed on stop). */
+  const preStepping = new Set<Connection>();
+
   function onConnection(conn: Connection) {
-    const who = conn.remote.label;
-    const baseFields: LogFields = { client: who };
     if (stopping) {
       conn.stream.destroy();
       return;
     }
+    if (!opts.proxy) return admit(conn);
+    if (preStepping.size >= maxConns) {
+      logger.event('limit', `refused ${conn.remote.label}: ${maxConns} connections already waiting for their PROXY header`, { client: conn.remote.label, reason: 'limit', max_conns: maxConns });
+      metrics?.connectionRefused('limit');
+      conn.stream.destroy();
+      return;
+    }
+    // A stream error while the header is read must not crash the process (readProxyHeader reports it).
+    conn.stream.on('error', () => {});
+    preStepping.add(conn);
+    void opts.proxy.run(conn).then((r) => {
+      preStepping.delete(conn);
+      if (stopping) {
+        conn.stream.destroy();
+        return;
+      }
+      if (!r.ok) {
+        // An event like 'denied' (-v or JSON): a stranger scanning the port must not flood stderr.
+        logger.event(r.reason, `refused ${conn.remote.label}: ${r.text}`, { client: conn.remote.label, reason: r.reason, error: r.text });
+        metrics?.connectionRefused(r.reason);
+        conn.stream.destroy();
+        return;
+      }
+      admit(r.conn, conn.remote.label);
+    });
+  }
+
+  /** Access control, the limit, then the mode's handler. `via` names the proxy the client came through. */
+  function admit(conn: Connection, via?: string) {
+    const who = conn.remote.label;
+    const baseFields: LogFields = { client: who, via };
     if (opts.access) {
       // Unix-socket peers have no IP: --deny cannot match them, an allow list cannot include them.
       const verdict =
@@ -118,19 +221,22 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
             : { ok: true as const };
       if (!verdict.ok) {
         logger.event('denied', `refused ${who}: ${verdict.reason}`, { ...baseFields, reason: verdict.reason });
+        metrics?.connectionRefused('denied');
         conn.stream.destroy();
         return;
       }
     }
     if (live.size >= maxConns) {
       logger.event('limit', `refused ${who}: ${maxConns} connections already open (--max-conns)`, { ...baseFields, reason: 'limit', max_conns: maxConns });
+      metrics?.connectionRefused('limit');
       conn.stream.destroy();
       return;
     }
     const id = nextId++;
     accepted++;
     if (opts.maxAccepts !== undefined && accepted >= opts.maxAccepts) void stopAccepting();
-    logger.event('open', `connection from ${who}`, { ...baseFields, id });
+    metrics?.connectionAccepted();
+    logger.event('open', `connection from ${who}${via ? ` (via ${via})` : ''}`, { ...baseFields, id });
     const abort = new AbortController();
     const started = Date.now();
     // A stream error before the handler attaches its own listeners must not crash the process.
@@ -140,6 +246,7 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
       .then(
         (summary) => {
           const ms = Date.now() - started;
+          metrics?.connectionClosed(summary?.reason ?? 'closed', summary?.received ?? 0, summary?.sent ?? 0, ms);
           if (summary) {
             logger.event(
               'close',
@@ -151,6 +258,7 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
           }
         },
         (err: Error) => {
+          metrics?.connectionClosed('error', 0, 0, Date.now() - started);
           logger.error('error', `${who}: ${err.message}`, { ...baseFields, id, error: err.message });
           conn.stream.destroy();
         },
@@ -162,6 +270,10 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
     live.set(id, { abort, done });
   }
 
+  if (opts.proxy && opts.address.scheme !== 'tcp') {
+    // The header comes before any TLS byte; reading it under a TLS server would need TLS to wait.
+    throw new UsageError(`--accept-proxy-protocol works on plain TCP listeners for now, not ${opts.address.scheme}: ones (let the balancer terminate TLS, or use TCP)`);
+  }
   // Nobody is accepted before the allow file has been read (a bad one stops us here, exit 2).
   await opts.access?.ready;
   listener = await listenAddress(opts.address, {
@@ -174,6 +286,14 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
   logger.event('listening', `listening on ${listener.label}`, { address: listener.label });
   if ('host' in addr && isWildcardHost(addr.host)) {
     logger.event('exposed', `${listener.label} is reachable from the network, not only from this machine`, { address: listener.label });
+  }
+  try {
+    if (opts.metrics?.address) metricsServer = await serveMetrics(opts.metrics.metrics, opts.metrics.address, logger);
+    await opts.allowLinks?.start();
+  } catch (err) {
+    await stopAccepting();
+    await metricsServer?.close();
+    throw err;
   }
   opts.onListening?.(listener);
 
@@ -197,5 +317,6 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
     for (const c of live.values()) c.abort.abort();
     await Promise.all([...live.values()].map((c) => c.done));
   }
+  await metricsServer?.close();
   return { accepted };
 }

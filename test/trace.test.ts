@@ -49,7 +49,7 @@ function golden(name: string, actual: string): void {
 async function clientExchange(args: string[], payload: string, reply: string) {
   const c = start(args);
   c.child.stdin!.write(payload);
-  await waitFor(() => c.stdout().toString() === reply, 10_000, `reply ${JSON.stringify(reply)}`);
+  await waitFor(() => c.stdout().toString() === reply, 20_000, `reply ${JSON.stringify(reply)}`);
   c.child.stdin!.end();
   return c.exited;
 }

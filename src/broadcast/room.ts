@@ -68,6 +68,8 @@ export interface RoomOptions {
   logger: Logger;
   /** Builds the notice a client gets after messages to it were dropped (none in raw mode). */
   dropNotice?: (count: number) => Buffer | undefined;
+  /** Told each time messages are dropped for a slow client (for --metrics). */
+  onDropped?: (count: number) => void;
 }
 
 /** Messages that go to the same recipients, in order. */
@@ -267,6 +269,7 @@ export class Room {
       if (queued > maxQueue / 2) {
         m.dropped += count;
         m.droppedNow += count;
+        this.opts.onDropped?.(count);
         return;
       }
       logger.event('caught-up', `${who(m)} is reading again: ${m.droppedNow} message(s) were dropped for it`, {
@@ -284,6 +287,7 @@ export class Room {
         m.dropping = true;
         m.dropped += count;
         m.droppedNow = count;
+        this.opts.onDropped?.(count);
         logger.warn('dropping', `${who(m)} is not reading: ${queued} bytes queued (--max-queue ${maxQueue}); dropping its messages until it catches up`, {
           client: m.label,
           name: m.name,

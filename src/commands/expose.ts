@@ -2,7 +2,7 @@ import { runExpose } from '../modes/expose';
 import { UsageError } from '../errors';
 import { parseHostPort, parsePort } from '../endpoints/address';
 import { parseRule } from '../access';
-import { normalizeFingerprint } from '../tunnel/protocol';
+import { isDnsLabel, normalizeFingerprint } from '../tunnel/protocol';
 import { readAgentToken, tokenFromFlag } from '../tunnel/tokens';
 import { DEFAULT_HEARTBEAT_MS } from '../tunnel/agent';
 import type { ProxyVersion } from '../proxy-protocol';
@@ -24,6 +24,8 @@ export const exposeCommand: CommandFactory = (env) => ({
       .option('insecure', { type: 'boolean', describe: 'Plain-text connection to a relay started with --insecure; warned' })
       .option('remote-port', { type: 'number', describe: 'Public port to ask for (default: the relay picks one, and the same again after a reconnect)' })
       .option('allow', { type: 'string', describe: 'Only these public clients, address or CIDR (repeatable): enforced by the relay for this tunnel' })
+      .option('name', { type: 'string', describe: "Name of this tunnel on a relay with --http/--https: NAME.DOMAIN (default: a generated word-word-NNNN, the same after a reconnect)" })
+      .option('http-auth', { type: 'string', describe: 'USER:PASS the relay asks HTTP clients of the named tunnel for (Basic auth)' })
       .option('proxy-protocol', { choices: ['v1', 'v2'] as const, describe: "Send LOCAL a PROXY protocol header (HAProxy's v1 text or v2 binary) with the public client's address" })
       .option('heartbeat', { type: 'number', default: DEFAULT_HEARTBEAT_MS / 1000, describe: 'SECS between heartbeats; a relay silent for 3 of them is taken as gone' })
       .option('once', { type: 'boolean', default: false, describe: 'Exit (status 1) when the relay connection is lost instead of reconnecting' })
@@ -36,6 +38,7 @@ export const exposeCommand: CommandFactory = (env) => ({
           ['$0 expose 8080 --via relay.example.org:7000 --fingerprint AB:CD:… --token-file ~/.sockcat-token -v', 'publish 127.0.0.1:8080; prints public: relay.example.org:PORT and logs every client'],
           ['$0 expose 127.0.0.1:22 --via relay.example.org:7000 --token-file ~/.sockcat-token --remote-port 20022 --allow 192.0.2.0/24', 'ssh on the relay\'s port 20022, for one network only'],
           ['$0 expose 8080 --via 203.0.113.7:7000 --ca relay-ca.pem --token-file tok --proxy-protocol v2', 'LOCAL learns each client\'s address from a PROXY v2 header'],
+          ['$0 expose 8000 --via relay.example.org:7000 --fingerprint AB:CD:… --token-file tok --name youpi --http-auth me:s3cret', 'on a relay with --http: http://youpi.DOMAIN/, password-protected'],
         ], 'Make the token file with: umask 077; echo TOKEN > ~/.sockcat-token'),
       ),
   handler: async (argv) => {
@@ -59,6 +62,12 @@ export const exposeCommand: CommandFactory = (env) => ({
     if (argv.remotePort !== undefined) remotePort = parsePort(String(argv.remotePort), 'connect', `--remote-port ${argv.remotePort}`);
     const allow = listOption(argv.allow, '--allow');
     for (const rule of allow) parseRule(rule, '--allow');
+    let name: string | undefined;
+    if (argv.name !== undefined) {
+      name = String(argv.name).toLowerCase();
+      if (!isDnsLabel(name)) throw new UsageError(`--name takes one DNS label (letters, digits, inner hyphens, up to 63), not '${argv.name}'`);
+    }
+    if (argv.httpAuth !== undefined && !/^[^:]+:.+$/.test(String(argv.httpAuth))) throw new UsageError("--http-auth takes USER:PASS, e.g. --http-auth alice:s3cret");
     const heartbeatMs = secondsOption(argv.heartbeat, '--heartbeat');
     if (!heartbeatMs || heartbeatMs < 100) throw new UsageError('--heartbeat takes at least 0.1 seconds');
     const connectTimeoutMs = secondsOption(argv.connectTimeout, '--connect-timeout');
@@ -74,6 +83,8 @@ export const exposeCommand: CommandFactory = (env) => ({
         token,
         remotePort,
         allow: allow.length ? allow : undefined,
+        name,
+        httpAuth: argv.httpAuth === undefined ? undefined : String(argv.httpAuth),
         heartbeatMs,
         once: argv.once,
         proxyProtocol: argv.proxyProtocol as ProxyVersion | undefined,

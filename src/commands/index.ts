@@ -10,6 +10,7 @@ import { waitCommand } from './wait';
 import { completionCommand } from './completion';
 import { relayCommand } from './relay';
 import { exposeCommand } from './expose';
+import { allowLinkCommand } from './allow-link';
 import type { CommandFactory } from './types';
 
-export const commands: CommandFactory[] = [listenCommand, connectCommand, forwardCommand, execCommand, broadcastCommand, proxyCommand, relayCommand, exposeCommand, scanCommand, waitCommand, completionCommand];
+export const commands: CommandFactory[] = [listenCommand, connectCommand, forwardCommand, execCommand, broadcastCommand, proxyCommand, relayCommand, exposeCommand, scanCommand, waitCommand, allowLinkCommand, completionCommand];

@@ -32,6 +32,8 @@ export const listenCommand: CommandFactory = (env) => ({
       ),
   handler: async (argv) => {
     const address = addressFromArgs(argv.address, argv.port, 'listen', { ...argv, listenOnly: true });
+    if (argv.metrics !== undefined && !argv.keepOpen && !argv.echo) throw new UsageError('--metrics is for servers that keep running: add -k');
+    if (argv.allowLink !== undefined && !argv.keepOpen && !argv.echo) throw new UsageError('--allow-link is for servers that keep running: add -k');
     if (argv.echo && argv.keepOpen === false && argv.crlf) throw new UsageError('--crlf applies to stdin, which --echo does not read');
     if (argv.maxQueue !== undefined && (!argv.keepOpen || argv.echo || address.scheme === 'udp')) {
       throw new UsageError('--max-queue caps the stdin queued for each client of listen -k over a stream (TCP, TLS, unix): not with --echo, -u or a single client');

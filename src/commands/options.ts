@@ -6,8 +6,10 @@ import type { Argv } from 'yargs';
 import { UsageError } from '../errors';
 import fs from 'node:fs';
 import tls from 'node:tls';
-import { parseAddress, type Address, type PemFile, type Role, type TlsSettings } from '../endpoints/index';
+import { parseAddress, type Address, type PemFile, type Role, type TlsSettings, type TcpAddress, type TlsAddress } from '../endpoints/index';
 import type { AccessOptions } from '../access';
+import { parseMetricsAddress } from '../metrics';
+import { durationOption, parseAllowLinkAddress } from '../allow-link';
 import type { LogFormat } from '../log';
 import { DEFAULT_CLOSE_WAIT_MS } from '../relay';
 
@@ -28,7 +30,14 @@ export function withListenerOptions<T>(y: Argv<T>) {
     .option('deny', { type: 'string', describe: 'Refuse clients from this address or CIDR range (repeatable; deny wins over allow)' })
     .option('allow-file', { type: 'string', describe: 'File with one address or CIDR per line (# comments); re-read when it changes' })
     .option('max-conns', { type: 'number', describe: 'Refuse new clients while this many are connected (default 10000)' })
-    .option('drain-timeout', { type: 'number', describe: 'On SIGINT/SIGTERM, seconds live connections may take to finish before they are closed' });
+    .option('drain-timeout', { type: 'number', describe: 'On SIGINT/SIGTERM, seconds live connections may take to finish before they are closed' })
+    .option('accept-proxy-protocol', { type: 'boolean', describe: "Behind HAProxy or a load balancer: read a PROXY v1/v2 header first and use its client address (needs --trusted-proxy)" })
+    .option('allow-link', { type: 'string', describe: 'Serve allow links on http://ADDR/LINKID (PORT = 127.0.0.1:PORT): opening one lets the visitor in (needs --allow-file, --allow-link-file)' })
+    .option('allow-link-file', { type: 'string', describe: "Allow links, 'ID LABEL [TTL]' a line, re-read live; delete a line to revoke (make one: sockcat allow-link new)" })
+    .option('allow-link-ttl', { type: 'string', describe: 'How long a visit lets the visitor in, unless its link says (default 12h; 30m, 2d, or seconds)' })
+    .option('allow-link-redirect', { type: 'string', describe: 'After a visit, redirect the browser to this URL instead of a short page' })
+    .option('metrics', { type: 'string', describe: 'Serve Prometheus metrics on http://ADDR/metrics (PORT = 127.0.0.1:PORT); scrapes are not clients' })
+    .option('trusted-proxy', { type: 'string', describe: 'Address or CIDR of a proxy allowed to send a PROXY header (repeatable); any other source is closed' });
 }
 
 /** --udp-idle: how long a silent UDP peer is remembered (listen -u -k, forward udp:…). */
@@ -259,6 +268,13 @@ export interface ListenerArgs {
   allowFile?: string;
   maxConns?: number;
   drainTimeout?: number;
+  acceptProxyProtocol?: boolean;
+  trustedProxy?: string | string[];
+  metrics?: string;
+  allowLink?: string;
+  allowLinkFile?: string;
+  allowLinkTtl?: string;
+  allowLinkRedirect?: string;
 }
 
 /**
@@ -288,10 +304,61 @@ export function listenerFromArgs(argv: ListenerArgs) {
     throw new UsageError('--allow-file got an empty file name (an unset shell variable?): an empty name would let everyone in');
   }
   const access: AccessOptions | undefined = allow.length || deny.length || argv.allowFile !== undefined ? { allow, deny, allowFile: argv.allowFile } : undefined;
+  const trusted = listOption(argv.trustedProxy, '--trusted-proxy');
+  if (trusted.length && !argv.acceptProxyProtocol && argv.allowLink === undefined) {
+    throw new UsageError('--trusted-proxy names the proxies whose PROXY header (or, for --allow-link, X-Forwarded-For) is believed: add --accept-proxy-protocol');
+  }
+  if (argv.acceptProxyProtocol && !trusted.length) {
+    // Believing a header from anyone would let any client claim any address and walk through --allow.
+    throw new UsageError('--accept-proxy-protocol needs --trusted-proxy CIDR: the address of the proxy allowed to name the client (e.g. --trusted-proxy 10.0.0.5)');
+  }
   return {
     access,
+    acceptProxy: argv.acceptProxyProtocol ? { trusted } : undefined,
+    metrics: argv.metrics === undefined ? undefined : parseMetricsAddress(String(argv.metrics)),
+    allowLink: allowLinkFromArgs(argv, trusted),
     maxConns: countOption(argv.maxConns, '--max-conns'),
     drainTimeoutMs: secondsOption(argv.drainTimeout, '--drain-timeout'),
+  };
+}
+
+/** --allow-link and its companions, checked together. */
+function allowLinkFromArgs(argv: ListenerArgs, trusted: string[]) {
+  const one = (v: unknown, flag: string) => {
+    if (Array.isArray(v)) throw new UsageError(`${flag} takes one value`);
+    if (v !== undefined && String(v).trim() === '') throw new UsageError(`${flag} got an empty value (an unset shell variable?)`);
+    return v === undefined ? undefined : String(v);
+  };
+  const address = one(argv.allowLink, '--allow-link');
+  const linkFile = one(argv.allowLinkFile, '--allow-link-file');
+  const ttl = one(argv.allowLinkTtl, '--allow-link-ttl');
+  const redirect = one(argv.allowLinkRedirect, '--allow-link-redirect');
+  if (address === undefined) {
+    if (linkFile !== undefined || ttl !== undefined || redirect !== undefined) throw new UsageError('--allow-link-file, --allow-link-ttl and --allow-link-redirect go with --allow-link ADDR');
+    return undefined;
+  }
+  if (linkFile === undefined) throw new UsageError('--allow-link needs --allow-link-file FILE: the links it serves (make one with: sockcat allow-link new LABEL --file FILE)');
+  if (argv.allowFile === undefined) throw new UsageError('--allow-link needs --allow-file FILE: visitors are added there (so a restart keeps them), and without an allow list everyone is let in anyway');
+  if (redirect !== undefined) {
+    let url: URL | undefined;
+    try {
+      url = new URL(redirect);
+    } catch {
+      url = undefined;
+    }
+    if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) throw new UsageError(`--allow-link-redirect takes an http:// or https:// URL, not '${redirect}'`);
+  }
+  // --tls, --cert and --key make it HTTPS, as they do for the listening address.
+  const where = applyTransportOptions(parseAllowLinkAddress(address), argv, 'listen') as TcpAddress | TlsAddress;
+  if (where.scheme === 'tls' && argv.acceptProxyProtocol) {
+    throw new UsageError('--allow-link over TLS cannot read a PROXY header yet (--accept-proxy-protocol): serve the links over plain TCP behind the balancer, or terminate TLS there');
+  }
+  return {
+    address: where,
+    linkFile,
+    ttlMs: ttl === undefined ? undefined : durationOption(ttl, '--allow-link-ttl'),
+    redirect,
+    trustedProxies: trusted,
   };
 }
 

@@ -1,6 +1,7 @@
 import { runRelay } from '../modes/relay';
 import { UsageError } from '../errors';
 import { parseHostPort } from '../endpoints/address';
+import { refuseListenerExtras } from '../server';
 import { commonFromArgs, examplesEpilog, listenerFromArgs, readPemOption, withListenerOptions } from './options';
 import { parsePortSet, readTokenFile, tokenFromFlag } from '../tunnel/tokens';
 import type { CommandFactory } from './types';
@@ -18,6 +19,10 @@ export const relayCommand: CommandFactory = (env) => ({
       .option('cert', { type: 'string', describe: 'Certificate PEM FILE of the control channel (default: an ephemeral one, fingerprint printed)' })
       .option('key', { type: 'string', describe: 'Private key PEM FILE for --cert' })
       .option('insecure', { type: 'boolean', describe: 'Plain-text control channel (agents need --insecure too); warned' })
+      .option('http', { type: 'string', describe: 'Shared port for named tunnels, plain HTTP routed by Host: NAME.DOMAIN (needs --domain), e.g. 0.0.0.0:80' })
+      .option('https', { type: 'string', describe: 'Shared port for named tunnels over TLS, routed by SNI (needs --domain and --cert/--key for *.DOMAIN), e.g. 0.0.0.0:443' })
+      .option('domain', { type: 'string', describe: 'Parent domain of tunnel names (a wildcard DNS record *.DOMAIN points at the relay)' })
+      .option('public-tls', { type: 'boolean', describe: "Tunnels' public ports speak TLS, terminated here with --cert/--key (MySocket's TLS sockets)" })
       .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'Log agents and public connections on stderr' })
       .option('log-format', { choices: ['text', 'json'] as const, default: 'text' as const, describe: 'Log lines for people (text) or one JSON object per event (json)' })
       .epilog(
@@ -25,6 +30,8 @@ export const relayCommand: CommandFactory = (env) => ({
           ['$0 relay --control 0.0.0.0:7000 --token-file /etc/sockcat/tokens --public-host 0.0.0.0 --ports 20000-20100', 'public tunnels on ports 20000-20100; prints the fingerprint agents pin'],
           ['$0 relay --control 7000 --token "$(cat token)" -v', 'one agent, public ports on 127.0.0.1 (try it on one machine)'],
           ['$0 relay --control 0.0.0.0:7000 --cert relay.pem --key relay.key --token-file tokens', 'a certificate that survives restarts (agents keep their --fingerprint)'],
+          ['$0 relay --control 0.0.0.0:7000 --token-file tokens --http 0.0.0.0:80 --domain tunnels.example.org', 'named tunnels: http://NAME.tunnels.example.org/ reaches the agent that registered NAME'],
+          ['$0 relay --control 0.0.0.0:7000 --token-file tokens --https 0.0.0.0:443 --domain t.example.org --cert wild.pem --key wild.key', 'the same over HTTPS, routed by SNI (wild.pem covers *.t.example.org)'],
         ], 'Token file lines: NAME TOKEN [PORTS], e.g.\n  laptop 6f1c2a7e9b0d4e3f8a5c1b2d 20000-20009\nMake a token with: openssl rand -hex 16'),
       ),
   handler: async (argv) => {
@@ -37,7 +44,14 @@ export const relayCommand: CommandFactory = (env) => ({
     // Read once now, so a malformed file is a usage error at start rather than a refused agent later.
     if (argv.tokenFile !== undefined) readTokenFile(String(argv.tokenFile));
     if ((argv.cert === undefined) !== (argv.key === undefined)) throw new UsageError('--cert and --key go together (the certificate and its private key)');
-    if (argv.insecure && argv.cert !== undefined) throw new UsageError('--insecure and --cert contradict each other: --insecure turns TLS off');
+    const publicTlsUse = argv.https !== undefined || argv.publicTls;
+    if (argv.insecure && argv.cert !== undefined && !publicTlsUse) throw new UsageError('--insecure and --cert contradict each other: --insecure turns TLS off');
+    if (publicTlsUse && argv.cert === undefined) throw new UsageError(`${argv.https !== undefined ? '--https' : '--public-tls'} needs --cert FILE --key FILE (for --https, a certificate for *.DOMAIN)`);
+    if ((argv.http !== undefined || argv.https !== undefined) !== (argv.domain !== undefined)) {
+      throw new UsageError(argv.domain === undefined ? '--http and --https route names under a domain: add --domain D (e.g. --domain tunnels.example.org)' : '--domain applies to --http or --https: add one of them');
+    }
+    const domain = argv.domain === undefined ? undefined : String(argv.domain).toLowerCase().replace(/\.$/, '');
+    if (domain !== undefined && !/^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/.test(domain)) throw new UsageError(`--domain takes a DNS name such as tunnels.example.org, not '${argv.domain}'`);
     const code = await runRelay(
       {
         control,
@@ -47,7 +61,11 @@ export const relayCommand: CommandFactory = (env) => ({
         tokenFile: argv.tokenFile === undefined ? undefined : String(argv.tokenFile),
         ...(argv.cert !== undefined ? readPemOption(String(argv.cert), String(argv.key)) : {}),
         insecure: argv.insecure,
-        ...listenerFromArgs(argv),
+        http: argv.http === undefined ? undefined : parseHostPort(String(argv.http), 'listen', String(argv.http)),
+        https: argv.https === undefined ? undefined : parseHostPort(String(argv.https), 'listen', String(argv.https)),
+        domain,
+        publicTls: argv.publicTls,
+        ...refuseListenerExtras(listenerFromArgs(argv), 'relay'),
         ...commonFromArgs(argv),
       },
       env.io,

@@ -49,7 +49,10 @@ export async function runBroadcast(opts: BroadcastOptions, io: ModeIO): Promise<
   const clients = new Set<Member>();
   // Without a drain, a client that is behind would be cut off with its last lines still queued.
   const drainMs = opts.drainTimeoutMs ?? DEFAULT_BROADCAST_DRAIN_MS;
+  const common = listenerServeOptions(opts, logger, io.signal, 'broadcast');
+  const metrics = common.metrics?.metrics;
   const room = new Room({
+    onDropped: metrics ? (count) => metrics.broadcastDropped(count) : undefined,
     maxQueue: opts.maxQueue ?? DEFAULT_MAX_QUEUE,
     drop: opts.drop ?? false,
     echoSelf: opts.echoSelf ?? false,
@@ -69,16 +72,18 @@ export async function runBroadcast(opts: BroadcastOptions, io: ModeIO): Promise<
   io.signal.addEventListener('abort', onStop, { once: true });
   try {
     await serve({
-      ...listenerServeOptions(opts, logger, io.signal),
+      ...common,
       maxConns: opts.maxConns ?? DEFAULT_BROADCAST_MAX_CONNS,
       drainTimeoutMs: drainMs,
       handle: async (conn, ctx) => {
         const { member, done } = serveClient(conn, ctx, { room, protocol: speaking, idleTimeoutMs: opts.idleTimeoutMs, stopGraceMs: drainMs });
         clients.add(member);
+        metrics?.broadcastClientCount(clients.size);
         try {
           return await done;
         } finally {
           clients.delete(member);
+          metrics?.broadcastClientCount(clients.size);
         }
       },
     });

@@ -8,9 +8,9 @@ import { connectThrough, type Hop } from '../proxy/hops';
 import { StdioStream, stdinLingerMs } from '../endpoints/stdio';
 import { hexDumper } from '../hexdump';
 import { formatDuration, Logger, type LogOptions } from '../log';
-import { relay } from '../relay';
-import { describeError } from '../errors';
-import type { ModeIO } from '../io';
+import { relay, type RelayResult } from '../relay';
+import { describeError, NetError } from '../errors';
+import { interruptedExitCode, type ModeIO } from '../io';
 import { runUdpConnect } from './udp-connect';
 
 export interface ConnectOptions extends LogOptions {
@@ -36,7 +36,15 @@ export async function runConnect(opts: ConnectOptions, io: ModeIO): Promise<numb
   if (opts.address.scheme === 'udp') return runUdpConnect(opts, io);
   const logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
   const label = formatAddress(opts.address);
-  const conn = await connectThrough(opts.address, opts.via, { timeoutMs: opts.connectTimeoutMs, signal: io.signal, log: logger });
+  let conn;
+  try {
+    conn = await connectThrough(opts.address, opts.via, { timeoutMs: opts.connectTimeoutMs, signal: io.signal, log: logger });
+  } catch (err) {
+    // Ctrl-C while connecting: interrupted, not a network failure.
+    const interrupted = interruptedExitCode(io.signal);
+    if (interrupted !== undefined) return interrupted;
+    throw err;
+  }
   logger.event('connected', `connected to ${conn.remote.label} from ${conn.local.label}`, { remote: conn.remote.label, local: conn.local.label });
   const stdio = new StdioStream(io.stdin, io.stdout, { crlf: opts.crlf, endOutput: io.endStdout });
   const dump = opts.hex ? hexDumper(io.stderr, { a: '<', b: '>' }) : undefined;
@@ -55,11 +63,41 @@ export async function runConnect(opts: ConnectOptions, io: ModeIO): Promise<numb
     `closed ${conn.remote.label}: ${result.aToB} bytes in, ${result.bToA} bytes out, ${formatDuration(result.durationMs)} (${result.reason})`,
     { remote: conn.remote.label, bytes_in: result.aToB, bytes_out: result.bToA, duration_ms: result.durationMs, reason: result.reason },
   );
-  return exitCodeFor(result, label, logger);
+  if (rejectedClientCertificate(opts.address, result)) {
+    logger.error('rejected', `${label}: the server rejected our client certificate (it ${result.reason === 'reset' ? 'reset' : 'closed'} the connection right after the TLS handshake, before sending anything: is --client-cert signed by a CA it trusts?)`);
+    return 1;
+  }
+  return exitCodeFor(result, label, logger, io.signal);
 }
 
-/** Maps how a relay ended to an exit code, printing the reason for failures. */
-export function exitCodeFor(result: { reason: string; error?: Error }, label: string, logger: Logger): number {
+/**
+ * True when a TLS server let the handshake finish and then shut the door on our client
+ * certificate. In TLS 1.3 the client's handshake is over before the server has checked that
+ * certificate, and Node servers refuse it by closing (a reset when data was in flight), without
+ * an alert: a session that presented a certificate and ended by the server's hand with nothing
+ * received is that refusal. An alert after the handshake (OpenSSL servers) says it outright.
+ */
+function rejectedClientCertificate(address: Address, result: RelayResult): boolean {
+  if (address.scheme !== 'tls' || !address.tls?.clientCert || result.aToB > 0) return false;
+  if (result.reason === 'reset') return true;
+  if (result.reason === 'error') return /ALERT_(BAD_CERTIFICATE|UNKNOWN_CA|CERTIFICATE_UNKNOWN|CERTIFICATE_EXPIRED|CERTIFICATE_REVOKED|UNSUPPORTED_CERTIFICATE|ACCESS_DENIED|DECRYPT_ERROR)/.test(String((result.error as NodeJS.ErrnoException)?.code));
+  return result.firstEof === 'a';
+}
+
+/**
+ * Maps how a relay ended to an exit code, printing the reason for failures. A session stopped by
+ * a signal (`signal` aborted with its name) is interrupted: 130 (SIGINT) or 143 (SIGTERM).
+ */
+export function exitCodeFor(result: { reason: string; error?: Error }, label: string, logger: Logger, signal?: AbortSignal): number {
+  if (result.reason === 'aborted' && signal) {
+    const interrupted = interruptedExitCode(signal);
+    if (interrupted !== undefined) return interrupted;
+  }
+  if (result.error instanceof NetError) {
+    // Already worded for the user (e.g. "writing to stdout: no space left on device").
+    logger.error(result.reason, result.error.message);
+    return 1;
+  }
   switch (result.reason) {
     case 'eof':
     case 'aborted':

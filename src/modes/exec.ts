@@ -60,6 +60,8 @@ export async function runExec(opts: ExecOptions, io: ModeIO): Promise<number> {
   /** Children asked of the spawner and not started yet (they count against --max-children). */
   let starting = 0;
   const stderrLines = stderrRelay(io.stderr, logger);
+  const common = listenerServeOptions(opts, logger, io.signal, 'exec');
+  const metrics = common.metrics?.metrics;
 
   // Children lead their own process groups, so they would not die with us on their own: if the
   // process exits without a graceful stop (a second Ctrl-C), take them down first.
@@ -93,6 +95,7 @@ export async function runExec(opts: ExecOptions, io: ModeIO): Promise<number> {
       starting--;
     }
     children.add(child);
+    metrics?.childSpawned();
     const stderrDone = child.stderr ? stderrLines.copy(child.stderr, who) : Promise.resolve();
     const r = await relay(conn.stream, child, {
       closeWait: opts.closeWaitMs ?? DEFAULT_CLOSE_WAIT_MS,
@@ -101,6 +104,7 @@ export async function runExec(opts: ExecOptions, io: ModeIO): Promise<number> {
       onData: opts.hex ? hexDumper(io.stderr, { a: `< ${who}`, b: `> ${who}` }) : undefined,
     });
     const exit = await child.exited;
+    metrics?.childExited();
     await stderrDone;
     children.delete(child);
     if (exit.error) logger.error('spawn', `${who}: cannot start ${command.argv0}: ${exit.error.message}`, { client: who });
@@ -114,7 +118,7 @@ export async function runExec(opts: ExecOptions, io: ModeIO): Promise<number> {
   }
 
   try {
-    await serve({ ...listenerServeOptions(opts, logger, io.signal), handle });
+    await serve({ ...common, handle });
   } finally {
     process.off('exit', killAllNow);
     stderrLines.close();

@@ -15,6 +15,8 @@ export interface ExposeOptions extends LogOptions {
   token: string;
   remotePort?: number;
   allow?: string[];
+  name?: string;
+  httpAuth?: string;
   heartbeatMs?: number;
   once?: boolean;
   proxyProtocol?: ProxyVersion;

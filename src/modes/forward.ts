@@ -13,8 +13,8 @@ import { connectThrough, type Hop } from '../proxy/hops';
 import { hexDumper } from '../hexdump';
 import { Logger, type LogOptions } from '../log';
 import { relay, resetStream, DEFAULT_CLOSE_WAIT_MS, type RelayResult, type Side } from '../relay';
-import { serve, DEFAULT_MAX_CONNS, type ConnectionContext, type ConnectionSummary, type ListenerModeOptions } from '../server';
-import { createAccessControl } from '../access';
+import { serve, refuseForDatagrams, listenerParts, DEFAULT_MAX_CONNS, type ConnectionContext, type ConnectionSummary, type ListenerModeOptions } from '../server';
+import { offerToPrimary, upstreamFailureCause, type Metrics } from '../metrics';
 import { encodeProxyHeader, type ProxyVersion } from '../proxy-protocol';
 import { ensureFdLimit } from '../fdlimit';
 import { runUdpForward } from './udp-forward';
@@ -58,11 +58,13 @@ export async function runForward(opts: ForwardOptions, io: ModeIO): Promise<numb
   if (opts.listen.scheme === 'udp' || opts.target.scheme === 'udp') {
     if (opts.proxyProtocol) throw new UsageError('--proxy-protocol applies to TCP streams, not to UDP');
     if (opts.via?.length) throw new UsageError('--via carries TCP streams, not UDP');
+    refuseForDatagrams(opts);
     // Datagrams of one client could land in any worker, each with its own upstream socket.
     if ((opts.workers ?? 1) > 1) throw new UsageError('--workers applies to TCP forwards, not to UDP');
     return runUdpForward(opts, io);
   }
   const workers = opts.workers ?? 1;
+  if (workers > 1 && opts.allowLink) throw new UsageError('--allow-link works with one process for now: drop --workers');
   if (workers > 1 && !isForwardWorker()) {
     return runWorkerPrimary({ ...opts, workers, maxConns: opts.maxConns, defaultMaxConns: DEFAULT_MAX_CONNS, fdsPerClient: FDS_PER_CLIENT, raiseFdLimit: opts.raiseFdLimit === true }, io);
   }
@@ -97,13 +99,18 @@ export async function runForward(opts: ForwardOptions, io: ModeIO): Promise<numb
     maxConns = room.maxConns;
   }
 
-  const access = createAccessControl(opts.access, logger);
-  const forwarder = new Forwarder(opts, logger, io.stderr);
+  const parts = listenerParts(opts, logger, 'forward');
+  if (workers > 1 && parts.metrics) {
+    // The primary serves --metrics, adding up what each worker counts.
+    offerToPrimary(parts.metrics.metrics);
+    parts.metrics = { metrics: parts.metrics.metrics };
+  }
+  const forwarder = new Forwarder(opts, logger, io.stderr, parts.metrics?.metrics);
   await serve({
     address: listen,
     logger,
     signal,
-    access,
+    ...parts,
     maxConns,
     drainTimeoutMs: opts.drainTimeoutMs ?? DEFAULT_FORWARD_DRAIN_TIMEOUT_MS,
     reusePort,
@@ -127,6 +134,7 @@ class Forwarder {
     private readonly opts: ForwardOptions,
     private readonly logger: Logger,
     private readonly stderr: NodeJS.WritableStream,
+    private readonly metrics?: Metrics,
   ) {
     this.targetLabel = formatAddress(opts.target);
     this.text = ` → ${this.targetLabel}`;
@@ -164,6 +172,7 @@ class Forwarder {
     resetStream(client.stream);
     const reason = err.code === 'ECONNREFUSED' ? 'refused upstream' : err.code === 'ETIMEDOUT' ? 'upstream timeout' : 'upstream unreachable';
     this.upstreamWarnings.report(err.message);
+    this.metrics?.upstreamConnectFailed(upstreamFailureCause(err));
     return { received: 0, sent: 0, reason, text: this.text, fields: { target: this.targetLabel, error: err.message } };
   }
 

@@ -12,7 +12,7 @@ import { hexDumper } from '../hexdump';
 import { Logger, type LogOptions } from '../log';
 import { relay, resetStream, type RelayResult } from '../relay';
 import { DEFAULT_MAX_QUEUE } from './broadcast';
-import { serve, listenerServeOptions, type ConnectionSummary, type ListenerModeOptions } from '../server';
+import { serve, listenerServeOptions, refuseForDatagrams, type ConnectionSummary, type ListenerModeOptions } from '../server';
 import { exitCodeFor } from './connect';
 import { runUdpListen } from './udp-listen';
 import type { ModeIO } from '../io';
@@ -35,14 +35,17 @@ export interface ListenOptions extends ListenerModeOptions, LogOptions {
 /** Runs the server; resolves with the exit code (0 ok, 1 the client reset or a runtime failure). */
 export async function runListen(opts: ListenOptions, io: ModeIO): Promise<number> {
   // Datagrams are not a byte stream: UDP has its own server loop.
-  if (opts.address.scheme === 'udp') return runUdpListen(opts, io);
+  if (opts.address.scheme === 'udp') {
+    refuseForDatagrams(opts);
+    return runUdpListen(opts, io);
+  }
   const logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
   const dumpFor = (conn: Connection) =>
     opts.hex ? hexDumper(io.stderr, { a: `< ${conn.remote.label}`, b: `> ${conn.remote.label}` }) : undefined;
   const summarize = (r: RelayResult): ConnectionSummary => ({ received: r.aToB, sent: r.bToA, reason: r.reason });
   let exitCode = 0;
 
-  const common = listenerServeOptions(opts, logger, io.signal);
+  const common = listenerServeOptions(opts, logger, io.signal, 'listen');
 
   if (opts.echo) {
     await serve({
@@ -72,7 +75,7 @@ export async function runListen(opts: ListenOptions, io: ModeIO): Promise<number
           signal: ctx.signal,
           onData: dumpFor(conn),
         });
-        exitCode = exitCodeFor(r, conn.remote.label, logger);
+        exitCode = exitCodeFor(r, conn.remote.label, logger, io.signal);
         return summarize(r);
       },
     });

@@ -8,8 +8,7 @@
 import type { Address } from '../endpoints/index';
 import { Logger, type LogOptions } from '../log';
 import { DEFAULT_CLOSE_WAIT_MS } from '../relay';
-import { serve, DEFAULT_MAX_CONNS, type ListenerModeOptions } from '../server';
-import { createAccessControl } from '../access';
+import { serve, listenerParts, DEFAULT_MAX_CONNS, type ListenerModeOptions } from '../server';
 import { ensureFdLimit } from '../fdlimit';
 import { ProxyAuth, type AuthOptions } from '../proxy/auth';
 import { NameMap, type NameMapOptions } from '../proxy/names';
@@ -17,7 +16,6 @@ import { DestRules } from '../proxy/dest-rules';
 import { Dialer } from '../proxy/dialer';
 import type { Hop } from '../proxy/hops';
 import { ProxyHandler, DEFAULT_HANDSHAKE_TIMEOUT_MS } from '../proxy/handler';
-import type { WatchedFileEvents } from '../proxy/watched-file';
 import type { ModeIO } from '../io';
 
 /** Default --connect-timeout for upstream connections. */
@@ -56,16 +54,18 @@ export async function runProxy(opts: ProxyOptions, io: ModeIO): Promise<number> 
   const room = await ensureFdLimit({ maxConns: opts.maxConns, defaultMaxConns: DEFAULT_MAX_CONNS, fdsPerClient: FDS_PER_CLIENT, logger, relaunch: opts.raiseFdLimit === true });
   if (room.relaunched) return room.exitCode;
 
-  const reloads = (what: string): WatchedFileEvents => ({
-    onReload: ({ count, problems, error }) => {
+  const reloads =
+    (what: string) =>
+    ({ count, problems, error, first }: { count: number; problems: string[]; error?: string; first?: boolean }) => {
       for (const p of problems) logger.warn(what, `ignoring ${p}`);
       if (error) logger.warn(what, `could not re-read ${what}, keeping the previous contents: ${error}`);
-      else logger.event(what, `${what} reloaded: ${count} entr${count === 1 ? 'y' : 'ies'}`, { count });
-    },
-  });
+      else logger.event(what, `${what} ${first ? 'loaded' : 'reloaded'}: ${count} entr${count === 1 ? 'y' : 'ies'}`, { count });
+    };
   const auth = new ProxyAuth({ ...opts.auth, pollMs: opts.pollMs }, reloads('auth-file'));
   const map = new NameMap({ ...opts.map, pollMs: opts.pollMs }, reloads('map-file'));
   try {
+    // A missing or bad file stops us here, before anything listens (exit 2).
+    await Promise.all([auth.ready, map.ready]);
     const dialer = new Dialer({
       map,
       onlyMapped: opts.onlyMapped,
@@ -85,7 +85,8 @@ export async function runProxy(opts: ProxyOptions, io: ModeIO): Promise<number> 
       address: opts.listen,
       logger,
       signal: io.signal,
-      access: createAccessControl(opts.access, logger),
+      // Access control, --accept-proxy-protocol, --metrics and --allow-link, as every listening mode.
+      ...listenerParts(opts, logger, 'proxy'),
       maxConns: room.maxConns,
       drainTimeoutMs: opts.drainTimeoutMs,
       onListening: (listener) => {

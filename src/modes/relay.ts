@@ -32,6 +32,12 @@ export interface RelayOptions extends LogOptions {
   insecure?: boolean;
   access?: AccessOptions;
   maxConns?: number;
+  /** --http / --https shared ports, routed by name under --domain. */
+  http?: HostPort;
+  https?: HostPort;
+  domain?: string;
+  /** --public-tls: tunnels' public ports speak TLS with --cert/--key. */
+  publicTls?: boolean;
   onControlListening?: (listener: Listener) => void;
   onTunnel?: (info: { name: string; port: number }) => void;
 }
@@ -75,6 +81,11 @@ export async function runRelay(opts: RelayOptions, io: ModeIO): Promise<number> 
       opts.onControlListening?.(l);
     },
     onTunnel: opts.onTunnel,
+    http: opts.http,
+    https: opts.https,
+    domain: opts.domain,
+    tls: opts.cert && opts.key ? { cert: opts.cert.pem, key: opts.key.pem } : undefined,
+    publicTls: opts.publicTls,
   });
   return 0;
 }

@@ -8,7 +8,7 @@ import type { UdpAddress } from '../endpoints/address';
 import { hexDumper } from '../hexdump';
 import { formatDuration, Logger } from '../log';
 import type { ConnectOptions } from './connect';
-import type { ModeIO } from '../io';
+import { interruptedExitCode, type ModeIO } from '../io';
 import { LfToCrlf } from '../endpoints/stdio';
 import type { Readable } from 'node:stream';
 
@@ -45,7 +45,8 @@ export async function runUdpConnect(opts: ConnectOptions, io: ModeIO): Promise<n
       stdin.pause();
       resolve(exitCode);
     };
-    const onAbort = () => finish(0);
+    // Ctrl-C: an interrupted session (130/143), as for TCP.
+    const onAbort = () => finish(interruptedExitCode(io.signal) ?? 0);
     // Every datagram either way restarts the timers: replies may come in several pieces.
     const traffic = () => {
       if (opts.idleTimeoutMs) {
@@ -87,7 +88,7 @@ export async function runUdpConnect(opts: ConnectOptions, io: ModeIO): Promise<n
       logger.error('error', udpError(err, where).message);
       finish(1);
     });
-    if (io.signal.aborted) return finish(0);
+    if (io.signal.aborted) return onAbort();
     io.signal.addEventListener('abort', onAbort, { once: true });
     stdin.on('data', stdinOnData);
     stdin.on('end', stdinOnEnd);

@@ -55,6 +55,10 @@ export interface AgentOptions {
   remotePort?: number;
   /** Only these clients (CIDR list) may use the tunnel; enforced by the relay. */
   allow?: string[];
+  /** --name: the tunnel's name under the relay's --domain. */
+  name?: string;
+  /** --http-auth "user:pass": the relay asks HTTP clients for them. */
+  httpAuth?: string;
   heartbeatMs?: number;
   /** Exit on the first lost connection instead of reconnecting. */
   once?: boolean;
@@ -246,7 +250,7 @@ class AgentSession {
     const channel = new Channel(stream);
     try {
       const nonce = await greet(channel, where);
-      channel.send({ type: 'auth', mac: proveToken(opts.token, 'control', nonce), port, heartbeatMs: opts.heartbeatMs ?? DEFAULT_HEARTBEAT_MS, allow: opts.allow });
+      channel.send({ type: 'auth', mac: proveToken(opts.token, 'control', nonce), port, heartbeatMs: opts.heartbeatMs ?? DEFAULT_HEARTBEAT_MS, allow: opts.allow, name: opts.name, httpAuth: opts.httpAuth });
       let m: Message;
       try {
         m = await channel.next(HANDSHAKE_TIMEOUT_MS, 'answer from the relay');
@@ -257,6 +261,8 @@ class AgentSession {
       if (m.type !== 'ready') throw new NetError(`the relay ${where} sent '${m.type}' instead of ready`);
       const session = new AgentSession(opts, channel, m.session, m.port, m.name);
       opts.logger.warn('public', `public: ${formatHostPort(opts.relay.host, m.port)}`, { relay: where, host: opts.relay.host, port: m.port, agent: m.name });
+      for (const url of m.urls ?? []) opts.logger.warn('public', `public: ${url}`, { relay: where, url, agent: m.name });
+      if (opts.httpAuth && !m.urls?.length) opts.logger.warn('http-auth', '--http-auth protects the named HTTP routes only; this relay has none, and the port above is open', {});
       opts.onPublic?.({ host: opts.relay.host, port: m.port, name: m.name });
       return session;
     } catch (err) {

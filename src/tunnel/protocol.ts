@@ -41,9 +41,9 @@ export type Message =
   /** relay → agent: prove you hold a token over this nonce (hex). */
   | { type: 'challenge'; nonce: string }
   /** agent → relay on a control connection: the proof and what the tunnel should be. */
-  | { type: 'auth'; mac: string; port?: number; heartbeatMs: number; allow?: string[] }
+  | { type: 'auth'; mac: string; port?: number; heartbeatMs: number; allow?: string[]; name?: string; httpAuth?: string }
   /** relay → agent: the tunnel is up. */
-  | { type: 'ready'; session: string; port: number; name: string }
+  | { type: 'ready'; session: string; port: number; name: string; urls?: string[] }
   /** relay → agent: refused, with the reason in words; the relay closes after it. */
   | { type: 'error'; message: string; retry?: boolean }
   /** agent → relay on a data connection: join the pool of `session`. */
@@ -162,11 +162,14 @@ export function parseMessage(body: Buffer): Message {
         if (!Array.isArray(v.allow) || v.allow.length > 64 || !v.allow.every((a) => isShortString(a, 64))) throw bad('allow');
         allow = v.allow as string[];
       }
-      return { type: 'auth', mac: v.mac, port: v.port as number | undefined, heartbeatMs: v.heartbeatMs, allow };
+      if (v.name !== undefined && !(typeof v.name === 'string' && isDnsLabel(v.name))) throw bad('name');
+      if (v.httpAuth !== undefined && !(isShortString(v.httpAuth, 256) && v.httpAuth.includes(':'))) throw bad('httpAuth');
+      return { type: 'auth', mac: v.mac, port: v.port as number | undefined, heartbeatMs: v.heartbeatMs, allow, name: v.name as string | undefined, httpAuth: v.httpAuth as string | undefined };
     }
     case 'ready':
       if (!isHex(v.session, 16) || !isUint(v.port, 65535) || !isShortString(v.name, 256)) throw bad('fields');
-      return { type: 'ready', session: v.session, port: v.port, name: v.name };
+      if (v.urls !== undefined && !(Array.isArray(v.urls) && v.urls.length <= 4 && v.urls.every((u) => isShortString(u, 300)))) throw bad('urls');
+      return { type: 'ready', session: v.session, port: v.port, name: v.name, urls: v.urls as string[] | undefined };
     case 'error':
       if (!isShortString(v.message, 1000) || (v.retry !== undefined && typeof v.retry !== 'boolean')) throw bad('message');
       return { type: 'error', message: v.message, retry: v.retry as boolean | undefined };
@@ -192,6 +195,11 @@ export function parseMessage(body: Buffer): Message {
     default:
       throw new ProtocolError(`unknown message type '${v.type.slice(0, 20)}'`);
   }
+}
+
+/** A DNS label a tunnel may be named by: lower-case letters, digits and inner hyphens, 1-63. */
+export function isDnsLabel(name: string): boolean {
+  return /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/.test(name);
 }
 
 /** A fresh challenge nonce, hex. */

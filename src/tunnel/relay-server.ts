@@ -21,6 +21,10 @@ import { Channel } from './channel';
 import { checkProof, encodeFrame, newNonce, newSessionId, ProtocolError, PROTOCOL_VERSION, type Message } from './protocol';
 import { formatPortSet, portInSet, type PortSet, type TokenEntry } from './tokens';
 import type { Duplex } from 'node:stream';
+import type { HostPort } from '../endpoints/address';
+import { formatHostPort } from '../endpoints/address';
+import { routeConnection, type NamedRoute } from './http-router';
+import { generateName } from './names';
 
 /** How long a connection to the control port may take to prove itself. */
 export const HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -49,6 +53,18 @@ export interface TunnelRelayOptions {
   access?: AccessOptions;
   maxConns?: number;
   onControlListening?: (listener: Listener) => void;
+  /** --http: the shared port where plain HTTP is routed by Host to NAME.domain. */
+  http?: HostPort;
+  /** --https: the shared port where TLS is terminated and routed by SNI (needs tls). */
+  https?: HostPort;
+  /** --domain: the names' parent domain. */
+  domain?: string;
+  /** --cert/--key, for --https and --public-tls. */
+  tls?: { cert: Buffer; key: Buffer };
+  /** --public-tls: each tunnel's public port speaks TLS, terminated here. */
+  publicTls?: boolean;
+  /** Told when the --http/--https ports are bound. */
+  onRouterListening?: (proto: 'http' | 'https', listener: Listener) => void;
   /** Told each tunnel that opens (tests read the public port here). */
   onTunnel?: (info: { name: string; port: number }) => void;
 }
@@ -79,6 +95,14 @@ class TunnelRelay {
   private readonly byName = new Map<string, Session>();
   /** Port each token name last had, to give it back when the agent reconnects. */
   readonly portByName = new Map<string, number>();
+  /** Route name → the token name that holds it (for the relay's lifetime, so it comes back to its owner). */
+  private readonly routeOwner = new Map<string, string>();
+  /** Token name → its route name. */
+  private readonly routeByToken = new Map<string, string>();
+  /** Route name → the live session serving it. */
+  private readonly byRoute = new Map<string, Session>();
+  /** "http://*.example.org:8080" and the like, once the router ports are bound. */
+  private readonly routerBases: Array<{ proto: 'http' | 'https'; port: number }> = [];
   private pendingHandshakes = 0;
   private readonly logger: Logger;
   /** Public connections across all tunnels (--max-conns counts them all). */
@@ -97,14 +121,66 @@ class TunnelRelay {
       log: this.logger,
     });
     this.logger.event('listening', `relay control channel listening on ${listener.label}`, { address: listener.label });
+    const stopRouters = new AbortController();
+    const routers: Array<Promise<unknown>> = [];
+    try {
+      for (const proto of ['http', 'https'] as const) {
+        const where = this.opts[proto];
+        if (where) routers.push((await this.openRouter(proto, where, stopRouters.signal)).done);
+      }
+    } catch (err) {
+      stopRouters.abort();
+      await listener.close();
+      throw err;
+    }
     this.opts.onControlListening?.(listener);
     await new Promise<void>((resolve) => {
       if (this.opts.signal.aborted) return resolve();
       this.opts.signal.addEventListener('abort', () => resolve(), { once: true });
     });
+    stopRouters.abort();
     await listener.close();
+    await Promise.all(routers);
     this.access?.close();
     await Promise.all([...this.sessions.values()].map((s) => s.end('the relay is stopping')));
+  }
+
+  /** Opens the --http or --https port; resolves once bound, with the promise of its end. */
+  private openRouter(proto: 'http' | 'https', where: HostPort, signal: AbortSignal): Promise<{ done: Promise<unknown> }> {
+    const domain = this.opts.domain!;
+    return new Promise((resolve, reject) => {
+      const served = serve({
+        address: { scheme: 'tcp', ...where },
+        logger: this.logger,
+        signal,
+        access: this.access,
+        maxConns: this.opts.maxConns ?? DEFAULT_MAX_CONNS,
+        onListening: (l) => {
+          const port = (l.address as HostPort).port;
+          this.routerBases.push({ proto, port });
+          this.logger.warn('router', `relay: named tunnels on ${routeUrl(proto, '*', domain, port)} (${l.label}, routed by ${proto === 'http' ? 'Host' : 'SNI'})`, { proto, address: l.label, domain });
+          this.opts.onRouterListening?.(proto, l);
+          // Wrapped: resolving with the promise itself would wait for the router to stop.
+          resolve({ done: served });
+        },
+        handle: (conn) => routeConnection(conn, { domain, lookup: (name) => this.byRoute.get(name), tls: proto === 'https' ? this.opts.tls : undefined }),
+      }).catch((err: Error) => reject(err));
+    });
+  }
+
+  /** The route name for an agent: the one it asks for, else the one it had, else a new word-word-NNNN. */
+  private routeName(entry: TokenEntry, asked: string | undefined): string {
+    if (asked !== undefined) {
+      const owner = this.routeOwner.get(asked);
+      if (owner !== undefined && owner !== entry.name) throw new ProtocolError(`the name ${asked} is taken by another agent`);
+      return asked;
+    }
+    const had = this.routeByToken.get(entry.name);
+    if (had !== undefined) return had;
+    for (;;) {
+      const name = generateName();
+      if (!this.routeOwner.has(name)) return name;
+    }
   }
 
   private onControlConnection(conn: Connection): void {
@@ -168,15 +244,21 @@ class TunnelRelay {
 
   private async startSession(channel: Channel, conn: Connection, entry: TokenEntry, auth: Extract<Message, { type: 'auth' }>): Promise<void> {
     const who = conn.remote.label;
-    // The same agent again (it restarted, or lost its connection before we noticed): the new one wins.
-    const old = this.byName.get(entry.name);
-    if (old) await old.end('replaced by a new connection with the same token');
     const asked = auth.port;
     const remembered = this.portByName.get(entry.name);
     const candidates = this.portCandidates(entry, asked ?? remembered);
     if (typeof candidates === 'string') {
       refuse(channel, candidates);
       throw new ProtocolError(candidates);
+    }
+    // One tunnel per token name. A second agent with the same token waits (retrying) rather than
+    // taking over, or two copies would knock each other out forever; an agent that restarted
+    // after losing its connection gets in once its old session is seen gone (3 heartbeats at most).
+    const old = this.byName.get(entry.name);
+    if (old) {
+      const why = `agent ${entry.name} is already connected (from ${old.who}); retrying until that session ends`;
+      refuse(channel, why, true);
+      throw new ProtocolError(`agent ${entry.name} already connected`);
     }
     let allow: AccessControl | undefined;
     if (auth.allow?.length) {
@@ -187,7 +269,20 @@ class TunnelRelay {
         throw err;
       }
     }
-    const session = new Session(this, channel, entry, who, newSessionId(), Math.min(MAX_HEARTBEAT_MS, Math.max(MIN_HEARTBEAT_MS, auth.heartbeatMs)), allow);
+    let route: string | undefined;
+    if (this.opts.http || this.opts.https) {
+      try {
+        route = this.routeName(entry, auth.name);
+      } catch (err) {
+        refuse(channel, (err as Error).message);
+        throw err;
+      }
+    } else if (auth.name !== undefined || auth.httpAuth !== undefined) {
+      const why = `--name and --http-auth need a relay started with --http or --https and --domain`;
+      refuse(channel, why);
+      throw new ProtocolError(why);
+    }
+    const session = new Session(this, channel, entry, who, newSessionId(), Math.min(MAX_HEARTBEAT_MS, Math.max(MIN_HEARTBEAT_MS, auth.heartbeatMs)), allow, route, auth.httpAuth);
     let port: number | undefined;
     let lastError = '';
     for (const p of candidates) {
@@ -208,8 +303,15 @@ class TunnelRelay {
     this.sessions.set(session.id, session);
     this.byName.set(entry.name, session);
     this.portByName.set(entry.name, port);
-    channel.send({ type: 'ready', session: session.id, port, name: entry.name });
-    this.logger.warn('tunnel', `agent ${entry.name} (${who}) connected: public ${session.publicLabel}`, { agent: entry.name, client: who, port, address: session.publicLabel });
+    const urls: string[] = [];
+    if (route !== undefined) {
+      this.routeOwner.set(route, entry.name);
+      this.routeByToken.set(entry.name, route);
+      this.byRoute.set(route, session);
+      for (const b of this.routerBases) urls.push(routeUrl(b.proto, route, this.opts.domain!, b.port));
+    }
+    channel.send({ type: 'ready', session: session.id, port, name: entry.name, urls: urls.length ? urls : undefined });
+    this.logger.warn('tunnel', `agent ${entry.name} (${who}) connected: public ${session.publicLabel}${urls.length ? ` and ${urls.join(' ')}` : ''}`, { agent: entry.name, client: who, port, address: session.publicLabel, urls: urls.join(' ') || undefined });
     session.start();
     this.opts.onTunnel?.({ name: entry.name, port });
   }
@@ -237,8 +339,15 @@ class TunnelRelay {
 
   forget(session: Session): void {
     this.sessions.delete(session.id);
+    if (session.route !== undefined && this.byRoute.get(session.route) === session) this.byRoute.delete(session.route);
     if (this.byName.get(session.entry.name) === session) this.byName.delete(session.entry.name);
   }
+}
+
+/** "http://NAME.example.org:8080/", without the port when it is the protocol's own. */
+function routeUrl(proto: 'http' | 'https', name: string, domain: string, port: number): string {
+  const own = (proto === 'http' && port === 80) || (proto === 'https' && port === 443);
+  return `${proto}://${name}.${domain}${own ? '' : `:${port}`}/`;
 }
 
 /** Tells the agent why it is refused, then closes (after the frame is flushed). */
@@ -248,7 +357,7 @@ function refuse(channel: Channel, message: string, retry = false): void {
 }
 
 /** One connected agent: its control channel, public listener, pooled data connections and live clients. */
-class Session {
+class Session implements NamedRoute {
   private readonly pool: Duplex[] = [];
   /** What addDataConnection() hung on each parked connection, to take it off again. */
   private readonly parked = new Map<Duplex, { onClose: () => void; onData: () => void }>();
@@ -268,12 +377,24 @@ class Session {
     private readonly relayServer: TunnelRelay,
     private readonly control: Channel,
     readonly entry: TokenEntry,
-    private readonly who: string,
+    readonly who: string,
     readonly id: string,
     private readonly heartbeatMs: number,
     private readonly allow: AccessControl | undefined,
+    /** Its name under --domain, when the relay routes names. */
+    readonly route: string | undefined,
+    /** --http-auth "user:pass". */
+    readonly httpAuth: string | undefined,
   ) {
     this.logger = relayServer.opts.logger;
+    this.name = route ?? entry.name;
+  }
+
+  readonly name: string;
+
+  /** A request routed here by --http/--https (NamedRoute). */
+  handle(conn: Connection, stream: Duplex, head: Buffer): Promise<ConnectionSummary> {
+    return this.handlePublic(conn, stream, head);
   }
 
   /** Opens the public listener on `port` (0: any); resolves with the bound port. */
@@ -281,7 +402,9 @@ class Session {
     const opts = this.relayServer.opts;
     return new Promise<number>((resolve, reject) => {
       this.served = serve({
-        address: { scheme: 'tcp', host: opts.publicHost, port, hostGiven: true },
+        address: opts.publicTls
+          ? { scheme: 'tls', host: opts.publicHost, port, hostGiven: true, tls: { cert: { path: '--cert', pem: opts.tls!.cert }, key: { path: '--key', pem: opts.tls!.key } } }
+          : { scheme: 'tcp', host: opts.publicHost, port, hostGiven: true },
         logger: this.logger,
         signal: this.stopPublic.signal,
         access: this.relayServer.access,
@@ -290,7 +413,7 @@ class Session {
           this.publicLabel = l.label;
           resolve((l.address as { port: number }).port);
         },
-        handle: (conn) => this.handlePublic(conn),
+        handle: (conn) => this.handlePublic(conn, conn.stream),
       }).catch((err: Error) => reject(err));
     });
   }
@@ -382,8 +505,8 @@ class Session {
     });
   }
 
-  private async handlePublic(conn: Connection): Promise<ConnectionSummary> {
-    const client = conn.stream;
+  /** One public client (`stream`: its socket, or the TLS socket over it), `head` sent ahead of its bytes. */
+  private async handlePublic(conn: Connection, client: Duplex, head?: Buffer): Promise<ConnectionSummary> {
     const opts = this.relayServer.opts;
     if (this.allow) {
       const verdict = conn.remote.port !== undefined ? this.allow.check(conn.remote.address) : { ok: false as const, reason: 'no IP address' };
@@ -414,6 +537,7 @@ class Session {
       const live: LiveConn = { client, data };
       this.live.set(id, live);
       data.write(encodeFrame({ type: 'open', id, client: wire(conn.remote), server: wire(conn.local) }));
+      if (head) data.write(head);
       const result = await relay(client, data, {
         propagateReset: true,
         resetOnFailure: { a: true },

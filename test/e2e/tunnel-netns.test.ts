@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { cliStartedPerTest, sockcatCommand } from '../helpers/cli';
-import { TOKEN } from '../helpers/tunnel';
+import { TOKEN, waitForNth } from '../helpers/tunnel';
 
 const has = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 const isRoot = process.getuid?.() === 0;
@@ -91,9 +91,10 @@ describe.skipIf(skip)('tunnel through a simulated NAT (network namespaces)', () 
     expect(viaRouter.status).not.toBe(0);
 
     const inNamespace = (n: string): [string, string[]] => ['ip', ['netns', 'exec', n, ...sockcatCommand().flat()]];
-    const relay = start(['relay', '--control', '203.0.113.2:0', '--public-host', '203.0.113.2', '--token', TOKEN, '-v'], { command: inNamespace(ns.pub) });
+    const relay = start(['relay', '--control', '203.0.113.2:0', '--public-host', '203.0.113.2', '--http', '203.0.113.2:0', '--domain', 't.example.org', '--token', TOKEN, '-v'], { command: inNamespace(ns.pub) });
+    const httpPort = Number((await relay.waitForStderr(/named tunnels on http:\/\/\*\.t\.example\.org:(\d+)\//, 20_000))[1]);
     const m = await relay.waitForStderr(/agents connect to 203\.0\.113\.2:(\d+) \(TLS, .*fingerprint ([0-9A-F:]{95})/, 20_000);
-    const agent = start(['expose', `127.0.0.1:${pyPort}`, '--via', `203.0.113.2:${m[1]}`, '--token', TOKEN, '--fingerprint', m[2], '-v'], { command: inNamespace(ns.priv) });
+    const agent = start(['expose', `127.0.0.1:${pyPort}`, '--via', `203.0.113.2:${m[1]}`, '--token', TOKEN, '--fingerprint', m[2], '--name', 'youpi', '-v'], { command: inNamespace(ns.priv) });
     const pub = Number((await agent.waitForStderr(/public: 203\.0\.113\.2:(\d+)/, 20_000))[1]);
     // The relay saw the agent come from the router's public address: it went through the NAT.
     await relay.waitForStderr(/agent default \(203\.0\.113\.1:\d+\) connected/);
@@ -103,6 +104,11 @@ describe.skipIf(skip)('tunnel through a simulated NAT (network namespaces)', () 
     expect(viaTunnel.stdout).toBe('hello from behind the NAT\n');
     // The agent's access log names the public client, not 127.0.0.1.
     await agent.waitForStderr(/closed 203\.0\.113\.2:\d+ → 127\.0\.0\.1:\d+: \d+ bytes in, \d+ bytes out, [\d.]+ m?s \(eof\)/);
+    // And by name, as the README's walkthrough does it: http://youpi.t.example.org/ through the shared --http port.
+    await agent.waitForStderr(new RegExp(`public: http://youpi\\.t\\.example\\.org:${httpPort}/`));
+    const byName = spawnSync('ip', ['netns', 'exec', ns.pub, 'curl', '-sS', '--max-time', '10', '--resolve', `youpi.t.example.org:${httpPort}:203.0.113.2`, `http://youpi.t.example.org:${httpPort}/index.html`], { encoding: 'utf8' });
+    expect(byName.stdout).toBe('hello from behind the NAT\n');
+    await waitForNth(agent, /closed 203\.0\.113\.2:\d+ → 127\.0\.0\.1:\d+/, 2);
     py.kill('SIGKILL');
     fs.rmSync(dir, { recursive: true, force: true });
   }, 60_000);

@@ -140,14 +140,44 @@ describe('mutual TLS', () => {
     await srv.waitForStderr(/refused client 127\.0\.0\.1:\d+: it sent no client certificate \(--require-client-cert\)/);
   });
 
-  it('refuses a client certificate signed by someone else, and the server log says why', async () => {
-    // Node's TLS server closes without an alert here, so the client only sees the door shut.
+  it.each([
+    ['typing a line', 'stranger\n'],
+    ['typing nothing', ''],
+  ])('refuses a client certificate signed by someone else (%s): connect exits 1 and says so, and the server log says why', async (_what, typed) => {
+    // Node's TLS server closes without an alert here (TLS 1.3: after our handshake is over), so
+    // the client tells the refusal by the door shut before a single byte came back. (With stdin
+    // already at EOF, our own FIN may go first: then a silent refusal looks like an empty exchange.)
     const { server: srv, port } = await server();
-    const r = await runCli(['connect', '--ca', certs.cert, '--client-cert', certs.strangerCert, '--client-key', certs.strangerKey, `tls:localhost:${port}`], {
-      stdin: 'stranger\n',
-    });
+    const cli = startCli(['connect', '--ca', certs.cert, '--client-cert', certs.strangerCert, '--client-key', certs.strangerKey, `tls:localhost:${port}`]);
+    cli.child.stdin!.write(typed);
+    const r = await cli.exited;
     expect(r.stdout.length).toBe(0);
+    expect(r.stderr).toMatch(/^sockcat: tls:localhost:\d+: the server rejected our client certificate/m);
+    expect(r.code).toBe(1);
     await srv.waitForStderr(/refused 127\.0\.0\.1:\d+: its client certificate is not trusted \(DEPTH_ZERO_SELF_SIGNED_CERT\)/);
+  });
+
+  it('refuses a client certificate with an alert (an OpenSSL server): connect exits 1 and says the server rejected it', async () => {
+    // A free port for openssl s_server: bind port 0, note it, let it go.
+    const port = await new Promise<number>((resolve) => {
+      const probe = net.createServer().listen(0, '127.0.0.1', () => {
+        const p = (probe.address() as net.AddressInfo).port;
+        probe.close(() => resolve(p));
+      });
+    });
+    const server = spawn('openssl', ['s_server', '-accept', `127.0.0.1:${port}`, '-cert', certs.cert, '-key', certs.key, '-Verify', '1', '-CAfile', certs.ca, '-verify_return_error', '-quiet'], { stdio: ['pipe', 'ignore', 'ignore'] });
+    try {
+      let r: Awaited<ReturnType<typeof runCli>> | undefined;
+      for (let attempt = 0; attempt < 40; attempt++) {
+        r = await runCli(['connect', '--ca', certs.cert, '--client-cert', certs.strangerCert, '--client-key', certs.strangerKey, `tls:localhost:${port}`], { stdin: 'hello\n' });
+        if (!/connection refused/.test(r.stderr)) break;
+        await new Promise((res) => setTimeout(res, 250));
+      }
+      expect(r!.code).toBe(1);
+      expect(r!.stderr).toMatch(/^sockcat: .*the server rejected our client certificate/m);
+    } finally {
+      server.kill();
+    }
   });
 });
 

@@ -1,0 +1,258 @@
+/**
+ * `--metrics ADDR`: Prometheus metrics of a long-running mode, served as text on
+ * http://ADDR/metrics by prom-client (the Prometheus client every Node exporter uses).
+ *
+ * One Metrics object per process. The listener runtime reports connection events (accepted,
+ * refused, closed with bytes and duration); modes report what only they see through the small API
+ * below: upstream connect failures (forward, proxy modes), exec children, broadcast clients and
+ * dropped lines, proxy requests and tunnels. The metrics listener is a separate HTTP server on
+ * loopback unless told otherwise: a scrape is never counted as a client, never passes --allow,
+ * and never takes a --max-conns slot.
+ */
+import http from 'node:http';
+import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { formatHostPort, isWildcardHost, type TcpAddress } from './endpoints/address';
+import { parseAddress } from './endpoints/index';
+import { UsageError, netError } from './errors';
+import type { Logger } from './log';
+
+/** Why a client was refused before its mode saw it. */
+export type RefusedReason = 'denied' | 'limit' | 'auth' | 'rule' | 'untrusted-proxy' | 'proxy-header' | (string & {});
+
+/** Why connecting upstream failed, in a few words a dashboard can group by. */
+export type UpstreamFailureCause = 'refused' | 'timeout' | 'dns' | 'unreachable' | 'tls' | 'reset' | 'other';
+
+/** Connection duration buckets, in seconds: from a quick request to an hour-long ssh session. */
+const DURATION_BUCKETS = [0.005, 0.05, 0.25, 1, 5, 15, 60, 300, 1800, 3600, 14400];
+
+/** Every sockcat metric of one process, and the hooks modes call. */
+export class Metrics {
+  readonly registry = new Registry();
+  private readonly accepted: Counter;
+  private readonly closed: Counter<'reason'>;
+  private readonly refused: Counter<'reason'>;
+  private readonly live: Gauge;
+  private readonly bytes: Counter<'direction'>;
+  private readonly duration: Histogram;
+  private readonly upstreamFailures: Counter<'cause'>;
+  private readonly childrenLive: Gauge;
+  private readonly childrenSpawned: Counter;
+  private readonly broadcastClients: Gauge;
+  private readonly droppedLines: Counter;
+  private readonly proxyRequests: Counter<'outcome'>;
+  private readonly tunnelsLive: Gauge<'tunnel'>;
+  private readonly tunnelBytesTotal: Counter<'tunnel' | 'direction'>;
+
+  /** `mode` labels every series (forward, exec, broadcast, listen, proxy, tunnel…). */
+  constructor(mode: string, opts: { processMetrics?: boolean } = {}) {
+    const r = this.registry;
+    r.setDefaultLabels({ mode });
+    if (opts.processMetrics !== false) collectDefaultMetrics({ register: r });
+    this.accepted = new Counter({ name: 'sockcat_connections_accepted_total', help: 'Client connections let in (after access control and limits)', registers: [r] });
+    this.closed = new Counter({ name: 'sockcat_connections_closed_total', help: 'Client connections over, by how they ended (eof, reset, idle, refused upstream…)', labelNames: ['reason'], registers: [r] });
+    this.refused = new Counter({ name: 'sockcat_connections_refused_total', help: 'Clients refused before being served, by reason (denied, limit, auth, rule, untrusted-proxy, proxy-header)', labelNames: ['reason'], registers: [r] });
+    this.live = new Gauge({ name: 'sockcat_connections_live', help: 'Client connections open now', registers: [r] });
+    this.bytes = new Counter({ name: 'sockcat_bytes_total', help: 'Bytes of closed connections: received from clients (in) and sent to them (out)', labelNames: ['direction'], registers: [r] });
+    this.duration = new Histogram({ name: 'sockcat_connection_duration_seconds', help: 'How long client connections lasted', buckets: DURATION_BUCKETS, registers: [r] });
+    this.upstreamFailures = new Counter({ name: 'sockcat_upstream_connect_failures_total', help: 'Failed connections to the upstream, by cause (refused, timeout, dns, unreachable, tls, reset, other)', labelNames: ['cause'], registers: [r] });
+    this.childrenLive = new Gauge({ name: 'sockcat_exec_children_live', help: 'exec: programs running now', registers: [r] });
+    this.childrenSpawned = new Counter({ name: 'sockcat_exec_children_spawned_total', help: 'exec: programs started', registers: [r] });
+    this.broadcastClients = new Gauge({ name: 'sockcat_broadcast_clients', help: 'broadcast: clients in the room now', registers: [r] });
+    this.droppedLines = new Counter({ name: 'sockcat_broadcast_dropped_lines_total', help: 'broadcast: lines (or raw chunks) dropped for slow readers', registers: [r] });
+    this.proxyRequests = new Counter({ name: 'sockcat_proxy_requests_total', help: 'proxy modes: requests by outcome (ok, auth, denied, bad-request, upstream-failed…)', labelNames: ['outcome'], registers: [r] });
+    this.tunnelsLive = new Gauge({ name: 'sockcat_tunnels_live', help: 'tunnel modes: tunnels up now, by name', labelNames: ['tunnel'], registers: [r] });
+    this.tunnelBytesTotal = new Counter({ name: 'sockcat_tunnel_bytes_total', help: 'tunnel modes: bytes carried, by tunnel name and direction (in, out)', labelNames: ['tunnel', 'direction'], registers: [r] });
+    // Zero series exist from the start, so a dashboard shows 0 instead of "no data".
+    for (const reason of ['denied', 'limit']) this.refused.inc({ reason }, 0);
+    for (const direction of ['in', 'out']) this.bytes.inc({ direction }, 0);
+  }
+
+  // -- The listener runtime reports these. --
+
+  /** A client was let in. */
+  connectionAccepted(): void {
+    this.accepted.inc();
+    this.live.inc();
+  }
+
+  /** A client accepted earlier is gone, after `received`/`sent` bytes and `ms` milliseconds. */
+  connectionClosed(reason: string, received: number, sent: number, ms: number): void {
+    this.live.dec();
+    this.closed.inc({ reason });
+    this.bytes.inc({ direction: 'in' }, received);
+    this.bytes.inc({ direction: 'out' }, sent);
+    this.duration.observe(ms / 1000);
+  }
+
+  /** A client was refused before being served. */
+  connectionRefused(reason: RefusedReason): void {
+    this.refused.inc({ reason });
+  }
+
+  // -- Modes report these. --
+
+  /** forward (and proxy modes): connecting upstream failed. */
+  upstreamConnectFailed(cause: UpstreamFailureCause): void {
+    this.upstreamFailures.inc({ cause });
+  }
+
+  /** exec: a program was started. */
+  childSpawned(): void {
+    this.childrenSpawned.inc();
+    this.childrenLive.inc();
+  }
+
+  /** exec: a program is over. */
+  childExited(): void {
+    this.childrenLive.dec();
+  }
+
+  /** broadcast: the room now holds `n` clients. */
+  broadcastClientCount(n: number): void {
+    this.broadcastClients.set(n);
+  }
+
+  /** broadcast: `n` lines (or chunks) were dropped for a slow reader. */
+  broadcastDropped(n = 1): void {
+    this.droppedLines.inc(n);
+  }
+
+  /** proxy modes (SOCKS, HTTP CONNECT): one request handled, with its outcome. */
+  proxyRequest(outcome: string): void {
+    this.proxyRequests.inc({ outcome });
+  }
+
+  /** tunnel modes: tunnel `name` came up (true) or went down (false). */
+  tunnelUp(name: string, up: boolean): void {
+    if (up) this.tunnelsLive.inc({ tunnel: name });
+    else this.tunnelsLive.dec({ tunnel: name });
+  }
+
+  /** tunnel modes: `n` bytes carried by tunnel `name` (in: towards this side, out: away from it). */
+  tunnelBytes(name: string, direction: 'in' | 'out', n: number): void {
+    this.tunnelBytesTotal.inc({ tunnel: name, direction }, n);
+  }
+
+  /** The Prometheus text exposition. */
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}
+
+/** What the metrics endpoint serves: one process's metrics, or the sum over forward's workers. */
+export interface MetricsSource {
+  text(): Promise<string>;
+  readonly contentType: string;
+}
+
+/**
+ * `forward --workers N`, in the primary: the workers' metrics added up (counters and gauges
+ * summed by prom-client's cluster aggregation), asked of each worker over the cluster channel.
+ */
+export function clusterMetricsSource(): MetricsSource {
+  const aggregator = new AggregatorRegistry();
+  return { text: () => aggregator.clusterMetrics(), contentType: aggregator.contentType };
+}
+
+/** `forward --workers N`, in a worker: answer the primary's requests with this process's metrics. */
+export function offerToPrimary(metrics: Metrics): void {
+  new AggregatorRegistry(); // installs the worker's side of the exchange
+  AggregatorRegistry.setRegistries([metrics.registry]);
+}
+
+/** The upstream failure cause of a connect error (Node error codes, sockcat's TLS wording). */
+export function upstreamFailureCause(err: Error & { code?: string }): UpstreamFailureCause {
+  switch (err.code) {
+    case 'ECONNREFUSED':
+      return 'refused';
+    case 'ETIMEDOUT':
+      return 'timeout';
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+    case 'EAI_FAIL':
+    case 'EAI_NONAME':
+      return 'dns';
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+    case 'EHOSTDOWN':
+    case 'ENETDOWN':
+    case 'EADDRNOTAVAIL':
+      return 'unreachable';
+    case 'ECONNRESET':
+    case 'EPIPE':
+      return 'reset';
+  }
+  if (err.code?.startsWith('ERR_TLS') || err.code?.startsWith('ERR_SSL') || /certificate|handshake|TLS/i.test(err.message)) return 'tls';
+  return 'other';
+}
+
+/** --metrics as given: "9100", "127.0.0.1:9100", "[::1]:9100", "0.0.0.0:9100". Loopback unless told. */
+export function parseMetricsAddress(text: string): TcpAddress {
+  let addr;
+  try {
+    addr = parseAddress(text, 'listen');
+  } catch (err) {
+    throw new UsageError(`--metrics: ${(err as Error).message}`);
+  }
+  if (addr.scheme !== 'tcp') throw new UsageError(`--metrics takes a TCP address (e.g. 9100 or 127.0.0.1:9100), not ${text}`);
+  return addr;
+}
+
+/** The HTTP endpoint: GET /metrics, nothing else. */
+export interface MetricsServer {
+  /** "127.0.0.1:9100" (the real port when 0 was asked). */
+  label: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+/**
+ * Serves `metrics` on http://ADDR/metrics until closed. Rejects (exit 1) when the address
+ * cannot be bound. Connections to it are neither logged nor counted as clients.
+ */
+export async function serveMetrics(metrics: MetricsSource, address: TcpAddress, logger: Logger): Promise<MetricsServer> {
+  const server = http.createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD' }).end();
+      return;
+    }
+    if (path !== '/metrics') {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('sockcat serves its metrics on /metrics\n');
+      return;
+    }
+    metrics.text().then(
+      (body) => res.writeHead(200, { 'content-type': metrics.contentType }).end(req.method === 'HEAD' ? undefined : body),
+      (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${err.message}\n`),
+    );
+  });
+  // A scraper that keeps its connection open must not hold up the stop.
+  server.keepAliveTimeout = 5_000;
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 10_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err) => {
+      const where = formatHostPort(address.host, address.port);
+      reject(netError(err, { action: 'listen', address: where, host: address.host, port: address.port }));
+    });
+    server.listen({ host: address.host, port: address.port }, () => resolve());
+  });
+  server.on('error', (err) => logger.error('metrics', `metrics endpoint: ${err.message}`));
+  const bound = server.address() as { port: number };
+  const label = formatHostPort(address.host, bound.port);
+  logger.event('metrics', `metrics on http://${label}/metrics`, { address: label });
+  if (isWildcardHost(address.host)) logger.warn('exposed', `metrics on ${label} are reachable from the network, not only from this machine`, { address: label });
+  return {
+    label,
+    port: bound.port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}

@@ -11,7 +11,8 @@
  */
 import http from 'node:http';
 import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { formatHostPort, isWildcardHost, type TcpAddress } from './endpoints/address';
+import { formatHostPort, isWildcardHost } from './endpoints/address';
+import type { TcpAddress } from './endpoints/index';
 import { parseAddress } from './endpoints/index';
 import { UsageError, netError } from './errors';
 import type { Logger } from './log';

@@ -4,7 +4,7 @@
  * logs each event once, and on stop closes the listener and drains live connections.
  */
 import { formatAddress, listenAddress } from './endpoints/index';
-import { isWildcardHost, type Address } from './endpoints/address';
+import { isWildcardHost, type Address } from './endpoints/index';
 import type { Connection, Listener } from './endpoints/types';
 import { formatDuration, type Logger, type LogFields } from './log';
 import { createAccessControl, type AccessControl, type AccessOptions } from './access';
@@ -12,7 +12,7 @@ import { UsageError } from './errors';
 import { ProxyAcceptor, type AcceptProxyOptions } from './accept-proxy';
 import { Metrics, serveMetrics, type MetricsServer } from './metrics';
 import { AllowLinks, type AllowLinkOptions } from './allow-link';
-import type { TcpAddress } from './endpoints/address';
+import type { TcpAddress } from './endpoints/index';
 
 /** What a connection handler reports when its connection is over, for the "closed" log line. */
 export interface ConnectionSummary {
@@ -141,7 +141,7 @@ export interface ServeOptions {
   onListening?: (listener: Listener) => void;
   /** Stop after this many connections have been accepted and served (listen without -k uses 1). */
   maxAccepts?: number;
-  /** Listen with SO_REUSEPORT (see ListenOptions.reusePort). */
+  /** Listen with SO_REUSEPORT (see BindOptions.reusePort). */
   reusePort?: boolean;
 }
 
@@ -170,10 +170,13 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
     await opts.allowLinks?.close();
     opts.access?.close();
     for (const c of preStepping) c.stream.destroy();
+    for (const abort of handshaking.values()) abort.abort();
   };
 
   /** Connections whose PROXY header is still being read (closed on stop). */
   const preStepping = new Set<Connection>();
+  /** Connections in their overlay's handshake (TLS), aborted on stop. */
+  const handshaking = new Map<Connection, AbortController>();
 
   function onConnection(conn: Connection) {
     if (stopping) {
@@ -226,12 +229,39 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
         return;
       }
     }
-    if (live.size >= maxConns) {
+    if (live.size + handshaking.size >= maxConns) {
       logger.event('limit', `refused ${who}: ${maxConns} connections already open (--max-conns)`, { ...baseFields, reason: 'limit', max_conns: maxConns });
       metrics?.connectionRefused('limit');
       conn.stream.destroy();
       return;
     }
+    const overlay = listener?.overlay;
+    if (!overlay) return start(conn, baseFields, via);
+    // The overlay (TLS handshake) runs only now, after access control and the limit, and counts
+    // against --max-conns while it runs.
+    conn.stream.on('error', () => {});
+    const abort = new AbortController();
+    handshaking.set(conn, abort);
+    overlay.accept(conn, abort.signal).then(
+      (secured) => {
+        handshaking.delete(conn);
+        // Stopped meanwhile, or (listen without -k) another client got through first.
+        if (stopping || (opts.maxAccepts !== undefined && accepted >= opts.maxAccepts)) return void secured.stream.destroy();
+        start(secured, baseFields, via);
+      },
+      (err: Error & { code?: string }) => {
+        handshaking.delete(conn);
+        logger.event('handshake', err.message, { ...baseFields, reason: 'handshake', code: err.code });
+        metrics?.connectionRefused('handshake');
+        conn.stream.destroy();
+        wakeWhenServed?.();
+      },
+    );
+  }
+
+  /** An admitted connection: its id, the "open" event, and the mode's handler. */
+  function start(conn: Connection, baseFields: LogFields, via?: string) {
+    const who = conn.remote.label;
     const id = nextId++;
     accepted++;
     if (opts.maxAccepts !== undefined && accepted >= opts.maxAccepts) void stopAccepting();
@@ -270,14 +300,15 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
     live.set(id, { abort, done });
   }
 
-  if (opts.proxy && opts.address.scheme !== 'tcp') {
-    // The header comes before any TLS byte; reading it under a TLS server would need TLS to wait.
-    throw new UsageError(`--accept-proxy-protocol works on plain TCP listeners for now, not ${opts.address.scheme}: ones (let the balancer terminate TLS, or use TCP)`);
+  if (opts.proxy && opts.address.scheme !== 'tcp' && opts.address.scheme !== 'tls') {
+    // The header is read from a TCP connection (under TLS: before the handshake, which the runtime defers).
+    throw new UsageError(`--accept-proxy-protocol works on TCP and TLS listeners, not ${opts.address.scheme}: ones`);
   }
   // Nobody is accepted before the allow file has been read (a bad one stops us here, exit 2).
   await opts.access?.ready;
   listener = await listenAddress(opts.address, {
     onConnection,
+    deferOverlay: true,
     onAcceptError: (err) => logger.error('accept-error', `${formatAddress(opts.address)}: accept failed: ${err.message}`),
     log: logger,
     reusePort: opts.reusePort,

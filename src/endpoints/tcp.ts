@@ -5,9 +5,13 @@
  */
 import net from 'node:net';
 import { netError, NetError, type ErrorContext } from '../errors';
-import { formatHostPort, parseHostPort, type TcpAddress, type HostPort } from './address';
+import { formatHostPort, parseHostPort, type HostPort, type HostPortAddress } from './address';
 import { registerTransport } from './registry';
-import type { Connection, ConnectOptions, Listener, ListenOptions, Peer, Transport } from './types';
+import type { Connection, DialOptions, Listener, BindOptions, Peer, Transport } from './types';
+
+export interface TcpAddress extends HostPortAddress {
+  scheme: 'tcp';
+}
 
 /** The peer of a socket, as logs show it. */
 export function socketPeer(socket: net.Socket, side: 'remote' | 'local'): Peer {
@@ -24,7 +28,7 @@ export function socketPeer(socket: net.Socket, side: 'remote' | 'local'): Peer {
  * Connects a TCP socket and resolves once it is established.
  * Rejects with a NetError worded for the user (refused, unreachable, name not found, timed out).
  */
-export function connectTcpSocket(addr: HostPort, opts: ConnectOptions = {}): Promise<net.Socket> {
+export function connectTcpSocket(addr: HostPort, opts: DialOptions = {}): Promise<net.Socket> {
   const label = formatHostPort(addr.host, addr.port);
   return connectNetSocket({ host: addr.host, port: addr.port, noDelay: true }, { action: 'connect', address: label, host: addr.host, port: addr.port }, opts);
 }
@@ -33,7 +37,7 @@ export function connectTcpSocket(addr: HostPort, opts: ConnectOptions = {}): Pro
  * Connects any stream socket (TCP or unix) with allowHalfOpen, honouring the timeout and the
  * abort signal; `ctx` names the address in errors.
  */
-export function connectNetSocket(target: net.NetConnectOpts, ctx: ErrorContext, opts: ConnectOptions = {}): Promise<net.Socket> {
+export function connectNetSocket(target: net.NetConnectOpts, ctx: ErrorContext, opts: DialOptions = {}): Promise<net.Socket> {
   const label = ctx.address;
   return new Promise((resolve, reject) => {
     const socket = net.connect({ ...target, allowHalfOpen: true });
@@ -74,19 +78,19 @@ export function socketConnection(socket: net.Socket): Connection {
  * Starts a net.Server-like server listening on host:port and resolves once it is bound.
  * Shared by TCP and TLS (which passes its own server).
  */
-export function bindServer<S extends net.Server>(server: S, addr: HostPort, label: string, opts: ListenOptions): Promise<S> {
+export function bindServer<S extends net.Server>(server: S, addr: HostPort, label: string, opts: BindOptions): Promise<S> {
   const where: net.ListenOptions = { host: addr.host, port: addr.port, ipv6Only: false };
   return bindNetServer(server, where, { action: 'listen', address: label, host: addr.host, port: addr.port }, opts);
 }
 
-/** Binds any net.Server (TCP, TLS, unix path); rejects with a NetError naming `ctx.address`. */
 /** Whether this Node passes net.Server's `reusePort` on (SO_REUSEPORT; Node 22.12 and 23.1). */
 export const REUSE_PORT_SUPPORTED = (() => {
   const [major, minor] = process.versions.node.split('.').map(Number);
   return major > 23 || (major === 23 && minor >= 1) || (major === 22 && minor >= 12);
 })();
 
-export function bindNetServer<S extends net.Server>(server: S, where: net.ListenOptions, ctx: ErrorContext, opts: ListenOptions): Promise<S> {
+/** Binds any net.Server (TCP, TLS, unix path); rejects with a NetError naming `ctx.address`. */
+export function bindNetServer<S extends net.Server>(server: S, where: net.ListenOptions, ctx: ErrorContext, opts: BindOptions): Promise<S> {
   return new Promise((resolve, reject) => {
     const onError = (err: Error) => {
       server.close();
@@ -98,7 +102,7 @@ export function bindNetServer<S extends net.Server>(server: S, where: net.Listen
     // reusePort: in a cluster worker, `exclusive` makes it bind its own socket instead of asking
     // the primary for the shared one.
     const reuse = opts.reusePort && REUSE_PORT_SUPPORTED ? { reusePort: true, exclusive: true } : {};
-    server.listen({ ...where, ...reuse, backlog: opts.backlog ?? 4096 }, () => {
+    server.listen({ ...where, ...reuse, backlog: 4096 }, () => {
       server.off('error', onError);
       // After binding, errors come from accept(): report them and keep listening.
       server.on('error', (err) => opts.onAcceptError?.(err));
@@ -144,3 +148,9 @@ export const tcpTransport: Transport<TcpAddress> = {
 };
 
 registerTransport(tcpTransport);
+
+declare module './types' {
+  interface AddressMap {
+    tcp: TcpAddress;
+  }
+}

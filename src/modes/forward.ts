@@ -8,17 +8,16 @@
  * chunk unless -x asks for a hex dump, sockets are joined directly (no extra stream layers),
  * and TCP_NODELAY is set on both sides by the TCP transport.
  */
-import { formatAddress, type Address, type Connection } from '../endpoints/index';
-import { connectThrough, type Hop } from '../proxy/hops';
+import { connectAddress, formatAddress, type Address, type Connection } from '../endpoints/index';
 import { hexDumper } from '../hexdump';
-import { Logger, type LogOptions } from '../log';
+import { createLogger, Logger, type LogOptions } from '../log';
 import { relay, resetStream, DEFAULT_CLOSE_WAIT_MS, type RelayResult, type Side } from '../relay';
-import { serve, refuseForDatagrams, listenerParts, DEFAULT_MAX_CONNS, type ConnectionContext, type ConnectionSummary, type ListenerModeOptions } from '../server';
+import { serve, refuseForDatagrams, listenerParts, DEFAULT_MAX_CONNS, type ConnectionContext, type ConnectionSummary, type ListenerModeOptions } from '../runtime/listener';
 import { offerToPrimary, upstreamFailureCause, type Metrics } from '../metrics';
 import { encodeProxyHeader, type ProxyVersion } from '../proxy-protocol';
-import { ensureFdLimit } from '../fdlimit';
+import { ensureFdLimit } from '../runtime/fdlimit';
 import { runUdpForward } from './udp-forward';
-import { isForwardWorker, runWorkerPrimary, workerSetup, WorkerLogger } from './forward-workers';
+import { isForwardWorker, runWorkerPrimary, workerSetup, workerLogOptions } from '../runtime/workers';
 import { UsageError } from '../errors';
 import type { ModeIO } from '../io';
 
@@ -34,8 +33,6 @@ export interface ForwardOptions extends ListenerModeOptions, LogOptions {
   listen: Address;
   /** Where each client's upstream connection goes. */
   target: Address;
-  /** --via: proxy hops each upstream connection goes through, first hop first. */
-  via?: Hop[];
   /** Give up connecting upstream after this many ms (default 10 s). */
   connectTimeoutMs?: number;
   /** After one side's EOF, ms the other direction may take (default 2 s). */
@@ -57,7 +54,6 @@ export interface ForwardOptions extends ListenerModeOptions, LogOptions {
 export async function runForward(opts: ForwardOptions, io: ModeIO): Promise<number> {
   if (opts.listen.scheme === 'udp' || opts.target.scheme === 'udp') {
     if (opts.proxyProtocol) throw new UsageError('--proxy-protocol applies to TCP streams, not to UDP');
-    if (opts.via?.length) throw new UsageError('--via carries TCP streams, not UDP');
     refuseForDatagrams(opts);
     // Datagrams of one client could land in any worker, each with its own upstream socket.
     if ((opts.workers ?? 1) > 1) throw new UsageError('--workers applies to TCP forwards, not to UDP');
@@ -77,7 +73,7 @@ export async function runForward(opts: ForwardOptions, io: ModeIO): Promise<numb
   if (workers > 1) {
     // A worker of `--workers N`: the primary already fitted its share of --max-conns to the open-file limit.
     const worker = workerSetup(io.signal);
-    logger = new WorkerLogger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat }, worker.quiet);
+    logger = createLogger(opts, io.stderr, workerLogOptions(worker.quiet));
     signal = worker.signal;
     maxConns = worker.maxConns;
     listen = worker.listen(listen);
@@ -144,7 +140,7 @@ class Forwarder {
   async handle(client: Connection, ctx: ConnectionContext): Promise<ConnectionSummary> {
     let upstream: Connection;
     try {
-      upstream = await connectThrough(this.opts.target, this.opts.via, {
+      upstream = await connectAddress(this.opts.target, {
         timeoutMs: this.opts.connectTimeoutMs ?? DEFAULT_FORWARD_CONNECT_TIMEOUT_MS,
         signal: ctx.signal,
       });

@@ -186,7 +186,7 @@ export function relay(a: Duplex, b: Duplex, opts: RelayOptions = {}): Promise<Re
       // signal) must not look complete to the peer: a FIN would say "that was all". A TCP peer
       // whose stream we had not finished writing to gets a reset instead.
       if (reason === 'error' && errorSide) resetStream(streams[other(errorSide)]);
-      if (reason === 'aborted') for (const side of ['a', 'b'] as const) if (!writeDone[side]) resetStream(streams[side]);
+      if (reason === 'aborted') for (const side of ['a', 'b'] as const) if (!writeDone[side] || !readEnded[side]) resetStream(streams[side]);
       if (reason !== 'eof') for (const side of ['a', 'b'] as const) if (opts.resetOnFailure?.[side]) resetStream(streams[side]);
       for (const s of [a, b]) {
         // Late errors (e.g. a write racing the destroy) must not crash the process.

@@ -129,6 +129,23 @@ describe('--trace', () => {
     golden('unix-listen-echo', normalizeTrace(server.stderr(), [dir]));
   });
 
+  it('udp: connect -u and listen -u (bind, datagrams, no handshake)', async () => {
+    const server = start(['listen', '-u', '--trace', '-v', '127.0.0.1:0']);
+    const port = await server.listeningPort();
+    const c = start(['connect', '-u', '--trace', '--quit-after', '0.5', `127.0.0.1:${port}`]);
+    await c.waitForStderr(/peer fixed/);
+    c.child.stdin!.write('ping\n');
+    await waitFor(() => server.stdout().toString() === 'ping\n', 20_000, 'the datagram');
+    server.child.stdin!.write('pong\n');
+    await waitFor(() => c.stdout().toString() === 'pong\n', 20_000, 'the reply');
+    c.child.stdin!.end();
+    const r = await c.exited;
+    server.kill('SIGTERM');
+    await server.exited;
+    golden('udp-connect', normalizeTrace(r.stderr));
+    golden('udp-listen', normalizeTrace(server.stderr()));
+  });
+
   it('--log-format json: one object per step, with the ss state', async () => {
     const server = start(['listen', '--echo', '-v', '127.0.0.1:0']);
     const port = await server.listeningPort();

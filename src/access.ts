@@ -7,13 +7,13 @@
  *
  * Rules live in a prefix table (one hash set per prefix length), so checking a client costs the
  * same with 3 rules or 500,000: one lookup per prefix length in use, never a scan. The allow file
- * is read asynchronously, never blocking traffic, and only when it is a regular file: a FIFO or
- * a device would hang the read (and start-up with it).
+ * is read and watched by src/watched-file.ts (asynchronously, never blocking traffic, and only
+ * when it is a regular file: a FIFO or a device would hang the read and start-up with it).
  */
-import fs from 'node:fs';
 import ipaddr from 'ipaddr.js';
 import { UsageError } from './errors';
 import type { Logger } from './log';
+import { WatchedFile } from './watched-file';
 
 type IP = ipaddr.IPv4 | ipaddr.IPv6;
 
@@ -157,34 +157,6 @@ export class PrefixTable {
 }
 
 /**
- * Reads the allow file without ever blocking: opened non-blocking (a FIFO opens at once instead
- * of waiting for a writer), then refused unless it is a regular file of sane size. Errors are
- * worded for the user ("… is a directory, not a file").
- */
-export async function readAllowFile(path: string): Promise<string> {
-  let fh: fs.promises.FileHandle;
-  try {
-    fh = await fs.promises.open(path, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why =
-      code === 'ENOENT' ? 'no such file' : code === 'EACCES' || code === 'EPERM' ? 'permission denied (sockcat cannot read it)' : code === 'ELOOP' ? 'too many symbolic links' : (err as Error).message;
-    throw new Error(`${path}: ${why}`);
-  }
-  try {
-    const st = await fh.stat();
-    if (!st.isFile()) {
-      const kind = st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a named pipe (FIFO)' : st.isSocket() ? 'a socket' : 'a device';
-      throw new Error(`${path} is ${kind}, not a regular file (it is re-read whenever it changes, so it must be a file)`);
-    }
-    if (st.size > MAX_ALLOW_FILE_BYTES) throw new Error(`${path} is ${st.size} bytes, more than the ${MAX_ALLOW_FILE_BYTES >> 20} MiB an allow file may hold`);
-    return await fh.readFile('utf8');
-  } finally {
-    await fh.close();
-  }
-}
-
-/**
  * Parses an allow file's text into a prefix table, yielding to the event loop every few thousand
  * lines. Blank lines and # comments are skipped; bad lines are collected (the first few in words).
  */
@@ -230,17 +202,11 @@ export type AccessVerdict = { ok: true } | { ok: false; reason: string };
 export class AccessControl {
   private readonly allow = new PrefixTable();
   private readonly deny = new PrefixTable();
-  /** Rules from the allow file; empty (nobody allowed) until it has been read. */
-  private fileRules = new PrefixTable();
   /** Addresses let in at run time by allow links (src/allow-link.ts); they are in the file too, read later. */
   private granted = new PrefixTable();
   private readonly allowFile?: string;
-  private readonly onReload?: AccessOptions['onReload'];
-  private watching = false;
-  private pollTimer: NodeJS.Timeout | undefined;
-  private polling = false;
-  /** The allow file's identity, size and mtime when last read, to tell a change. */
-  private seen: string | undefined;
+  /** Rules from the allow file; empty (nobody allowed) until it has been read. */
+  private readonly file: WatchedFile<PrefixTable> | undefined;
   /**
    * Settles once the allow file has been read the first time; rejects with a UsageError when it
    * cannot be (serve() awaits it before listening). Resolved at once without an allow file.
@@ -251,32 +217,23 @@ export class AccessControl {
     for (const r of opts.allow ?? []) this.allow.add(parseRule(r, '--allow'));
     for (const r of opts.deny ?? []) this.deny.add(parseRule(r, '--deny'));
     this.allowFile = opts.allowFile;
-    this.onReload = opts.onReload;
     if (this.allowFile === '') throw new UsageError('--allow-file needs a file name (an empty name would let everyone in)');
-    this.ready = this.allowFile === undefined ? Promise.resolve() : this.firstLoad(this.allowFile, opts.pollMs ?? 250);
-    // Whoever awaits `ready` sees the failure; nobody awaiting it must not crash the process.
-    this.ready.catch(() => {});
-  }
-
-  private async firstLoad(file: string, pollMs: number): Promise<void> {
-    // Stat before reading: a change made during or right after the read differs from it. (fs.watchFile
-    // takes its own baseline later, asynchronously, and so missed a change made in between.)
-    try {
-      this.seen = signatureOf(await fs.promises.stat(file));
-    } catch {
-      throw new UsageError(`--allow-file: ${file}: no such file`);
-    }
-    let loaded;
-    try {
-      loaded = await parseRuleFile(await readAllowFile(file), file);
-    } catch (err) {
-      throw new UsageError(`--allow-file: ${(err as Error).message}`);
-    }
-    this.fileRules = loaded.table;
-    this.onReload?.({ count: loaded.table.size, problems: loaded.problems, first: true });
-    this.pollTimer = setInterval(this.poll, pollMs);
-    this.pollTimer.unref();
-    this.watching = true;
+    this.file =
+      this.allowFile === undefined
+        ? undefined
+        : new WatchedFile(this.allowFile, {
+            flag: '--allow-file',
+            initial: new PrefixTable(),
+            maxBytes: MAX_ALLOW_FILE_BYTES,
+            pollMs: opts.pollMs,
+            parse: async (text, path) => {
+              const { table, problems } = await parseRuleFile(text, path);
+              return { value: table, count: table.size, problems };
+            },
+            // A failed re-read keeps the previous list: say how many entries that is.
+            onReload: (info) => opts.onReload?.(info.error ? { ...info, count: this.file!.current.size } : info),
+          });
+    this.ready = this.file?.ready ?? Promise.resolve();
   }
 
   /** True when any rule is configured (so unix-socket peers, which have no IP, can be told apart). */
@@ -287,36 +244,6 @@ export class AccessControl {
   /** True when clients must be on an allow list (so a unix-socket peer, which has no IP, cannot qualify). */
   get hasAllowRules(): boolean {
     return this.allow.size > 0 || this.allowFile !== undefined;
-  }
-
-  /** Looks at the allow file; reloads it when it is not what was last read. */
-  private readonly poll = () => {
-    if (this.polling || !this.allowFile) return;
-    this.polling = true;
-    fs.stat(this.allowFile, (err, st) => {
-      if (!this.watching) return;
-      const now = err ? `missing: ${err.code}` : signatureOf(st);
-      if (now === this.seen) {
-        this.polling = false;
-        return;
-      }
-      this.seen = now;
-      // One reload at a time: polling resumes once this one is done.
-      void this.reload().finally(() => (this.polling = false));
-    });
-  };
-
-  private async reload(): Promise<void> {
-    if (!this.allowFile) return;
-    try {
-      const { table, problems } = await parseRuleFile(await readAllowFile(this.allowFile), this.allowFile);
-      if (!this.watching) return;
-      this.fileRules = table;
-      this.onReload?.({ count: table.size, problems });
-    } catch (err) {
-      // Keep the last good list: a file being rewritten must not open or close the door by accident.
-      this.onReload?.({ count: this.fileRules.size, problems: [], error: (err as Error).message });
-    }
   }
 
   /**
@@ -341,20 +268,14 @@ export class AccessControl {
     const denied = this.deny.find(ip);
     if (denied !== undefined) return { ok: false, reason: `denied by --deny ${denied}` };
     if (!this.hasAllowRules) return { ok: true };
-    if (this.allow.find(ip) !== undefined || this.fileRules.find(ip) !== undefined || this.granted.find(ip) !== undefined) return { ok: true };
+    if (this.allow.find(ip) !== undefined || this.file?.current.find(ip) !== undefined || this.granted.find(ip) !== undefined) return { ok: true };
     return { ok: false, reason: 'not in the allow list' };
   }
 
   /** Stops watching the allow file. */
   close(): void {
-    if (this.pollTimer) clearInterval(this.pollTimer);
-    this.watching = false;
+    this.file?.close();
   }
-}
-
-/** "inode:size:mtime": changes when the file is rewritten or replaced. */
-function signatureOf(st: fs.Stats): string {
-  return `${st.ino}:${st.size}:${st.mtimeMs}:${st.mode}`;
 }
 
 /**

@@ -21,10 +21,10 @@ import net from 'node:net';
 import path from 'node:path';
 import { AccessControl, parseRule } from './access';
 import { ProxyAcceptor } from './accept-proxy';
-import { formatHostPort, isWildcardHost, type TcpAddress } from './endpoints/address';
-import { parseAddress } from './endpoints/index';
+import { formatHostPort, isWildcardHost } from './endpoints/address';
+import { listenAddress, parseAddress, type Connection, type Listener, type TcpAddress, type TlsAddress } from './endpoints/index';
 import { socketPeer } from './endpoints/tcp';
-import { NetError, UsageError, netError } from './errors';
+import { NetError, UsageError } from './errors';
 import { formatDuration, type Logger } from './log';
 
 /** Default --allow-link-ttl: long enough for an evening, short enough that a phone's address does not stay open for days. */
@@ -38,14 +38,16 @@ const FREE_FAILURES = 5;
 const FAILURE_WINDOW_MS = 10 * 60_000;
 /** The longest a guessing source waits for an answer. */
 const MAX_SLOWDOWN_MS = 10_000;
+/** Answers held back at once for one slowed-down source; more get 429 at once. */
+const MAX_HELD_PER_SOURCE = 4;
 /** Sources remembered for the slowdown at most (oldest forgotten first): memory stays bounded. */
 const MAX_TRACKED_SOURCES = 10_000;
 /** How often grants are checked for expiry and the link file for changes. */
 const SWEEP_MS = 500;
 
 export interface AllowLinkOptions {
-  /** Where the HTTP endpoint listens (loopback unless told). */
-  address: TcpAddress;
+  /** Where the HTTP endpoint listens (loopback unless told); tls: serves HTTPS with --cert/--key. */
+  address: TcpAddress | TlsAddress;
   /** The link file: `ID LABEL [TTL]` a line. */
   linkFile: string;
   /** How long a grant lasts when its link names no TTL (ms). */
@@ -266,7 +268,9 @@ export class AllowLinks {
   private links = new Map<string, AllowLink>();
   private linkFileSeen = '';
   private readonly guessers = new Guessers();
-  private server?: net.Server;
+  /** Answers being held back, per slowed-down source. */
+  private readonly held = new Map<string, number>();
+  private listener?: Listener;
   private http?: http.Server;
   private sweepTimer?: NodeJS.Timeout;
   private readonly realPeer = new WeakMap<net.Socket, string>();
@@ -352,31 +356,37 @@ export class AllowLinks {
     h.requestTimeout = 15_000;
     h.keepAliveTimeout = 5_000;
     this.http = h;
-    const server = net.createServer((socket) => this.onSocket(socket));
-    this.server = server;
     const addr = this.opts.address;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', (err) => reject(netError(err, { action: 'listen', address: formatHostPort(addr.host, addr.port), host: addr.host, port: addr.port })));
-      server.listen({ host: addr.host, port: addr.port }, () => resolve());
+    if (addr.scheme === 'tls' && this.opts.proxy) {
+      // The PROXY header comes before the TLS handshake, and the TLS listener handshakes first.
+      throw new UsageError('--allow-link over TLS cannot read a PROXY header yet: give the link endpoint a plain address (tcp:) behind the balancer');
+    }
+    // The transport layer's own listener: TCP, or TLS with --cert/--key (or an ephemeral certificate).
+    this.listener = await listenAddress(addr, {
+      onConnection: (conn) => this.onConnection(conn),
+      onAcceptError: (err) => this.logger.error('allow-link', `allow-link endpoint: accept failed: ${err.message}`),
+      log: this.logger,
     });
-    server.on('error', (err) => this.logger.error('allow-link', `allow-link endpoint: ${err.message}`));
-    this.port = (server.address() as net.AddressInfo).port;
-    this.label = formatHostPort(addr.host, this.port);
-    this.logger.event('allow-link', `allow links on http://${this.label}/LINKID (${this.links.size} link(s) in ${this.opts.linkFile})`, { address: this.label });
+    const bound = this.listener.address as TcpAddress | TlsAddress;
+    this.port = bound.port;
+    this.label = formatHostPort(bound.host, bound.port);
+    const scheme = addr.scheme === 'tls' ? 'https' : 'http';
+    this.logger.event('allow-link', `allow links on ${scheme}://${this.label}/LINKID (${this.links.size} link(s) in ${this.opts.linkFile})`, { address: this.label });
     if (isWildcardHost(addr.host)) this.logger.warn('exposed', `allow links on ${this.label} are reachable from the network, not only from this machine`, { address: this.label });
     this.sweepTimer = setInterval(this.sweep, SWEEP_MS);
     this.sweepTimer.unref();
   }
 
-  /** A raw connection: its PROXY header first when asked, then HTTP. */
-  private onSocket(socket: net.Socket): void {
+  /** A connection (TLS already done): its PROXY header first when asked, then HTTP. */
+  private onConnection(conn: Connection): void {
+    const socket = conn.stream as net.Socket;
     socket.on('error', () => {});
+    this.realPeer.set(socket, conn.remote.address);
     const proxy = this.opts.proxy;
     if (!proxy) {
       this.http!.emit('connection', socket);
       return;
     }
-    const conn = { stream: socket, remote: socketPeer(socket, 'remote'), local: socketPeer(socket, 'local') };
     void proxy.run(conn).then((r) => {
       if (!r.ok) {
         this.logger.event(r.reason, `allow link: refused ${conn.remote.label}: ${r.text}`, { client: conn.remote.label, reason: r.reason });
@@ -391,7 +401,7 @@ export class AllowLinks {
   /** The visitor's real address: PROXY header, else a trusted proxy's X-Forwarded-For, else the socket's. */
   private visitor(req: http.IncomingMessage): string {
     const socket = req.socket;
-    const direct = this.realPeer.get(socket) ?? socketPeer(socket, 'remote').address;
+    const direct = this.realPeer.get(socket as net.Socket) ?? socketPeer(socket, 'remote').address;
     const xff = req.headers['x-forwarded-for'];
     if (!this.trusted || xff === undefined || !this.trusted.check(direct).ok) return direct;
     // Right to left: each hop was added by the proxy in front of it; the first one that is not a
@@ -408,7 +418,18 @@ export class AllowLinks {
   private async onRequest(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const who = this.visitor(req);
     const delay = this.guessers.delayFor(who);
-    if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+    if (delay > 0) {
+      // A guesser opening many connections at once must not hold as many timers and sockets.
+      if ((this.held.get(who) ?? 0) >= MAX_HELD_PER_SOURCE) {
+        res.writeHead(429, { 'retry-after': String(Math.ceil(delay / 1000)), connection: 'close' }).end();
+        return;
+      }
+      this.held.set(who, (this.held.get(who) ?? 0) + 1);
+      await new Promise((r) => setTimeout(r, delay));
+      const n = (this.held.get(who) ?? 1) - 1;
+      if (n > 0) this.held.set(who, n);
+      else this.held.delete(who);
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET' }).end();
       return;
@@ -453,7 +474,7 @@ export class AllowLinks {
   async close(): Promise<void> {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.http?.closeAllConnections();
-    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    await this.listener?.close();
   }
 }
 
@@ -468,15 +489,15 @@ function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
-/** --allow-link as given: "8088", "0.0.0.0:8088", "[::]:8088". */
-export function parseAllowLinkAddress(text: string): TcpAddress {
+/** --allow-link as given: "8088", "0.0.0.0:8088", "[::]:8088", "tls:0.0.0.0:8443". */
+export function parseAllowLinkAddress(text: string): TcpAddress | TlsAddress {
   let addr;
   try {
     addr = parseAddress(text, 'listen');
   } catch (err) {
     throw new UsageError(`--allow-link: ${(err as Error).message}`);
   }
-  if (addr.scheme !== 'tcp') throw new UsageError(`--allow-link takes a TCP address (e.g. 8088 or 0.0.0.0:8088), not ${text}`);
+  if (addr.scheme !== 'tcp' && addr.scheme !== 'tls') throw new UsageError(`--allow-link takes a TCP or TLS address (e.g. 8088, 0.0.0.0:8088 or tls:0.0.0.0:8443), not ${text}`);
   return addr;
 }
 

@@ -2,11 +2,29 @@
  * Errors that reach the user. Every failure becomes one plain line on stderr and an exit code:
  * 0 ok, 1 network or runtime failure, 2 usage error. Nothing here prints a stack trace.
  */
-import { describeTlsError } from './endpoints/tls-errors';
+
+/** Which end we are: a client names the server it reached; a server names the client that came in. */
+export type ErrorSide = 'client' | 'server';
+
+/** Wordings transports add for their own errors (TLS alerts…), tried before the generic one. */
+const transportWordings: Array<(err: unknown, where: string, side: ErrorSide) => string | undefined> = [];
+
+/** Called by the transport registry for each transport that words its own errors. */
+export function addErrorWording(words: (err: unknown, where: string, side: ErrorSide) => string | undefined): void {
+  transportWordings.push(words);
+}
+
+/** A transport's words for the error, if one claims it. */
+export function describeTransportError(err: unknown, where: string, side: ErrorSide = 'client'): string | undefined {
+  for (const words of transportWordings) {
+    const text = words(err, where, side);
+    if (text) return text;
+  }
+  return undefined;
+}
 
 /** A mistake in how sockcat was called: bad flag, malformed address, impossible combination. Exit 2. */
 export class UsageError extends Error {
-  readonly exitCode = 2;
   constructor(message: string) {
     super(message);
     this.name = 'UsageError';
@@ -15,7 +33,6 @@ export class UsageError extends Error {
 
 /** A network or runtime failure that is already worded for the user. Exit 1. */
 export class NetError extends Error {
-  readonly exitCode = 1;
   readonly code?: string;
   constructor(message: string, code?: string) {
     super(message);
@@ -87,8 +104,8 @@ export function describeError(err: unknown, ctx: ErrorContext): string {
     case 'ENFILE':
       return `${where}: too many open files (raise the limit with ulimit -n)`;
     default: {
-      const tls = describeTlsError(err, where);
-      if (tls) return tls;
+      const words = describeTransportError(err, where);
+      if (words) return words;
       const msg = e?.message ?? String(err);
       return `${where}: ${msg}`;
     }

@@ -10,8 +10,9 @@
  * and never takes a --max-conns slot.
  */
 import http from 'node:http';
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { formatHostPort, isWildcardHost, type TcpAddress } from './endpoints/address';
+import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { formatHostPort, isWildcardHost } from './endpoints/address';
+import type { TcpAddress } from './endpoints/index';
 import { parseAddress } from './endpoints/index';
 import { UsageError, netError } from './errors';
 import type { Logger } from './log';
@@ -137,6 +138,31 @@ export class Metrics {
   text(): Promise<string> {
     return this.registry.metrics();
   }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}
+
+/** What the metrics endpoint serves: one process's metrics, or the sum over forward's workers. */
+export interface MetricsSource {
+  text(): Promise<string>;
+  readonly contentType: string;
+}
+
+/**
+ * `forward --workers N`, in the primary: the workers' metrics added up (counters and gauges
+ * summed by prom-client's cluster aggregation), asked of each worker over the cluster channel.
+ */
+export function clusterMetricsSource(): MetricsSource {
+  const aggregator = new AggregatorRegistry();
+  return { text: () => aggregator.clusterMetrics(), contentType: aggregator.contentType };
+}
+
+/** `forward --workers N`, in a worker: answer the primary's requests with this process's metrics. */
+export function offerToPrimary(metrics: Metrics): void {
+  new AggregatorRegistry(); // installs the worker's side of the exchange
+  AggregatorRegistry.setRegistries([metrics.registry]);
 }
 
 /** The upstream failure cause of a connect error (Node error codes, sockcat's TLS wording). */
@@ -189,7 +215,7 @@ export interface MetricsServer {
  * Serves `metrics` on http://ADDR/metrics until closed. Rejects (exit 1) when the address
  * cannot be bound. Connections to it are neither logged nor counted as clients.
  */
-export async function serveMetrics(metrics: Metrics, address: TcpAddress, logger: Logger): Promise<MetricsServer> {
+export async function serveMetrics(metrics: MetricsSource, address: TcpAddress, logger: Logger): Promise<MetricsServer> {
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -201,7 +227,7 @@ export async function serveMetrics(metrics: Metrics, address: TcpAddress, logger
       return;
     }
     metrics.text().then(
-      (body) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(req.method === 'HEAD' ? undefined : body),
+      (body) => res.writeHead(200, { 'content-type': metrics.contentType }).end(req.method === 'HEAD' ? undefined : body),
       (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${err.message}\n`),
     );
   });

@@ -4,7 +4,7 @@
  * logs each event once, and on stop closes the listener and drains live connections.
  */
 import { formatAddress, listenAddress } from './endpoints/index';
-import { isWildcardHost, type Address } from './endpoints/address';
+import { isWildcardHost, type Address } from './endpoints/index';
 import type { Connection, Listener } from './endpoints/types';
 import { formatDuration, type Logger, type LogFields } from './log';
 import { createAccessControl, type AccessControl, type AccessOptions } from './access';
@@ -12,7 +12,7 @@ import { UsageError } from './errors';
 import { ProxyAcceptor, type AcceptProxyOptions } from './accept-proxy';
 import { Metrics, serveMetrics, type MetricsServer } from './metrics';
 import { AllowLinks, type AllowLinkOptions } from './allow-link';
-import type { TcpAddress } from './endpoints/address';
+import type { TcpAddress } from './endpoints/index';
 
 /** What a connection handler reports when its connection is over, for the "closed" log line. */
 export interface ConnectionSummary {
@@ -113,10 +113,10 @@ export function metricsFor(opts: ListenerModeOptions, mode: string): ServedMetri
   return opts.metrics ? { metrics: new Metrics(mode), address: opts.metrics } : undefined;
 }
 
-/** Metrics and the address their HTTP endpoint listens on. */
+/** Metrics and the address their HTTP endpoint listens on (none in a --workers worker: the primary serves). */
 export interface ServedMetrics {
   metrics: Metrics;
-  address: TcpAddress;
+  address?: TcpAddress;
 }
 
 export interface ServeOptions {
@@ -168,10 +168,13 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
     await opts.allowLinks?.close();
     opts.access?.close();
     for (const c of preStepping) c.stream.destroy();
+    for (const abort of handshaking.values()) abort.abort();
   };
 
   /** Connections whose PROXY header is still being read (closed on stop). */
   const preStepping = new Set<Connection>();
+  /** Connections in their overlay's handshake (TLS), aborted on stop. */
+  const handshaking = new Map<Connection, AbortController>();
 
   function onConnection(conn: Connection) {
     if (stopping) {
@@ -224,12 +227,39 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
         return;
       }
     }
-    if (live.size >= maxConns) {
+    if (live.size + handshaking.size >= maxConns) {
       logger.event('limit', `refused ${who}: ${maxConns} connections already open (--max-conns)`, { ...baseFields, reason: 'limit', max_conns: maxConns });
       metrics?.connectionRefused('limit');
       conn.stream.destroy();
       return;
     }
+    const overlay = listener?.overlay;
+    if (!overlay) return start(conn, baseFields, via);
+    // The overlay (TLS handshake) runs only now, after access control and the limit, and counts
+    // against --max-conns while it runs.
+    conn.stream.on('error', () => {});
+    const abort = new AbortController();
+    handshaking.set(conn, abort);
+    overlay.accept(conn, abort.signal).then(
+      (secured) => {
+        handshaking.delete(conn);
+        // Stopped meanwhile, or (listen without -k) another client got through first.
+        if (stopping || (opts.maxAccepts !== undefined && accepted >= opts.maxAccepts)) return void secured.stream.destroy();
+        start(secured, baseFields, via);
+      },
+      (err: Error & { code?: string }) => {
+        handshaking.delete(conn);
+        logger.event('handshake', err.message, { ...baseFields, reason: 'handshake', code: err.code });
+        metrics?.connectionRefused('handshake');
+        conn.stream.destroy();
+        wakeWhenServed?.();
+      },
+    );
+  }
+
+  /** An admitted connection: its id, the "open" event, and the mode's handler. */
+  function start(conn: Connection, baseFields: LogFields, via?: string) {
+    const who = conn.remote.label;
     const id = nextId++;
     accepted++;
     if (opts.maxAccepts !== undefined && accepted >= opts.maxAccepts) void stopAccepting();
@@ -276,6 +306,7 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
   await opts.access?.ready;
   listener = await listenAddress(opts.address, {
     onConnection,
+    deferOverlay: true,
     onAcceptError: (err) => logger.error('accept-error', `${formatAddress(opts.address)}: accept failed: ${err.message}`),
     log: logger,
   });
@@ -285,7 +316,7 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
     logger.event('exposed', `${listener.label} is reachable from the network, not only from this machine`, { address: listener.label });
   }
   try {
-    if (opts.metrics) metricsServer = await serveMetrics(opts.metrics.metrics, opts.metrics.address, logger);
+    if (opts.metrics?.address) metricsServer = await serveMetrics(opts.metrics.metrics, opts.metrics.address, logger);
     await opts.allowLinks?.start();
   } catch (err) {
     await stopAccepting();

@@ -126,13 +126,13 @@ describe('access control through the CLI', () => {
     const r = await runCli(['listen', '--echo', '--allow-file', fifo, '0'], { timeoutMs: 8000 });
     expect(r.signal).toBeNull();
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/^sockcat: --allow-file: .*allow\.fifo is a named pipe \(FIFO\), not a regular file/);
+    expect(r.stderr).toMatch(/^sockcat: --allow-file:? .*allow\.fifo is a named pipe \(FIFO\), not a regular file/);
   });
 
   it('a directory as allow file is refused with exit 2 and plain words, not EISDIR', async () => {
     const r = await runCli(['forward', '--allow-file', tempDir(), '0', '127.0.0.1:9']);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/^sockcat: --allow-file: .* is a directory, not a regular file/);
+    expect(r.stderr).toMatch(/^sockcat: --allow-file:? .* is a directory, not a regular file/);
     expect(r.stderr).not.toMatch(/EISDIR/);
   });
 
@@ -149,7 +149,7 @@ describe('access control through the CLI', () => {
     const srv = start(['listen', '--echo', '--allow-file', file, '0'], { command: [cmd, pre] });
     const r = await srv.exited;
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/^sockcat: --allow-file: .*allow\.txt: permission denied/);
+    expect(r.stderr).toMatch(/^sockcat: --allow-file:? .*allow\.txt: permission denied/);
     expect(r.stderr).not.toMatch(/EACCES/);
   });
 

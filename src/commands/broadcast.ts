@@ -1,13 +1,13 @@
 import { runBroadcast, DEFAULT_BROADCAST_MAX_CONNS } from '../modes/broadcast';
 import { UsageError } from '../errors';
-import { addressFromArgs, bytesOption, commonFromArgs, listenerFromArgs, secondsOption, withCommonOptions, withIdleTimeout, withListenerOptions, CLIENT_TLS_FLAGS, hideRefused, examplesEpilog } from './options';
+import { addressFromArgs, bytesOption, commonFromArgs, listenerFromArgs, secondsOption, withCommonOptions, withIdleTimeout, withListenerOptions, hideRefused, settleAddresses, examplesEpilog } from './options';
 import type { CommandFactory } from './types';
 
 export const broadcastCommand: CommandFactory = (env) => ({
   command: 'broadcast [address] [port]',
   describe: 'A chat room ("echo à tous"): each line a client sends goes to all the others; --raw for a byte broker',
   builder: (y) =>
-    hideRefused(withIdleTimeout(withListenerOptions(withCommonOptions(y))), [...CLIENT_TLS_FLAGS, 'udp', 'hex'])
+    hideRefused(withIdleTimeout(withListenerOptions(withCommonOptions(y, ['listen'], ['stream']))), ['hex'])
       .positional('address', { type: 'string', describe: 'PORT, HOST:PORT, [IPv6]:PORT or SCHEME:… (binds 127.0.0.1 unless a host is given)' })
       .positional('port', { type: 'string', describe: 'PORT, when the host is given on its own (broadcast 0.0.0.0 9090)' })
       .option('max-conns', { type: 'number', describe: `Refuse new clients while this many are connected (default ${DEFAULT_BROADCAST_MAX_CONNS})` })
@@ -25,7 +25,7 @@ export const broadcastCommand: CommandFactory = (env) => ({
         ]),
       ),
   handler: async (argv) => {
-    const address = addressFromArgs(argv.address, argv.port, 'listen', { ...argv, listenOnly: true });
+    const [address] = settleAddresses([{ address: addressFromArgs(argv.address, argv.port, 'listen'), role: 'listen', primary: true }], argv, ['listen'], ['stream']);
     if (argv.raw && argv.maxLine !== undefined) throw new UsageError('--max-line applies to line mode; --raw passes bytes as they come');
     if (argv.hex) throw new UsageError('--hex is not available in broadcast (the room log on stdout shows every message)');
     const code = await runBroadcast(

@@ -1,6 +1,6 @@
 import { runConnect } from '../modes/connect';
 import { DEFAULT_QUIT_AFTER_MS } from '../modes/udp-connect';
-import { addressFromArgs, commonFromArgs, secondsOption, withCommonOptions, withIdleTimeout, examplesEpilog } from './options';
+import { addressFromArgs, commonFromArgs, secondsOption, settleAddresses, withCommonOptions, withIdleTimeout, examplesEpilog } from './options';
 import type { CommandFactory } from './types';
 import { viaFromArgs, withViaOption } from './via';
 
@@ -8,7 +8,7 @@ export const connectCommand: CommandFactory = (env) => ({
   command: 'connect [address] [port]',
   describe: 'Connect to a server, like nc HOST PORT: stdin → server, server → stdout',
   builder: (y) =>
-    withViaOption(withIdleTimeout(withCommonOptions(y)))
+    withViaOption(withIdleTimeout(withCommonOptions(y, ['connect'])))
       .positional('address', { type: 'string', describe: 'HOST:PORT, [IPv6]:PORT, PORT (127.0.0.1) or SCHEME:…' })
       .positional('port', { type: 'string', describe: 'PORT, when the host is given on its own (nc style: connect example.org 80)' })
       .option('wait', { alias: 'w', type: 'number', describe: 'Give up connecting after SECS' })
@@ -26,7 +26,7 @@ export const connectCommand: CommandFactory = (env) => ({
         ]),
       ),
   handler: async (argv) => {
-    const address = addressFromArgs(argv.address, argv.port, 'connect', { ...argv, tlsOnConnect: true });
+    const [address] = settleAddresses([{ address: addressFromArgs(argv.address, argv.port, 'connect'), role: 'connect', primary: true }], argv, ['connect']);
     const code = await runConnect(
       {
         address,

@@ -1,5 +1,5 @@
 import { runExec, DEFAULT_MAX_CHILDREN } from '../modes/exec';
-import { addressFromArgs, commonFromArgs, countOption, listenerFromArgs, secondsOption, withCommonOptions, withListenerOptions, withRelayOptions, CLIENT_TLS_FLAGS, hideRefused, examplesEpilog } from './options';
+import { addressFromArgs, commonFromArgs, countOption, listenerFromArgs, secondsOption, settleAddresses, withCommonOptions, withListenerOptions, withRelayOptions, examplesEpilog } from './options';
 import type { CommandFactory } from './types';
 
 /** `sockcat exec ADDRESS -- PROGRAM [ARGS…]` / `--sh SCRIPT`: flags, help and examples; the work is runExec's. */
@@ -7,7 +7,7 @@ export const execCommand: CommandFactory = (env) => ({
   command: 'exec [address] [program..]',
   describe: "Run a program for each client, like socat TCP-LISTEN:…,fork SYSTEM:… or ncat -lk --sh-exec: client ⇄ the program's stdin/stdout",
   builder: (y) =>
-    hideRefused(withRelayOptions(withListenerOptions(withCommonOptions(y))), [...CLIENT_TLS_FLAGS, 'udp'])
+    withRelayOptions(withListenerOptions(withCommonOptions(y, ['listen'], ['stream'])))
       // Everything after -- is the program's, verbatim: no option parsing, no number conversion.
       .parserConfiguration({ 'populate--': true, 'parse-positional-numbers': false })
       .positional('address', { type: 'string', describe: 'PORT, HOST:PORT, [IPv6]:PORT or SCHEME:… (binds 127.0.0.1 unless a host is given)' })
@@ -36,7 +36,7 @@ export const execCommand: CommandFactory = (env) => ({
     const program = [...((argv.program as string[] | undefined) ?? []), ...((argv['--'] as string[] | undefined) ?? [])].map(String);
     const code = await runExec(
       {
-        address: addressFromArgs(argv.address, undefined, 'listen', { ...argv, listenOnly: true }),
+        address: settleAddresses([{ address: addressFromArgs(argv.address, undefined, 'listen'), role: 'listen', primary: true }], argv, ['listen'], ['stream'])[0],
         program,
         script: argv.sh,
         stderrToClient: argv.stderr,

@@ -2,7 +2,7 @@ import { parseWorkers } from '../modes/forward-workers';
 import { runForward, DEFAULT_FORWARD_CONNECT_TIMEOUT_MS, DEFAULT_FORWARD_DRAIN_TIMEOUT_MS } from '../modes/forward';
 import { UsageError } from '../errors';
 import type { ProxyVersion } from '../proxy-protocol';
-import { addressFromArgs, commonFromArgs, listenerFromArgs, secondsOption, withCommonOptions, withListenerOptions, withRelayOptions, withUdpIdle, examplesEpilog } from './options';
+import { addressFromArgs, commonFromArgs, listenerFromArgs, secondsOption, settleAddresses, withCommonOptions, withListenerOptions, withRelayOptions, withUdpIdle, examplesEpilog } from './options';
 import type { CommandFactory } from './types';
 import { viaFromArgs, withViaOption } from './via';
 
@@ -44,8 +44,14 @@ export const forwardCommand: CommandFactory = (env) => ({
         ]),
       ),
   handler: async (argv) => {
-    const listen = addressFromArgs(argv.listen, undefined, 'listen', argv, 'LISTEN address');
-    const target = addressFromArgs(argv.target, undefined, 'connect', argv, 'TARGET address');
+    const [listen, target] = settleAddresses(
+      [
+        { address: addressFromArgs(argv.listen, undefined, 'listen', 'LISTEN address'), role: 'listen', primary: true },
+        { address: addressFromArgs(argv.target, undefined, 'connect', 'TARGET address'), role: 'connect', primary: false },
+      ],
+      argv,
+      ['listen', 'connect'],
+    );
     const connectTimeoutMs = secondsOption(argv.connectTimeout, '--connect-timeout');
     if (connectTimeoutMs === 0) throw new UsageError('--connect-timeout must be more than 0 seconds');
     const workers = parseWorkers(argv.workers);

@@ -1,13 +1,13 @@
 import { runListen } from '../modes/listen';
 import { UsageError } from '../errors';
-import { addressFromArgs, bytesOption, commonFromArgs, listenerFromArgs, secondsOption, withCommonOptions, withIdleTimeout, withListenerOptions, withUdpIdle, CLIENT_TLS_FLAGS, hideRefused, examplesEpilog } from './options';
+import { addressFromArgs, bytesOption, commonFromArgs, listenerFromArgs, secondsOption, settleAddresses, withCommonOptions, withIdleTimeout, withListenerOptions, withUdpIdle, examplesEpilog } from './options';
 import type { CommandFactory } from './types';
 
 export const listenCommand: CommandFactory = (env) => ({
   command: 'listen [address] [port]',
   describe: 'Wait for clients, like nc -l (one client; -k many; --echo an echo server)',
   builder: (y) =>
-    hideRefused(withUdpIdle(withIdleTimeout(withListenerOptions(withCommonOptions(y)))), CLIENT_TLS_FLAGS)
+    withUdpIdle(withIdleTimeout(withListenerOptions(withCommonOptions(y, ['listen']))))
       .positional('address', { type: 'string', describe: 'PORT, HOST:PORT, [IPv6]:PORT or SCHEME:… (binds 127.0.0.1 unless a host is given)' })
       .positional('port', { type: 'string', describe: 'PORT, when the host is given on its own (nc style: listen 0.0.0.0 9090)' })
       .option('port', { alias: 'p', type: 'string', describe: 'Port to listen on (nc style: -p 9090)' })
@@ -31,7 +31,7 @@ export const listenCommand: CommandFactory = (env) => ({
         ]),
       ),
   handler: async (argv) => {
-    const address = addressFromArgs(argv.address, argv.port, 'listen', { ...argv, listenOnly: true });
+    const [address] = settleAddresses([{ address: addressFromArgs(argv.address, argv.port, 'listen'), role: 'listen', primary: true }], argv, ['listen']);
     if (argv.metrics !== undefined && !argv.keepOpen && !argv.echo) throw new UsageError('--metrics is for servers that keep running: add -k');
     if (argv.allowLink !== undefined && !argv.keepOpen && !argv.echo) throw new UsageError('--allow-link is for servers that keep running: add -k');
     if (argv.echo && argv.keepOpen === false && argv.crlf) throw new UsageError('--crlf applies to stdin, which --echo does not read');

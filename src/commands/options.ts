@@ -4,9 +4,8 @@
  */
 import type { Argv } from 'yargs';
 import { UsageError } from '../errors';
-import fs from 'node:fs';
-import tls from 'node:tls';
-import { parseAddress, type Address, type PemFile, type Role, type TlsSettings } from '../endpoints/index';
+import { formatAddress, getTransport, listTransports, parseAddress, transportFlags, type Address, type AddressBase, type AddressSlot, type FlagValues, type PemFile, type Role, type TcpAddress, type TlsAddress, type Transport } from '../endpoints/index';
+import { checkKeyPair, readPem } from '../endpoints/tls';
 import type { AccessOptions } from '../access';
 import { parseMetricsAddress } from '../metrics';
 import { durationOption, parseAllowLinkAddress } from '../allow-link';
@@ -14,8 +13,8 @@ import type { LogFormat } from '../log';
 import { DEFAULT_CLOSE_WAIT_MS } from '../relay';
 
 /** -v, -x, --log-format and the transport options: every command has them. */
-export function withCommonOptions<T>(y: Argv<T>) {
-  return withTransportOptions(y)
+export function withCommonOptions<T>(y: Argv<T>, roles: readonly Role[] = ['listen', 'connect'], kinds?: readonly string[]) {
+  return withTransportOptions(y, roles, kinds)
     .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'Log connection events on stderr (listening, connection from, closed with byte counts)' })
     .option('hex', { alias: 'x', type: 'boolean', default: false, describe: 'Hex dump of both directions on stderr, each chunk marked with its direction' })
     .option('log-format', { choices: ['text', 'json'] as const, default: 'text' as const, describe: 'Log lines for people (text) or one JSON object per event (json)' });
@@ -60,27 +59,17 @@ export function withRelayOptions<T>(y: Argv<T>) {
 }
 
 /**
- * Transport options shared by every command (TLS certificates, unix socket mode, -u…). Each
- * transport adds its flags here, so every mode gains them without per-mode code.
+ * The transport flags, from the transports themselves (each declares its flags and the role
+ * they mean something for). A mode whose addresses never take a flag hides it from its --help;
+ * typed anyway, it is refused by settleAddresses.
  */
-export function withTransportOptions<T>(y: Argv<T>) {
-  const group = 'Transport options:';
-  return y
-    .option('tls', { type: 'boolean', group, describe: 'Use TLS on the listening address (connect: on the server address); same as writing tls:HOST:PORT' })
-    .option('cert', { type: 'string', group, describe: 'TLS server: certificate PEM FILE (without it: an ephemeral self-signed one, fingerprint logged)' })
-    .option('key', { type: 'string', group, describe: 'TLS server: private key PEM FILE for --cert' })
-    .option('ca', { type: 'string', group, describe: 'TLS client: trust this CA or self-signed certificate PEM FILE; server: CA for client certificates' })
-    .option('insecure', { type: 'boolean', group, describe: 'TLS client: do not verify the certificate or host name (says so on stderr)' })
-    .option('servername', { type: 'string', group, describe: 'TLS client: NAME for SNI and the certificate check (default: the host)' })
-    .option('client-cert', { type: 'string', group, describe: 'TLS client: certificate PEM FILE for mutual TLS' })
-    .option('client-key', { type: 'string', group, describe: 'TLS client: private key PEM FILE for --client-cert' })
-    .option('require-client-cert', { type: 'boolean', group, describe: 'TLS server: refuse clients without a certificate signed by --ca (mutual TLS)' })
-    .option('unix-mode', { type: 'string', group, describe: "Permissions of a listening unix: socket file, octal (e.g. 0660; default from the umask)" })
-    .option('udp', { alias: 'u', type: 'boolean', group, describe: 'UDP instead of TCP: same as writing udp:HOST:PORT' });
+export function withTransportOptions<T>(y: Argv<T>, roles: readonly Role[] = ['listen', 'connect'], kinds: readonly string[] = ['stream', 'datagram']): Argv<T> {
+  for (const f of transportFlags()) {
+    const means = (f.role === 'both' || roles.includes(f.role)) && kinds.includes(f.transport.kind);
+    y = y.option(f.name, { type: f.type, alias: f.alias, group: 'Transport options:', describe: f.help, hidden: !means });
+  }
+  return y;
 }
-
-/** TLS flags for the connecting side: refused (and hidden from --help) by modes that only listen. */
-export const CLIENT_TLS_FLAGS = ['insecure', 'servername', 'client-cert', 'client-key'] as const;
 
 /**
  * Hides from a mode's --help the shared flags it refuses (it still refuses them with a clear
@@ -90,80 +79,67 @@ export function hideRefused<T>(y: Argv<T>, names: readonly string[]): Argv<T> {
   return names.reduce((acc, name) => acc.hide(name), y);
 }
 
-/** Transport flags as yargs hands them over. */
-interface TransportArgs {
-  tls?: boolean;
-  cert?: string;
-  key?: string;
-  ca?: string;
-  insecure?: boolean;
-  servername?: string;
-  clientCert?: string;
-  clientKey?: string;
-  requireClientCert?: boolean;
-  unixMode?: string;
-  udp?: boolean;
-  /** Set by the connect command: there --tls applies to the address connected to. */
-  tlsOnConnect?: boolean;
-  /** Set by the modes that only listen (listen, exec, broadcast): no address takes client TLS flags. */
-  listenOnly?: boolean;
+/** One address of a command, before its transport flags are applied. */
+export interface AddressSlotSpec extends AddressSlot {
+  address: Address;
+}
+
+const camel = (name: string) => name.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+
+/**
+ * Applies the transport flags to a command's addresses, once: --tls/-u/--cert turn addresses
+ * into another transport, each transport fills its settings (PEM files are read now), and a
+ * flag that no address takes is refused (exit 2) instead of silently ignored. `roles` are the
+ * roles the command has, for the wording ("this mode only listens").
+ */
+export function settleAddresses(slots: AddressSlotSpec[], argv: FlagValues, roles: readonly Role[], kinds: readonly string[] = ['stream', 'datagram']): Address[] {
+  const settled = slots.map((slot) => settleAddress(slot.address, argv, slot));
+  for (const addr of settled) {
+    const t = getTransport(addr.scheme);
+    if (!kinds.includes(t.kind)) throw new UsageError(`${formatAddress(addr)}: this mode works on byte streams (tcp:, tls:, unix:), not on ${t.scheme}: datagrams`);
+  }
+  refuseUnusedFlags(settled.map((address, i) => ({ address, role: slots[i].role })), argv, roles);
+  return settled;
+}
+
+function settleAddress(address: Address, argv: FlagValues, slot: AddressSlot): Address {
+  let addr: AddressBase = address;
+  for (const t of listTransports()) {
+    const taken = t.adopt?.(addr, argv, slot);
+    if (taken) {
+      addr = taken;
+      break;
+    }
+  }
+  const t = getTransport(addr.scheme);
+  return (t.configure ? t.configure(addr, argv, slot.role) : addr) as Address;
+}
+
+function refuseUnusedFlags(settled: Array<{ address: AddressBase; role: Role }>, argv: FlagValues, roles: readonly Role[]): void {
+  const unused = new Map<Transport, string[]>();
+  for (const f of transportFlags()) {
+    const value = argv[camel(f.name)];
+    if (value === undefined || value === false) continue;
+    const used = settled.some(({ address, role }) => getTransport(address.scheme) === f.transport && (f.role === 'both' || f.role === role));
+    if (!used) unused.set(f.transport, [...(unused.get(f.transport) ?? []), f.name]);
+  }
+  for (const [t, names] of unused) {
+    const flags = names.map((n) => `--${n}`).join(', ');
+    throw new UsageError(t.unusedFlags?.(names, [...roles]) ?? `${flags} ${names.length > 1 ? 'apply' : 'applies'} to ${t.scheme}: addresses, and there is none here`);
+  }
 }
 
 /**
- * Applies the transport options in argv to a parsed address: settings travel inside the
- * Address object, so modes pass addresses around without knowing about TLS or unix modes.
- * `role` says which address this is: --tls and the server-side TLS flags apply to the listening
- * address (forward's TARGET names tls: itself), the client-side ones to addresses connected to.
+ * One address with the transport flags applied (see settleAddresses). Settings travel inside
+ * the Address object, so modes pass addresses around without knowing about TLS or unix modes.
+ * `argv.listenOnly` (modes that only listen) and `argv.tlsOnConnect` (connect: --tls is for its
+ * one address) also refuse flags the address does not take; a command with several addresses
+ * (forward) calls settleAddresses instead.
  */
 export function applyTransportOptions(addr: Address, argv: Record<string, unknown>, role: Role): Address {
-  const a = argv as TransportArgs;
-  if (a.udp && a.tls) throw new UsageError('-u and --tls cannot be combined (DTLS is not supported)');
-  if (a.listenOnly && (a.insecure || a.servername !== undefined || a.clientCert !== undefined || a.clientKey !== undefined)) {
-    // Nothing here connects anywhere: silently ignoring them would leave the user believing they act.
-    throw new UsageError('--insecure, --servername, --client-cert and --client-key are for TLS clients, and this mode only listens (to ask clients for certificates: --require-client-cert --ca FILE)');
-  }
-  const serverTlsFlags = a.cert !== undefined || a.key !== undefined || a.requireClientCert === true;
-  const wantsTls = a.tls === true || (role === 'listen' && serverTlsFlags);
-  if (wantsTls && (role === 'listen' || a.tlsOnConnect)) {
-    if (addr.scheme === 'tcp') addr = { ...addr, scheme: 'tls' };
-    else if (addr.scheme !== 'tls') throw new UsageError(`--tls works over TCP, not with ${addr.scheme}: addresses`);
-  }
-  if (a.udp) {
-    if (addr.scheme === 'tcp') addr = { ...addr, scheme: 'udp' };
-    else if (addr.scheme !== 'udp') throw new UsageError(`-u works on TCP addresses, not with ${addr.scheme}: ones`);
-  }
-  if (addr.scheme === 'tls') return { ...addr, tls: role === 'listen' ? serverTlsSettings(a) : clientTlsSettings(a) };
-  const clientTlsFlags = a.ca !== undefined || a.insecure || a.servername !== undefined || a.clientCert !== undefined || a.clientKey !== undefined;
-  if (a.tlsOnConnect && clientTlsFlags) {
-    // A TLS flag on a plain connection would be silently ignored: the user believes it is protected.
-    throw new UsageError(`--ca, --insecure, --servername and --client-cert apply to TLS: write tls:HOST:PORT or add --tls`);
-  }
-  if (addr.scheme === 'unix' && role === 'listen' && a.unixMode !== undefined) return { ...addr, mode: parseFileMode(a.unixMode) };
-  return addr;
-}
-
-function serverTlsSettings(a: TransportArgs): TlsSettings {
-  if ((a.cert === undefined) !== (a.key === undefined)) throw new UsageError('--cert and --key go together (the certificate and its private key)');
-  if (a.requireClientCert && a.ca === undefined) throw new UsageError('--require-client-cert needs --ca FILE: the CA that signs the client certificates');
-  const cert = a.cert === undefined ? undefined : readPem(a.cert, '--cert');
-  const key = a.key === undefined ? undefined : readPem(a.key, '--key');
-  if (cert && key) checkKeyPair(cert, key, '--cert', '--key');
-  return { cert, key, ca: a.ca === undefined ? undefined : readPem(a.ca, '--ca'), requireClientCert: a.requireClientCert };
-}
-
-function clientTlsSettings(a: TransportArgs): TlsSettings {
-  if ((a.clientCert === undefined) !== (a.clientKey === undefined)) throw new UsageError('--client-cert and --client-key go together (the certificate and its private key)');
-  if (a.insecure && a.ca !== undefined) throw new UsageError('--insecure and --ca contradict each other: --ca verifies with that CA, --insecure verifies nothing');
-  const clientCert = a.clientCert === undefined ? undefined : readPem(a.clientCert, '--client-cert');
-  const clientKey = a.clientKey === undefined ? undefined : readPem(a.clientKey, '--client-key');
-  if (clientCert && clientKey) checkKeyPair(clientCert, clientKey, '--client-cert', '--client-key');
-  return {
-    ca: a.ca === undefined ? undefined : readPem(a.ca, '--ca'),
-    insecure: a.insecure,
-    servername: a.servername,
-    clientCert,
-    clientKey,
-  };
+  const only = argv.listenOnly ? 'listen' : argv.tlsOnConnect ? 'connect' : undefined;
+  if (!only) return settleAddress(addr, argv, { role, primary: role === 'listen' });
+  return settleAddresses([{ address: addr, role, primary: true }], argv, [only])[0];
 }
 
 /** --cert and --key of a mode that holds its own TLS server (relay): read and checked now. */
@@ -177,43 +153,6 @@ export function readPemOption(certPath: string, keyPath: string): { cert: PemFil
 /** A PEM file read now (e.g. expose --ca), with the same worded errors. */
 export function readPemFile(path: string, flag: string): PemFile {
   return readPem(path, flag);
-}
-
-/** Reads a PEM file now, so a typo is a usage error before anything listens or connects. */
-function readPem(path: string, flag: string): PemFile {
-  let pem: Buffer;
-  try {
-    pem = fs.readFileSync(path);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'is a directory' : (err as Error).message;
-    throw new UsageError(`${flag} ${path}: ${why}`);
-  }
-  if (!pem.includes('-----BEGIN ')) throw new UsageError(`${flag} ${path}: not a PEM file (expected a -----BEGIN …----- block)`);
-  return { path, pem };
-}
-
-/** A certificate with someone else's key fails every handshake: say so at start instead. */
-function checkKeyPair(cert: PemFile, key: PemFile, certFlag: string, keyFlag: string): void {
-  // OpenSSL only says "PEM routines::no start line": name the usual cause, files given the wrong way round.
-  if (!cert.pem.includes('-----BEGIN CERTIFICATE')) {
-    const holds = /-----BEGIN [A-Z ]*PRIVATE KEY/.test(cert.pem.toString()) ? `holds a private key, not a certificate: swapped with ${keyFlag}?` : 'holds no certificate (-----BEGIN CERTIFICATE-----)';
-    throw new UsageError(`${certFlag} ${cert.path} ${holds}`);
-  }
-  if (!/-----BEGIN [A-Z ]*PRIVATE KEY/.test(key.pem.toString())) throw new UsageError(`${keyFlag} ${key.path} holds no private key (-----BEGIN PRIVATE KEY-----)`);
-  try {
-    tls.createSecureContext({ cert: cert.pem, key: key.pem });
-  } catch (err) {
-    const msg = (err as Error).message;
-    const why = /mismatch/i.test(msg) ? 'the key does not belong to the certificate' : msg;
-    throw new UsageError(`${certFlag} ${cert.path} with ${keyFlag} ${key.path}: ${why}`);
-  }
-}
-
-/** "0660" or "660" → 0o660. */
-function parseFileMode(text: string): number {
-  if (!/^0?[0-7]{3}$/.test(text)) throw new UsageError(`--unix-mode takes octal permissions such as 0660 or 600, not '${text}'`);
-  return parseInt(text, 8);
 }
 
 /** Seconds from the command line → milliseconds, refusing negative and non-numbers. */
@@ -240,7 +179,7 @@ function shown(value: unknown): string {
 /**
  * The address from positionals: "ADDR", or nc-style "HOST PORT".
  */
-export function addressFromArgs(first: unknown, second: unknown, role: Role, argv: Record<string, unknown> = {}, what = 'address'): Address {
+export function addressFromArgs(first: unknown, second: unknown, role: Role, what = 'address'): Address {
   let text: string;
   if ((first === undefined || first === '') && second !== undefined && second !== '') text = String(second);
   else if (first === undefined || first === '') throw new UsageError(`missing ${what} (e.g. 9090, 127.0.0.1:9090 or [::1]:9090)`);
@@ -251,7 +190,7 @@ export function addressFromArgs(first: unknown, second: unknown, role: Role, arg
       text = `${host}:${second}`;
     }
   }
-  return applyTransportOptions(parseAddress(text, role), argv, role);
+  return parseAddress(text, role);
 }
 
 export interface CommonArgs {
@@ -348,8 +287,13 @@ function allowLinkFromArgs(argv: ListenerArgs, trusted: string[]) {
     }
     if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) throw new UsageError(`--allow-link-redirect takes an http:// or https:// URL, not '${redirect}'`);
   }
+  // --tls, --cert and --key make it HTTPS, as they do for the listening address.
+  const where = applyTransportOptions(parseAllowLinkAddress(address), argv, 'listen') as TcpAddress | TlsAddress;
+  if (where.scheme === 'tls' && argv.acceptProxyProtocol) {
+    throw new UsageError('--allow-link over TLS cannot read a PROXY header yet (--accept-proxy-protocol): serve the links over plain TCP behind the balancer, or terminate TLS there');
+  }
   return {
-    address: parseAllowLinkAddress(address),
+    address: where,
     linkFile,
     ttlMs: ttl === undefined ? undefined : durationOption(ttl, '--allow-link-ttl'),
     redirect,

@@ -5,7 +5,7 @@ import { viaFromArgs } from './via';
 import { UsageError } from '../errors';
 import type { Address } from '../endpoints/index';
 import { formatAddress } from '../endpoints/index';
-import { addressFromArgs, commonFromArgs, listenerFromArgs, listOption, secondsOption, withCommonOptions, withListenerOptions, withRelayOptions, CLIENT_TLS_FLAGS, hideRefused, examplesEpilog } from './options';
+import { addressFromArgs, commonFromArgs, listenerFromArgs, listOption, secondsOption, settleAddresses, withCommonOptions, withListenerOptions, withRelayOptions, hideRefused, examplesEpilog } from './options';
 import type { CommandFactory } from './types';
 
 /** A repeatable flag whose values may contain commas (passwords, URLs): never split. */
@@ -39,7 +39,7 @@ export const proxyCommand: CommandFactory = (env) => ({
   command: 'proxy [listen]',
   describe: 'SOCKS5/SOCKS4/HTTP proxy on one port, with internal names (--map) and proxy chains (--via)',
   builder: (y) =>
-    hideRefused(withRelayOptions(withListenerOptions(withCommonOptions(y))), [...CLIENT_TLS_FLAGS, 'udp', 'hex', 'unix-mode'])
+    hideRefused(withRelayOptions(withListenerOptions(withCommonOptions(y, ['listen']))), ['udp', 'hex', 'unix-mode'])
       .positional('listen', { type: 'string', describe: `Where clients connect: PORT, HOST:PORT, [IPv6]:PORT or tls:… (default 127.0.0.1:${DEFAULT_PROXY_PORT})` })
       .option('auth', { type: 'string', describe: 'Require this login, USER:PASS (repeatable): SOCKS5 username/password and HTTP Proxy-Authorization: Basic' })
       .option('auth-file', { type: 'string', describe: 'File of logins, one user:password a line (# comment lines); re-read when it changes' })
@@ -69,7 +69,7 @@ export const proxyCommand: CommandFactory = (env) => ({
     const listenText = argv.listen === undefined || argv.listen === '' ? `127.0.0.1:${DEFAULT_PROXY_PORT}` : String(argv.listen);
     if (argv.hex) throw new UsageError('--hex is not available in proxy mode (use -v or --log-format json for one line per tunnel)');
     if (argv.udp) throw new UsageError('-u does not apply to proxy: SOCKS5 clients get UDP through UDP ASSOCIATE on the TCP port');
-    const listen = addressFromArgs(listenText, undefined, 'listen', { ...argv, listenOnly: true }, 'LISTEN address');
+    const [listen] = settleAddresses([{ address: addressFromArgs(listenText, undefined, 'listen', 'LISTEN address'), role: 'listen', primary: true }], argv, ['listen']);
     if (listen.scheme !== 'tcp' && listen.scheme !== 'tls' && listen.scheme !== 'unix') throw new UsageError(`proxy listens on TCP, TLS or unix: addresses, not ${listen.scheme}:`);
     const listener = listenerFromArgs(argv);
     const auth = { users: repeated(argv.auth), file: argv.authFile === undefined ? undefined : String(argv.authFile) };

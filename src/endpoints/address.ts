@@ -4,9 +4,13 @@
  *   HOST:PORT              127.0.0.1:9090, localhost:9090, example.org:80
  *   [IPv6]:PORT            [::1]:9090, [::]:9090
  *   SCHEME:REST            tcp:…, plus every scheme registered in ./registry.ts (unix:, udp:, tls: …)
+ * This file holds the HOST:PORT part every IP transport shares; each transport parses its own rest.
  */
 import net from 'node:net';
 import { UsageError } from '../errors';
+import type { AddressBase, Role } from './types';
+
+export type { Role };
 
 /** A host and port, the part shared by every IP transport. */
 export interface HostPort {
@@ -15,57 +19,6 @@ export interface HostPort {
   /** True when the user wrote the host; false when it came from the default. */
   hostGiven: boolean;
 }
-
-export interface TcpAddress extends HostPort {
-  scheme: 'tcp';
-}
-/** A PEM file read when the command line was parsed (a missing file is a usage error, not a late failure). */
-export interface PemFile {
-  /** The path the user gave, for messages. */
-  path: string;
-  pem: Buffer;
-}
-
-/**
- * TLS settings, carried inside the address so modes never need to know about them.
- * Server side uses cert/key/ca/requireClientCert; client side ca/insecure/servername/clientCert/clientKey.
- */
-export interface TlsSettings {
-  /** Server certificate and key; without them a listener makes an ephemeral self-signed certificate. */
-  cert?: PemFile;
-  key?: PemFile;
-  /** Client: CA (or self-signed certificate) to trust instead of the system list. Server: CA that signs client certificates. */
-  ca?: PemFile;
-  /** Client: do not verify the server's certificate or name. */
-  insecure?: boolean;
-  /** Client: name sent for SNI and checked against the certificate (default: the host). */
-  servername?: string;
-  /** Client certificate and key for mutual TLS. */
-  clientCert?: PemFile;
-  clientKey?: PemFile;
-  /** Server: refuse clients without a certificate signed by `ca`. */
-  requireClientCert?: boolean;
-}
-
-export interface TlsAddress extends HostPort {
-  scheme: 'tls';
-  tls?: TlsSettings;
-}
-export interface UdpAddress extends HostPort {
-  scheme: 'udp';
-}
-export interface UnixAddress {
-  scheme: 'unix';
-  path: string;
-  /** Permissions of the socket file a listener creates (e.g. 0o660); default: the umask's. */
-  mode?: number;
-}
-
-export type Address = TcpAddress | TlsAddress | UdpAddress | UnixAddress;
-export type Scheme = Address['scheme'];
-
-/** Whether the address will be listened on or connected to: it decides the default host and whether port 0 is allowed. */
-export type Role = 'listen' | 'connect';
 
 /** Listeners bind loopback unless the user names another address: nothing is exposed by accident. */
 export const DEFAULT_LISTEN_HOST = '127.0.0.1';
@@ -134,4 +87,12 @@ export function formatHostPort(host: string, port: number | string): string {
 /** True for 0.0.0.0, :: and friends: a listener there is reachable from the network. */
 export function isWildcardHost(host: string): boolean {
   return host === '0.0.0.0' || host === '::' || host === '[::]' || host === '::0';
+}
+
+/** An address of an IP transport (tcp, tls, udp, a proxy hop). */
+export interface HostPortAddress extends AddressBase, HostPort {}
+
+/** True when the address has a host and port (as opposed to a unix socket path). */
+export function hasHostPort(addr: AddressBase): addr is HostPortAddress {
+  return typeof (addr as Partial<HostPort>).host === 'string' && typeof (addr as Partial<HostPort>).port === 'number';
 }

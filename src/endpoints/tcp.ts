@@ -5,9 +5,13 @@
  */
 import net from 'node:net';
 import { netError, NetError, type ErrorContext } from '../errors';
-import { formatHostPort, parseHostPort, type TcpAddress, type HostPort } from './address';
+import { formatHostPort, parseHostPort, type HostPort, type HostPortAddress } from './address';
 import { registerTransport } from './registry';
-import type { Connection, ConnectOptions, Listener, ListenOptions, Peer, Transport } from './types';
+import type { Connection, DialOptions, Listener, BindOptions, Peer, Transport } from './types';
+
+export interface TcpAddress extends HostPortAddress {
+  scheme: 'tcp';
+}
 
 /** The peer of a socket, as logs show it. */
 export function socketPeer(socket: net.Socket, side: 'remote' | 'local'): Peer {
@@ -24,7 +28,7 @@ export function socketPeer(socket: net.Socket, side: 'remote' | 'local'): Peer {
  * Connects a TCP socket and resolves once it is established.
  * Rejects with a NetError worded for the user (refused, unreachable, name not found, timed out).
  */
-export function connectTcpSocket(addr: HostPort, opts: ConnectOptions = {}): Promise<net.Socket> {
+export function connectTcpSocket(addr: HostPort, opts: DialOptions = {}): Promise<net.Socket> {
   const label = formatHostPort(addr.host, addr.port);
   return connectNetSocket({ host: addr.host, port: addr.port, noDelay: true }, { action: 'connect', address: label, host: addr.host, port: addr.port }, opts);
 }
@@ -33,7 +37,7 @@ export function connectTcpSocket(addr: HostPort, opts: ConnectOptions = {}): Pro
  * Connects any stream socket (TCP or unix) with allowHalfOpen, honouring the timeout and the
  * abort signal; `ctx` names the address in errors.
  */
-export function connectNetSocket(target: net.NetConnectOpts, ctx: ErrorContext, opts: ConnectOptions = {}): Promise<net.Socket> {
+export function connectNetSocket(target: net.NetConnectOpts, ctx: ErrorContext, opts: DialOptions = {}): Promise<net.Socket> {
   const label = ctx.address;
   return new Promise((resolve, reject) => {
     const socket = net.connect({ ...target, allowHalfOpen: true });
@@ -74,13 +78,13 @@ export function socketConnection(socket: net.Socket): Connection {
  * Starts a net.Server-like server listening on host:port and resolves once it is bound.
  * Shared by TCP and TLS (which passes its own server).
  */
-export function bindServer<S extends net.Server>(server: S, addr: HostPort, label: string, opts: ListenOptions): Promise<S> {
+export function bindServer<S extends net.Server>(server: S, addr: HostPort, label: string, opts: BindOptions): Promise<S> {
   const where: net.ListenOptions = { host: addr.host, port: addr.port, ipv6Only: false };
   return bindNetServer(server, where, { action: 'listen', address: label, host: addr.host, port: addr.port }, opts);
 }
 
 /** Binds any net.Server (TCP, TLS, unix path); rejects with a NetError naming `ctx.address`. */
-export function bindNetServer<S extends net.Server>(server: S, where: net.ListenOptions, ctx: ErrorContext, opts: ListenOptions): Promise<S> {
+export function bindNetServer<S extends net.Server>(server: S, where: net.ListenOptions, ctx: ErrorContext, opts: BindOptions): Promise<S> {
   return new Promise((resolve, reject) => {
     const onError = (err: Error) => {
       server.close();
@@ -89,7 +93,7 @@ export function bindNetServer<S extends net.Server>(server: S, where: net.Listen
     server.once('error', onError);
     // A deep accept queue (the kernel caps it at net.core.somaxconn): a burst of clients waiting to
     // be accepted must not overflow it, or the kernel drops them and they later see resets.
-    server.listen({ ...where, backlog: opts.backlog ?? 4096 }, () => {
+    server.listen({ ...where, backlog: 4096 }, () => {
       server.off('error', onError);
       // After binding, errors come from accept(): report them and keep listening.
       server.on('error', (err) => opts.onAcceptError?.(err));
@@ -135,3 +139,9 @@ export const tcpTransport: Transport<TcpAddress> = {
 };
 
 registerTransport(tcpTransport);
+
+declare module './types' {
+  interface AddressMap {
+    tcp: TcpAddress;
+  }
+}

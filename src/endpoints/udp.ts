@@ -6,10 +6,14 @@
 import dgram from 'node:dgram';
 import dns from 'node:dns/promises';
 import net from 'node:net';
-import { NetError, netError } from '../errors';
-import { formatHostPort, parseHostPort, type UdpAddress } from './address';
+import { NetError, netError, UsageError } from '../errors';
+import { formatHostPort, parseHostPort, type HostPortAddress } from './address';
 import { registerTransport } from './registry';
 import type { Transport } from './types';
+
+export interface UdpAddress extends HostPortAddress {
+  scheme: 'udp';
+}
 
 /** The largest payload of one IPv4 UDP datagram; longer stdin reads are split. */
 export const MAX_DATAGRAM = 65_507;
@@ -105,6 +109,18 @@ export const udpTransport: Transport<UdpAddress> = {
   example: 'udp:127.0.0.1:5353, listen -u 9999',
   parse: (rest, role, original) => ({ scheme: 'udp', ...parseHostPort(rest, role, original) }),
   format: udpLabel,
+  flags: [{ name: 'udp', alias: 'u', type: 'boolean', role: 'both', help: 'UDP instead of TCP: same as writing udp:HOST:PORT' }],
+  adopt(addr, flags) {
+    if (!flags.udp || addr.scheme === 'udp') return undefined;
+    if (addr.scheme !== 'tcp') throw new UsageError(`-u works on TCP addresses, not with ${addr.scheme}: ones`);
+    return { ...(addr as HostPortAddress), scheme: 'udp' };
+  },
 };
 
 registerTransport(udpTransport);
+
+declare module './types' {
+  interface AddressMap {
+    udp: UdpAddress;
+  }
+}

@@ -10,10 +10,16 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { NetError, UsageError, type ErrorContext } from '../errors';
-import type { UnixAddress } from './address';
 import { registerTransport } from './registry';
 import { bindNetServer, closeServer, connectNetSocket } from './tcp';
-import type { Connection, Listener, ListenOptions, Peer, Transport } from './types';
+import type { AddressBase, BindOptions, Connection, DialOptions, FlagValues, Listener, Peer, Role, Transport } from './types';
+
+export interface UnixAddress extends AddressBase {
+  scheme: 'unix';
+  path: string;
+  /** Permissions of the socket file a listener creates (e.g. 0o660); default: the umask's. */
+  mode?: number;
+}
 
 /** sun_path is 108 bytes on Linux, including the terminating NUL. */
 const MAX_PATH_BYTES = 107;
@@ -37,7 +43,7 @@ function unixConnection(socket: net.Socket, addr: UnixAddress, side: 'accepted' 
   return side === 'accepted' ? { stream: socket, remote: client, local: here } : { stream: socket, remote: here, local: { address: 'unix', label: 'unix client' } };
 }
 
-async function connectUnix(addr: UnixAddress, opts: { timeoutMs?: number; signal?: AbortSignal }): Promise<Connection> {
+async function connectUnix(addr: UnixAddress, opts: DialOptions): Promise<Connection> {
   try {
     return unixConnection(await connectNetSocket({ path: addr.path }, errorContext(addr, 'connect'), opts), addr, 'connected');
   } catch (err) {
@@ -74,7 +80,7 @@ async function probeSocketFile(path: string): Promise<'absent' | 'live' | 'stale
   });
 }
 
-async function listenUnix(addr: UnixAddress, opts: ListenOptions): Promise<Listener> {
+async function listenUnix(addr: UnixAddress, opts: BindOptions): Promise<Listener> {
   const where = label(addr);
   const state = await probeSocketFile(addr.path);
   if (state === 'live') throw new NetError(`address already in use: ${where} — another server is listening on that socket`, 'EADDRINUSE');
@@ -118,15 +124,31 @@ function removeOwnSocketFile(path: string, ino: number): void {
   }
 }
 
+/** --unix-mode on a listening unix: address: "0660" or "660" → 0o660. */
+function configureUnix(addr: UnixAddress, flags: FlagValues, role: Role): UnixAddress {
+  const text = flags.unixMode;
+  if (role !== 'listen' || text === undefined) return addr;
+  if (!/^0?[0-7]{3}$/.test(String(text))) throw new UsageError(`--unix-mode takes octal permissions such as 0660 or 600, not '${text}'`);
+  return { ...addr, mode: parseInt(String(text), 8) };
+}
+
 export const unixTransport: Transport<UnixAddress> = {
   scheme: 'unix',
   kind: 'stream',
   help: 'Unix domain socket: a stale socket file is replaced, a live one is "in use"; --unix-mode sets its permissions',
   example: 'unix:/tmp/chat.sock',
+  flags: [{ name: 'unix-mode', type: 'string', role: 'listen', help: 'Permissions of a listening unix: socket file, octal (e.g. 0660; default from the umask)' }],
   parse: parseUnix,
   format: label,
+  configure: configureUnix,
   connect: connectUnix,
   listen: listenUnix,
 };
 
 registerTransport(unixTransport);
+
+declare module './types' {
+  interface AddressMap {
+    unix: UnixAddress;
+  }
+}

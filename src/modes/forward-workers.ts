@@ -12,7 +12,8 @@
 import cluster, { type Worker } from 'node:cluster';
 import net from 'node:net';
 import os from 'node:os';
-import type { Address } from '../endpoints/index';
+import type { Address, TcpAddress } from '../endpoints/index';
+import { clusterMetricsSource, serveMetrics } from '../metrics';
 import { ensureFdLimit, isStandaloneBinary } from '../fdlimit';
 import { Logger, type LogFields, type LoggerOptions, type LogOptions } from '../log';
 import { UsageError } from '../errors';
@@ -112,6 +113,8 @@ export interface PrimaryOptions extends LogOptions {
   defaultMaxConns: number;
   fdsPerClient: number;
   raiseFdLimit: boolean;
+  /** --metrics: served here, the sum of every worker's. */
+  metrics?: TcpAddress;
 }
 
 /**
@@ -138,7 +141,12 @@ export async function runWorkerPrimary(opts: PrimaryOptions, io: ModeIO): Promis
   cluster.schedulingPolicy = cluster.SCHED_NONE;
   cluster.setupPrimary({ ...workerCommand(), silent: false });
   const port = 'port' in opts.listen && opts.listen.port === 0 ? await pickPort(opts.listen.host) : undefined;
-  return new WorkerPool(opts.workers, { maxConns: room.maxConns, port }, logger, io.signal).run();
+  const metricsServer = opts.metrics ? await serveMetrics(clusterMetricsSource(), opts.metrics, logger) : undefined;
+  try {
+    return await new WorkerPool(opts.workers, { maxConns: room.maxConns, port }, logger, io.signal).run();
+  } finally {
+    await metricsServer?.close();
+  }
 }
 
 /**

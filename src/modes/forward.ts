@@ -14,7 +14,7 @@ import { hexDumper } from '../hexdump';
 import { Logger, type LogOptions } from '../log';
 import { relay, resetStream, DEFAULT_CLOSE_WAIT_MS, type RelayResult, type Side } from '../relay';
 import { serve, refuseForDatagrams, listenerParts, DEFAULT_MAX_CONNS, type ConnectionContext, type ConnectionSummary, type ListenerModeOptions } from '../server';
-import { upstreamFailureCause, type Metrics } from '../metrics';
+import { offerToPrimary, upstreamFailureCause, type Metrics } from '../metrics';
 import { encodeProxyHeader, type ProxyVersion } from '../proxy-protocol';
 import { ensureFdLimit } from '../fdlimit';
 import { runUdpForward } from './udp-forward';
@@ -64,8 +64,6 @@ export async function runForward(opts: ForwardOptions, io: ModeIO): Promise<numb
     return runUdpForward(opts, io);
   }
   const workers = opts.workers ?? 1;
-  // Each worker would need its own port; prom-client's cluster aggregation is not wired up yet.
-  if (workers > 1 && opts.metrics) throw new UsageError('--metrics works with one process for now: drop --workers, or scrape each instance separately');
   if (workers > 1 && opts.allowLink) throw new UsageError('--allow-link works with one process for now: drop --workers');
   if (workers > 1 && !isForwardWorker()) {
     return runWorkerPrimary({ ...opts, workers, maxConns: opts.maxConns, defaultMaxConns: DEFAULT_MAX_CONNS, fdsPerClient: FDS_PER_CLIENT, raiseFdLimit: opts.raiseFdLimit === true }, io);
@@ -95,6 +93,11 @@ export async function runForward(opts: ForwardOptions, io: ModeIO): Promise<numb
   }
 
   const parts = listenerParts(opts, logger, 'forward');
+  if (workers > 1 && parts.metrics) {
+    // The primary serves --metrics, adding up what each worker counts.
+    offerToPrimary(parts.metrics.metrics);
+    parts.metrics = { metrics: parts.metrics.metrics };
+  }
   const forwarder = new Forwarder(opts, logger, io.stderr, parts.metrics?.metrics);
   await serve({
     address: listen,

@@ -16,7 +16,6 @@ import { DestRules } from '../proxy/dest-rules';
 import { Dialer } from '../proxy/dialer';
 import type { Hop } from '../proxy/hops';
 import { ProxyHandler, DEFAULT_HANDSHAKE_TIMEOUT_MS } from '../proxy/handler';
-import type { WatchedFileEvents } from '../proxy/watched-file';
 import type { ModeIO } from '../io';
 
 /** Default --connect-timeout for upstream connections. */
@@ -55,16 +54,18 @@ export async function runProxy(opts: ProxyOptions, io: ModeIO): Promise<number> 
   const room = await ensureFdLimit({ maxConns: opts.maxConns, defaultMaxConns: DEFAULT_MAX_CONNS, fdsPerClient: FDS_PER_CLIENT, logger, relaunch: opts.raiseFdLimit === true });
   if (room.relaunched) return room.exitCode;
 
-  const reloads = (what: string): WatchedFileEvents => ({
-    onReload: ({ count, problems, error }) => {
+  const reloads =
+    (what: string) =>
+    ({ count, problems, error, first }: { count: number; problems: string[]; error?: string; first?: boolean }) => {
       for (const p of problems) logger.warn(what, `ignoring ${p}`);
       if (error) logger.warn(what, `could not re-read ${what}, keeping the previous contents: ${error}`);
-      else logger.event(what, `${what} reloaded: ${count} entr${count === 1 ? 'y' : 'ies'}`, { count });
-    },
-  });
+      else logger.event(what, `${what} ${first ? 'loaded' : 'reloaded'}: ${count} entr${count === 1 ? 'y' : 'ies'}`, { count });
+    };
   const auth = new ProxyAuth({ ...opts.auth, pollMs: opts.pollMs }, reloads('auth-file'));
   const map = new NameMap({ ...opts.map, pollMs: opts.pollMs }, reloads('map-file'));
   try {
+    // A missing or bad file stops us here, before anything listens (exit 2).
+    await Promise.all([auth.ready, map.ready]);
     const dialer = new Dialer({
       map,
       onlyMapped: opts.onlyMapped,

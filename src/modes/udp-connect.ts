@@ -4,7 +4,7 @@
  * listening for --quit-after SECS of silence, so replies still in flight are not lost.
  */
 import { connectUdpSocket, peerLabel, sendDatagrams, udpError, udpLabel } from '../endpoints/udp';
-import type { UdpAddress } from '../endpoints/address';
+import type { UdpAddress } from '../endpoints/udp';
 import { hexDumper } from '../hexdump';
 import { formatDuration, Logger } from '../log';
 import type { ConnectOptions } from './connect';

@@ -9,7 +9,8 @@
  */
 import type { RemoteInfo } from 'node:dgram';
 import { bindUdpSocket, sendDatagrams } from '../endpoints/udp';
-import { isWildcardHost, type UdpAddress } from '../endpoints/address';
+import { isWildcardHost } from '../endpoints/address';
+import type { UdpAddress } from '../endpoints/udp';
 import { hexDumper } from '../hexdump';
 import { formatDuration, Logger } from '../log';
 import { createAccessControl } from '../access';

@@ -10,7 +10,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { UsageError } from '../errors';
-import { contentLines, WatchedFile, type WatchedFileEvents } from './watched-file';
+import { contentLines, WatchedFile, type WatchedFileOptions } from '../watched-file';
 
 export interface Credentials {
   /** SHA-256 of "user:password" for each entry. */
@@ -52,12 +52,19 @@ export class ProxyAuth {
   private readonly fixed: Buffer[];
   private readonly file: WatchedFile<Credentials> | undefined;
 
-  constructor(opts: AuthOptions, events: WatchedFileEvents = {}) {
+  /** Settles once --auth-file has been read (at once without one); rejects with a UsageError. */
+  readonly ready: Promise<void>;
+
+  constructor(opts: AuthOptions, onReload?: WatchedFileOptions<Credentials>['onReload']) {
     this.fixed = (opts.users ?? []).map((u) => {
       const [user, password] = parseCredential(u, '--auth');
       return digestOf(user, password);
     });
-    this.file = opts.file === undefined ? undefined : new WatchedFile(opts.file, '--auth-file', (text) => parseAuthFile(text, opts.file!), events, opts.pollMs);
+    this.file =
+      opts.file === undefined
+        ? undefined
+        : new WatchedFile(opts.file, { flag: '--auth-file', initial: { digests: [] }, parse: parseAuthFile, badLinesAtStart: 'error', pollMs: opts.pollMs, onReload });
+    this.ready = this.file?.ready ?? Promise.resolve();
   }
 
   /** True when clients must log in. */

@@ -13,7 +13,7 @@ import net from 'node:net';
 import { UsageError } from '../errors';
 import { formatHostPort } from '../endpoints/address';
 import { isSafeHostName } from './socks-wire';
-import { contentLines, WatchedFile, type WatchedFileEvents } from './watched-file';
+import { contentLines, WatchedFile, type WatchedFileOptions } from '../watched-file';
 
 export interface MapTarget {
   host: string;
@@ -98,9 +98,14 @@ export class NameMap {
   private readonly fixed: MapEntry[];
   private readonly file: WatchedFile<MapEntry[]> | undefined;
 
-  constructor(opts: NameMapOptions, events: WatchedFileEvents = {}) {
+  /** Settles once --map-file has been read (at once without one); rejects with a UsageError. */
+  readonly ready: Promise<void>;
+
+  constructor(opts: NameMapOptions, onReload?: WatchedFileOptions<MapEntry[]>['onReload']) {
     this.fixed = (opts.entries ?? []).map((e) => parseMapEntry(e, '--map'));
-    this.file = opts.file === undefined ? undefined : new WatchedFile(opts.file, '--map-file', (text) => parseMapFile(text, opts.file!), events, opts.pollMs);
+    this.file =
+      opts.file === undefined ? undefined : new WatchedFile(opts.file, { flag: '--map-file', initial: [], parse: parseMapFile, badLinesAtStart: 'error', pollMs: opts.pollMs, onReload });
+    this.ready = this.file?.ready ?? Promise.resolve();
   }
 
   /** True when any name is mapped (or a map file is watched). */

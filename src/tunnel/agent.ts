@@ -15,7 +15,7 @@ import type { Duplex } from 'node:stream';
 import { connectAddress, formatAddress, type Address } from '../endpoints/index';
 import { connectTcpSocket } from '../endpoints/tcp';
 import { formatHostPort } from '../endpoints/address';
-import { describeTlsError } from '../endpoints/tls-errors';
+import { describeTlsError } from '../endpoints/tls';
 import { relay, resetStream } from '../relay';
 import { encodeProxyHeader, type ProxyVersion } from '../proxy-protocol';
 import { formatDuration, type Logger } from '../log';

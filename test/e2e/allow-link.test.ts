@@ -1,5 +1,6 @@
 import { describe, it, expect, afterAll } from 'vitest';
 import fs from 'node:fs';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
@@ -93,13 +94,19 @@ describe('allow links (CLI, MySafeIP-style)', () => {
     // Guessing: 404 each time, logged, and after 5 misses each answer takes longer.
     const times: number[] = [];
     for (let i = 0; i < 8; i++) {
-      const r = await visit(`http://127.0.0.1:${links}/${id.slice(0, -1)}${i}`);
+      const r = await visit(`http://127.0.0.1:${links}/${id}x${i}`);
       expect(r.code).toBe(404);
       times.push(r.seconds);
     }
     await cli.waitForStderr(/127\.0\.0\.1 asked for an unknown link \(8 in the last 10 min\)/);
     // Misses 6, 7, 8 wait 0.25, 0.5 and 1 s at least.
     expect(times[7]).toBeGreaterThanOrEqual(0.9);
+    // Many at once from a slowed-down source: at most 4 are held, the rest get 429 straight away.
+    const get = (url: string) =>
+      new Promise<number>((resolve, reject) => http.get(url, { agent: false }, (res) => (res.resume(), resolve(res.statusCode ?? 0))).on('error', reject));
+    const burst = await Promise.all(Array.from({ length: 8 }, (_, i) => get(`http://127.0.0.1:${links}/${id}y${i}`)));
+    expect(burst.filter((c) => c === 429).length).toBeGreaterThanOrEqual(4);
+    expect(burst.every((c) => c === 429 || c === 404)).toBe(true);
     expect(cli.stderr()).not.toContain(id);
   });
 
@@ -180,8 +187,26 @@ describe('allow links (CLI, MySafeIP-style)', () => {
     expect(await letIn(p2, encodeProxyV1({ address: '203.0.113.45', port: 5555 }, { address: '127.0.0.1', port: p2 }))).toBe(false);
   });
 
+  it('serves the links over HTTPS with --tls (an ephemeral certificate here; --cert/--key for a real one)', async () => {
+    const dir = tmpdir();
+    fs.writeFileSync(path.join(dir, 'allow.txt'), '');
+    const id = await newLink(path.join(dir, 'links.txt'), 'tls-friend');
+    const cli = sockcat(['listen', '-k', '--echo', '--tls', '-v', '--allow-file', path.join(dir, 'allow.txt'), '--allow-link', '0', '--allow-link-file', path.join(dir, 'links.txt'), '0']);
+    const links = Number((await cli.waitForStderr(/allow links on https:\/\/127\.0\.0\.1:(\d+)\/LINKID/))[1]);
+    const fingerprint = (await cli.waitForStderr(/SHA-256 fingerprint ([0-9A-F:]+)/))[1];
+    expect(fingerprint).toMatch(/^[0-9A-F:]{95}$/);
+    // Plain HTTP to the TLS endpoint grants nothing.
+    await run('curl', ['-s', '--max-time', '5', `http://127.0.0.1:${links}/${id}`]).catch(() => undefined);
+    const r = await visit(`https://127.0.0.1:${links}/${id}`, []).catch(() => undefined);
+    expect(r).toBeUndefined(); // curl verifies: an ephemeral certificate is not trusted without -k
+    const { stdout } = await run('curl', ['-sk', '--max-time', '10', `https://127.0.0.1:${links}/${id}`]);
+    expect(stdout).toContain('Your address 127.0.0.1 is let in');
+    await cli.waitForStderr(/127\.0\.0\.1 let in for 12 h by link tls-friend/);
+  });
+
   it.each([
     [['--allow-link', '0'], /needs --allow-link-file/],
+    [['--allow-link', 'tls:0', '--allow-link-file', 'links.txt', '--allow-file', 'allow.txt', '--accept-proxy-protocol', '--trusted-proxy', '127.0.0.1'], /cannot read a PROXY header yet/],
     [['--allow-link', '0', '--allow-link-file', 'links.txt'], /needs --allow-file/],
     [['--allow-link-file', 'links.txt'], /go with --allow-link ADDR/],
     [['--allow-link', '0', '--allow-link-file', 'links.txt', '--allow-file', 'allow.txt', '--allow-link-ttl', 'forever'], /--allow-link-ttl takes a duration/],

@@ -209,7 +209,7 @@ describe('sockcat forward (CLI)', () => {
     [['forward', '0', '127.0.0.1:22', '--allow', '10.1'], /^sockcat: --allow: '10\.1' is not an IP address or CIDR range/],
     [['forward', '0', '127.0.0.1:22', '--max-conns', '0'], /^sockcat: --max-conns takes a whole number/],
     [['forward', '0', '127.0.0.1:22', '--connect-timeout', 'soon'], /^sockcat: --connect-timeout takes a number of seconds/],
-    [['forward', '0', '127.0.0.1:22', '--allow-file', '/nonexistent/allow.txt'], /^sockcat: --allow-file: \/nonexistent\/allow\.txt: no such file/],
+    [['forward', '0', '127.0.0.1:22', '--allow-file', '/nonexistent/allow.txt'], /^sockcat: --allow-file:? \/nonexistent\/allow\.txt: no such file/],
   ])('refuses %j with exit 2 and one line', async (args, message) => {
     const r = await runCli(args as string[]);
     expect(r.code).toBe(2);

@@ -157,13 +157,26 @@ describe('--metrics (CLI, scraped with curl)', () => {
     sleeper.destroy();
   });
 
+  it('forward --workers 2: the primary serves the sum of both workers\' counts', async () => {
+    const echo = await tcpServer((s) => s.pipe(s));
+    const fwd = sockcat(['forward', '-v', '--workers', '2', '--metrics', '0', '0', `127.0.0.1:${echo.port}`]);
+    const mport = await metricsPort(fwd);
+    const port = await fwd.listeningPort();
+    let t: string;
+    for (let i = 0; i < 30; i++) expect((await exchange(port, `n${i}`)).toString()).toBe(`n${i}`);
+    await waitFor(() => (fwd.stderr().match(/closed /g) ?? []).length === 30, 10_000, '30 closes');
+    t = await scrape(mport);
+    expect(value(t, 'sockcat_connections_accepted_total', { mode: 'forward' })).toBe(30);
+    expect(value(t, 'sockcat_connections_closed_total', { reason: 'eof', mode: 'forward' })).toBe(30);
+    expect(value(t, 'sockcat_bytes_total', { direction: 'in', mode: 'forward' })).toBe(10 * 2 + 20 * 3);
+    await echo.close();
+  }, 60_000);
+
   it('refuses --metrics where it means nothing, and a taken port with exit 1', async () => {
     let r = await runCli(['listen', '--metrics', '0', '0']);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/add -k/);
     r = await runCli(['forward', '--metrics', '0', 'udp:0', 'udp:127.0.0.1:1']);
-    expect(r.code).toBe(2);
-    r = await runCli(['forward', '--metrics', '0', '--workers', '2', '0', '127.0.0.1:1']);
     expect(r.code).toBe(2);
     const taken = await tcpServer(() => {});
     r = await runCli(['forward', '--metrics', String(taken.port), '0', '127.0.0.1:1']);

@@ -282,3 +282,73 @@ describe('TLS interop', () => {
     expect(server.stdout().toString()).toMatch(/^GET \/ HTTP\/1\.1\r\n/);
   });
 });
+
+describe('TLS listener: access control and limits before any TLS work (issue 16 #5)', () => {
+  /** A raw TCP client that sends a ClientHello; resolves with what the server sent back before closing. */
+  async function helloAndWait(port: number): Promise<{ bytes: number; ms: number }> {
+    const started = Date.now();
+    const s = net.connect({ port, host: '127.0.0.1' });
+    s.on('error', () => {});
+    const got: Buffer[] = [];
+    s.on('data', (c: Buffer) => got.push(c));
+    const c = tls.connect({ socket: s, servername: 'localhost', rejectUnauthorized: false });
+    c.on('error', () => {});
+    await new Promise((resolve) => s.once('close', resolve));
+    return { bytes: Buffer.concat(got).length, ms: Date.now() - started };
+  }
+
+  it('a denied client gets no handshake at all: closed before a single TLS byte, logged as denied', async () => {
+    const { server, port } = await tlsEcho('--cert', certs.cert, '--key', certs.key, '--deny', '127.0.0.1');
+    const r = await helloAndWait(port);
+    expect(r.bytes).toBe(0);
+    await server.waitForStderr(/refused 127\.0\.0\.1:\d+: denied by --deny 127\.0\.0\.1/);
+    expect(server.stderr()).not.toMatch(/handshake/);
+  });
+
+  it('--max-conns counts clients still in their handshake: past it, no TLS work for newcomers', async () => {
+    const { server, port } = await tlsEcho('--cert', certs.cert, '--key', certs.key, '--max-conns', '1');
+    const silent = net.connect({ port, host: '127.0.0.1' });
+    silent.on('error', () => {});
+    await new Promise((resolve) => silent.once('connect', resolve));
+    await server.waitForStderr(/listening/);
+    const r = await helloAndWait(port);
+    expect(r.bytes).toBe(0);
+    await server.waitForStderr(/refused 127\.0\.0\.1:\d+: 1 connections already open \(--max-conns\)/);
+    silent.destroy();
+  });
+
+  it("a client that sends a few bytes and FIN is dropped at its FIN, not after the handshake timeout", async () => {
+    const { server, port } = await tlsEcho('--cert', certs.cert, '--key', certs.key);
+    const s = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    s.on('error', () => {});
+    s.on('data', () => {});
+    await new Promise((resolve) => s.once('connect', resolve));
+    s.end(Buffer.from([0x16, 0x03, 0x01]));
+    await new Promise((resolve) => s.once('close', resolve));
+    // Dropped because of the FIN, not because the 10 s handshake timeout ran out.
+    await server.waitForStderr(/client 127\.0\.0\.1:\d+ closed the connection during the TLS handshake/);
+    expect(server.stderr()).not.toMatch(/timed out/);
+  });
+
+  it('pending handshakes from one source are bounded: past 16 silent ones, the next is refused and logged', async () => {
+    const { server, port } = await tlsEcho('--cert', certs.cert, '--key', certs.key);
+    const silent: net.Socket[] = [];
+    for (let i = 0; i < 16; i++) {
+      const s = net.connect({ port, host: '127.0.0.1' });
+      s.on('error', () => {});
+      silent.push(s);
+      await new Promise((resolve) => s.once('connect', resolve));
+    }
+    await waitFor(() => true, 100);
+    const r = await helloAndWait(port);
+    expect(r.bytes).toBe(0);
+    await server.waitForStderr(/refused 127\.0\.0\.1:\d+: 16 TLS handshakes from 127\.0\.0\.1 already in progress/);
+    for (const s of silent) s.destroy();
+    // Once the server has seen them go, a real client is served again.
+    await server.waitForStderr(/(closed the connection during the TLS handshake[^]*){16}/);
+    const ok = tls.connect({ port, host: '127.0.0.1', servername: 'localhost', ca: fs.readFileSync(certs.cert) });
+    const okGot = readAll(ok);
+    ok.end('served\n');
+    expect((await okGot).toString()).toBe('served\n');
+  });
+});

@@ -262,7 +262,7 @@ describe('CLI checks', () => {
 
   it.each([
     [['proxy', '--map', 'nonsense'], /--map: 'nonsense' is not NAME=HOST:PORT/],
-    [['proxy', '--auth-file', '/no/such/file'], /--auth-file \/no\/such\/file: no such file/],
+    [['proxy', '--auth-file', '/no/such/file'], /--auth-file: \/no\/such\/file: no such file/],
     [['forward', '0', 'udp:127.0.0.1:53', '--via', 'socks5://127.0.0.1:1'], /--via reaches TCP targets/],
   ])('%j is a usage error', async (args, re) => {
     const r = await runCli(args as string[]);

@@ -244,11 +244,22 @@ function observe(s: net.Socket, w: Watch & { onSecure?: () => void }, event: str
         else emit({ type: 'established', id: w.id, local: peerLabel(s.localAddress, s.localPort, s), remote: peerLabel(s.remoteAddress, s.remotePort, s) });
       }
       break;
-    case 'secure':
-    case 'secureConnect':
-      w.onSecure?.();
+    case 'secureConnect': {
+      // The client's certificate check is done (authorized is set) just before this event.
+      const report = w.onSecure;
       w.onSecure = undefined;
+      report?.();
       break;
+    }
+    case 'secure': {
+      // The handshake is done; the check runs in this event's listeners, after us: report after them.
+      const report = w.onSecure;
+      if (report && w.role === 'accepted') {
+        w.onSecure = undefined;
+        setImmediate(report);
+      }
+      break;
+    }
     case 'finish':
       if (!w.ourFin && !w.carried) {
         w.ourFin = true;

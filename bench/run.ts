@@ -3,7 +3,7 @@
  *
  *   npm run bench                     all cases, ~5 minutes
  *   npm run bench -- --quick          one round each, shorter runs, 1,000 idle connections, ~1 minute
- *   npm run bench -- --only forward   one case: forward | exec | broadcast | proxy | echo
+ *   npm run bench -- --only forward   one case: forward | exec | broadcast | proxy | echo | tunnel
  *   npm run bench -- --rounds 5       more rounds (the median is reported)
  *   npm run bench -- --workers 4      forward's --workers column runs that many workers (default 2)
  *
@@ -15,6 +15,7 @@ import { echoCase } from './cases/echo';
 import { execCase } from './cases/exec';
 import { forwardCase } from './cases/forward';
 import { proxyCase } from './cases/proxy';
+import { tunnelCase } from './cases/tunnel';
 import { formatCase, type CaseResult } from './lib/report';
 import { cTool, have, machine } from './lib/tools';
 
@@ -42,8 +43,9 @@ const CASES: Record<string, (o: BenchOptions) => Promise<CaseResult>> = {
   broadcast: broadcastCase,
   proxy: proxyCase,
   echo: echoCase,
+  tunnel: tunnelCase,
 };
-const DEFAULT_CASES = ['forward', 'exec', 'broadcast', 'proxy'];
+const DEFAULT_CASES = ['forward', 'exec', 'broadcast', 'proxy', 'tunnel'];
 
 function parseArgs(argv: string[]): { opts: BenchOptions; only: string[] } {
   const quick = argv.includes('--quick');
@@ -69,13 +71,13 @@ function parseArgs(argv: string[]): { opts: BenchOptions; only: string[] } {
     else if (a === '--rounds') opts.rounds = opts.fanoutRounds = Math.max(1, Math.min(20, Number(argv[++i]) || 1));
     else if (a === '--workers') opts.workers = Math.max(1, Math.min(64, Math.floor(Number(argv[++i])) || 2));
     else {
-      process.stderr.write(`bench: unknown argument ${a} (use --quick, --only forward|exec|broadcast|proxy|echo, --rounds N, --workers N)\n`);
+      process.stderr.write(`bench: unknown argument ${a} (use --quick, --only forward|exec|broadcast|proxy|echo|tunnel, --rounds N, --workers N)\n`);
       process.exit(2);
     }
   }
   for (const c of only) {
     if (!CASES[c]) {
-      process.stderr.write(`bench: unknown case "${c}" (forward, exec, broadcast, proxy, echo)\n`);
+      process.stderr.write(`bench: unknown case "${c}" (forward, exec, broadcast, proxy, echo, tunnel)\n`);
       process.exit(2);
     }
   }

@@ -9,35 +9,23 @@ import { commands } from './commands/index';
 import { listTransports } from './endpoints/index';
 import { UsageError, NetError } from './errors';
 import type { ModeIO } from './io';
+import { helpWidth, layoutHelp } from './commands/help-layout';
+import { explainMissingMode } from './commands/habits';
 import { startObservers } from './observers';
 import { SPAWNER_ENV, spawnerMain } from './endpoints/spawner';
 
 const EPILOG = `Addresses: PORT (127.0.0.1), HOST:PORT, [IPv6]:PORT, or SCHEME:… with SCHEME one of
 ${listTransports()
-  .map((t) => wrapIndented(`${t.scheme}:`.padEnd(6) + `${t.help}. e.g. ${t.example}`, 92, '        '))
+  .map((t) => `  ${`${t.scheme}:`.padEnd(7)}${t.help}. e.g. ${t.example}`)
   .join('\n')}
 Listeners bind 127.0.0.1 unless you name another address (0.0.0.0 or [::] for the network).
 Exit codes: 0 ok, 1 network or runtime failure, 2 usage error.
 Run 'sockcat MODE --help' for a mode's options and examples.`;
 
-/** Wraps at word boundaries (yargs would cut long epilog lines mid-word), indenting continuations. */
-function wrapIndented(text: string, width: number, indent: string): string {
-  const lines: string[] = [];
-  let line = '  ';
-  for (const word of text.split(' ')) {
-    if (line.trim() && line.length + 1 + word.length > width) {
-      lines.push(line);
-      line = indent + word;
-    } else line += (line.trim() ? ' ' : '') + word;
-  }
-  lines.push(line);
-  return lines.join('\n');
-}
-
 /** Parses `args` and runs the chosen mode; resolves with the exit code. */
 export async function main(args: string[], io: ModeIO): Promise<number> {
   let exitCode = 0;
-  const env = { io, setExitCode: (code: number) => (exitCode = code) };
+  const env = { io, args, setExitCode: (code: number) => (exitCode = code) };
   const parser = yargs(args)
     .scriptName('sockcat')
     .usage('sockcat <mode> [options] ADDRESS …\n\nOne tool for what nc, ncat, socat and ssh -L do.')
@@ -47,7 +35,8 @@ export async function main(args: string[], io: ModeIO): Promise<number> {
     .version(`sockcat ${pkg.version} (node ${process.versions.node})`)
     .help()
     .alias('h', 'help')
-    .wrap(Math.min(110, process.stdout.columns || 100))
+    // Unwrapped: layoutHelp wraps it at the terminal's width without cutting words.
+    .wrap(null)
     .epilog(EPILOG)
     .exitProcess(false)
     .fail((msg, err) => {
@@ -75,10 +64,14 @@ export async function main(args: string[], io: ModeIO): Promise<number> {
   try {
     const first = args[0];
     const names = modules.map((m) => String(m.command).split(' ')[0]);
-    if (first !== undefined && !first.startsWith('-') && !names.includes(first)) {
-      throw new UsageError(`unknown mode '${first}' (modes: ${names.join(', ')}; see sockcat --help)`);
-    }
-    await parser.parseAsync();
+    // No mode (nc's `-l -p 9090`, `127.0.0.1 9090`) or a mistyped one: say which was meant.
+    if (first !== undefined && !names.includes(first) && !(first.startsWith('-') && args.some((a) => names.includes(a)))) explainMissingMode(args, names);
+    // With a callback, yargs hands --help and --version text over instead of printing it.
+    await parser.parseAsync(args, {}, (_err, _argv, output) => {
+      // Completion candidates (one per line, "flag:description" for zsh) are for the shell, not a reader: never wrapped.
+      const forShell = args.includes('--get-yargs-completions');
+      if (output) io.stdout.write((forShell ? output : layoutHelp(output, helpWidth(io.stdout as { isTTY?: boolean; columns?: number }))) + '\n');
+    });
     return exitCode;
   } catch (err) {
     return reportError(err, io);
@@ -143,7 +136,8 @@ function stdoutFailure(err: NodeJS.ErrnoException): string {
   return `writing to stdout: ${words[err.code ?? ''] ?? err.message}`;
 }
 
-function runAsProgram(): void {
+/** Runs sockcat as the process: signals, stdout errors, the exit code. The entry point (bin.ts) calls it. */
+export function runAsProgram(): void {
   // The standalone binary started again as exec's spawner (src/endpoints/spawner.ts).
   if (process.env[SPAWNER_ENV] === '1') return spawnerMain();
   const controller = new AbortController();
@@ -189,4 +183,3 @@ function runAsProgram(): void {
   );
 }
 
-runAsProgram();

@@ -298,9 +298,9 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
     live.set(id, { abort, done });
   }
 
-  if (opts.proxy && opts.address.scheme !== 'tcp') {
-    // The header comes before any TLS byte; reading it under a TLS server would need TLS to wait.
-    throw new UsageError(`--accept-proxy-protocol works on plain TCP listeners for now, not ${opts.address.scheme}: ones (let the balancer terminate TLS, or use TCP)`);
+  if (opts.proxy && opts.address.scheme !== 'tcp' && opts.address.scheme !== 'tls') {
+    // The header is read from a TCP connection (under TLS: before the handshake, which the runtime defers).
+    throw new UsageError(`--accept-proxy-protocol works on TCP and TLS listeners, not ${opts.address.scheme}: ones`);
   }
   // Nobody is accepted before the allow file has been read (a bad one stops us here, exit 2).
   await opts.access?.ready;

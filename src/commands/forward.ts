@@ -2,17 +2,32 @@ import { parseWorkers } from '../modes/forward-workers';
 import { runForward, DEFAULT_FORWARD_CONNECT_TIMEOUT_MS, DEFAULT_FORWARD_DRAIN_TIMEOUT_MS } from '../modes/forward';
 import { UsageError } from '../errors';
 import type { ProxyVersion } from '../proxy-protocol';
-import { addressFromArgs, commonFromArgs, listenerFromArgs, secondsOption, settleAddresses, withCommonOptions, withListenerOptions, withRelayOptions, withUdpIdle, examplesEpilog } from './options';
+import { addressFromArgs, addressText, commonFromArgs, listenerFromArgs, secondsOption, settleAddresses, withCommonOptions, withListenerOptions, withRelayOptions, withUdpIdle, examplesEpilog } from './options';
 import type { CommandFactory } from './types';
 import { viaFromArgs, withViaOption } from './via';
 
+/**
+ * LISTEN and TARGET from forward's words, where a host and its port may be two words as in
+ * connect: `4000 roucas101.etu 22`, `127.0.0.1 4000 roucas101.etu:22`, `0.0.0.0 4000 host 22`.
+ */
+export function forwardAddresses(words: unknown[]): [unknown, unknown] {
+  const w = words.filter((x) => x !== undefined && x !== '').map(String);
+  const isPort = (t: string | undefined) => t !== undefined && /^\d+$/.test(t);
+  if (w.length <= 2) return [words[0], words[1]];
+  if (w.length === 3 && isPort(w[2]) && !isPort(w[1])) return [w[0], addressText(w[1], w[2])];
+  if (w.length === 3 && isPort(w[1]) && !isPort(w[0])) return [addressText(w[0], w[1]), w[2]];
+  if (w.length === 4 && isPort(w[1]) && isPort(w[3])) return [addressText(w[0], w[1]), addressText(w[2], w[3])];
+  throw new UsageError(`forward takes LISTEN and TARGET, each one word (4000, roucas101.etu:22) or a host and its port (roucas101.etu 22), not: ${w.join(' ')}`);
+}
+
 export const forwardCommand: CommandFactory = (env) => ({
-  command: 'forward [listen] [target]',
+  command: 'forward [listen] [target] [more..]',
   describe: 'Relay every client of LISTEN to TARGET, like socat TCP-LISTEN:p,fork TCP:host:p or ssh -L',
   builder: (y) =>
     withViaOption(withUdpIdle(withRelayOptions(withListenerOptions(withCommonOptions(y)))))
       .positional('listen', { type: 'string', describe: 'Where clients connect: PORT (127.0.0.1), HOST:PORT, [IPv6]:PORT or SCHEME:…' })
       .positional('target', { type: 'string', describe: 'Where each client is relayed: HOST:PORT, [IPv6]:PORT, PORT (127.0.0.1) or SCHEME:…' })
+      .positional('more', { type: 'string', array: true, describe: 'A host and its port may also be two words, as connect takes them: forward 4000 roucas101.etu 22' })
       .option('connect-timeout', {
         type: 'number',
         default: DEFAULT_FORWARD_CONNECT_TIMEOUT_MS / 1000,
@@ -44,10 +59,11 @@ export const forwardCommand: CommandFactory = (env) => ({
         ]),
       ),
   handler: async (argv) => {
+    const [listenText, targetText] = forwardAddresses([argv.listen, argv.target, ...((argv.more as string[] | undefined) ?? [])]);
     const [listen, target] = settleAddresses(
       [
-        { address: addressFromArgs(argv.listen, undefined, 'listen', 'LISTEN address'), role: 'listen', primary: true },
-        { address: addressFromArgs(argv.target, undefined, 'connect', 'TARGET address'), role: 'connect', primary: false },
+        { address: addressFromArgs(listenText, undefined, 'listen', 'LISTEN address'), role: 'listen', primary: true },
+        { address: addressFromArgs(targetText, undefined, 'connect', 'TARGET address'), role: 'connect', primary: false },
       ],
       argv,
       ['listen', 'connect'],
@@ -55,6 +71,8 @@ export const forwardCommand: CommandFactory = (env) => ({
     const connectTimeoutMs = secondsOption(argv.connectTimeout, '--connect-timeout');
     if (connectTimeoutMs === 0) throw new UsageError('--connect-timeout must be more than 0 seconds');
     const workers = parseWorkers(argv.workers);
+    // Each worker would make its own ephemeral certificate; only one could be in the file.
+    if (workers > 1 && argv.saveCert !== undefined) throw new UsageError('--save-cert and --workers: each worker makes its own ephemeral certificate; give them one with --cert/--key');
     const code = await runForward(
       {
         listen,

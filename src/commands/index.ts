@@ -11,6 +11,7 @@ import { completionCommand } from './completion';
 import { relayCommand } from './relay';
 import { exposeCommand } from './expose';
 import { allowLinkCommand } from './allow-link';
+import { examplesCommand } from './examples';
 import type { CommandFactory } from './types';
 
-export const commands: CommandFactory[] = [listenCommand, connectCommand, forwardCommand, execCommand, broadcastCommand, proxyCommand, relayCommand, exposeCommand, scanCommand, waitCommand, allowLinkCommand, completionCommand];
+export const commands: CommandFactory[] = [listenCommand, connectCommand, forwardCommand, execCommand, broadcastCommand, proxyCommand, relayCommand, exposeCommand, scanCommand, waitCommand, allowLinkCommand, completionCommand, examplesCommand];

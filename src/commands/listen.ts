@@ -1,6 +1,7 @@
 import { runListen } from '../modes/listen';
 import { UsageError } from '../errors';
-import { addressFromArgs, bytesOption, commonFromArgs, listenerFromArgs, secondsOption, settleAddresses, withCommonOptions, withIdleTimeout, withListenerOptions, withUdpIdle, examplesEpilog } from './options';
+import { execInsteadOfListen } from './habits';
+import { addressFromArgs, addressText, bytesOption, commonFromArgs, listenerFromArgs, secondsOption, settleAddresses, withCommonOptions, withIdleTimeout, withListenerOptions, withUdpIdle, examplesEpilog } from './options';
 import type { CommandFactory } from './types';
 
 export const listenCommand: CommandFactory = (env) => ({
@@ -13,6 +14,9 @@ export const listenCommand: CommandFactory = (env) => ({
       .option('port', { alias: 'p', type: 'string', describe: 'Port to listen on (nc style: -p 9090)' })
       // Students type `nc -l -p 9090` from habit: accept the -l rather than refuse the whole line.
       .option('l', { type: 'boolean', describe: 'Accepted for nc habits (nc -l -p 9090): listen already listens' })
+      // nc/ncat's -e PROG and -c CMD: refused with the exec command to type (see execInsteadOfListen).
+      .option('e', { alias: 'exec', type: 'string', hidden: true })
+      .option('c', { alias: 'sh-exec', type: 'string', hidden: true })
       .option('keep-open', { alias: 'k', type: 'boolean', default: false, describe: 'Serve clients concurrently until stopped; stdin goes to every client' })
       .option('max-queue', { type: 'string', describe: "-k: cap on the stdin bytes queued for one client (K, M suffixes; default 1M): a client that does not read is disconnected past it" })
       .option('echo', { type: 'boolean', default: false, describe: 'Built-in echo server: send back whatever each client sends' })
@@ -31,6 +35,7 @@ export const listenCommand: CommandFactory = (env) => ({
         ]),
       ),
   handler: async (argv) => {
+    if (argv.e !== undefined || argv.c !== undefined) throw execInsteadOfListen(env.args, argv as { e?: string; c?: string; address?: string; port?: string }, addressText(argv.address, argv.port));
     const [address] = settleAddresses([{ address: addressFromArgs(argv.address, argv.port, 'listen'), role: 'listen', primary: true }], argv, ['listen']);
     if (argv.metrics !== undefined && !argv.keepOpen && !argv.echo) throw new UsageError('--metrics is for servers that keep running: add -k');
     if (argv.allowLink !== undefined && !argv.keepOpen && !argv.echo) throw new UsageError('--allow-link is for servers that keep running: add -k');

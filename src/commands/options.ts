@@ -11,6 +11,7 @@ import { parseMetricsAddress } from '../metrics';
 import { durationOption, parseAllowLinkAddress } from '../allow-link';
 import type { LogFormat } from '../log';
 import { DEFAULT_CLOSE_WAIT_MS } from '../relay';
+import { COMMAND_MARK } from './help-layout';
 
 /** -v, -x, --log-format and the transport options: every command has them. */
 export function withCommonOptions<T>(y: Argv<T>, roles: readonly Role[] = ['listen', 'connect'], kinds?: readonly string[]) {
@@ -180,17 +181,21 @@ function shown(value: unknown): string {
  * The address from positionals: "ADDR", or nc-style "HOST PORT".
  */
 export function addressFromArgs(first: unknown, second: unknown, role: Role, what = 'address'): Address {
-  let text: string;
-  if ((first === undefined || first === '') && second !== undefined && second !== '') text = String(second);
-  else if (first === undefined || first === '') throw new UsageError(`missing ${what} (e.g. 9090, 127.0.0.1:9090 or [::1]:9090)`);
-  else {
-    text = String(first);
-    if (second !== undefined && second !== '') {
-      const host = text.includes(':') && !text.startsWith('[') ? `[${text}]` : text;
-      text = `${host}:${second}`;
-    }
-  }
-  return parseAddress(text, role);
+  return parseAddress(addressText(first, second, what), role);
+}
+
+/** The address text positionals stand for: "ADDR", "HOST PORT" or "PORT HOST" (nc's -l -p 9090 127.0.0.1 order) → "HOST:PORT". */
+export function addressText(first: unknown, second: unknown, what = 'address'): string {
+  const given = (v: unknown) => v !== undefined && v !== '';
+  if (!given(first) && given(second)) return String(second);
+  if (!given(first)) throw new UsageError(`missing ${what} (e.g. 9090, 127.0.0.1:9090 or [::1]:9090)`);
+  if (!given(second)) return String(first);
+  let [host, port] = [String(first), String(second)];
+  const isPort = (t: string) => /^\d+$/.test(t);
+  if (isPort(host) && isPort(port)) throw new UsageError(`two ports given (${host} and ${port}): give one, with its host if needed (e.g. 127.0.0.1 ${port})`);
+  if (isPort(host)) [host, port] = [port, host];
+  if (host.includes(':') && !host.startsWith('[')) host = `[${host}]`;
+  return `${host}:${port}`;
 }
 
 export interface CommonArgs {
@@ -321,7 +326,7 @@ export function bytesOption(value: unknown, flag: string, min = 1): number | und
 export function examplesEpilog(examples: Array<[command: string, meaning: string]>, notes?: string): string {
   const lines = ['Examples:'];
   for (const [command, meaning] of examples) {
-    lines.push(`  ${command.replace(/\$0/g, 'sockcat')}`, `      ${meaning}`);
+    lines.push(`${COMMAND_MARK}  ${command.replace(/\$0/g, 'sockcat')}`, `      ${meaning}`);
   }
   if (notes) lines.push('', notes);
   return lines.join('\n');

@@ -48,13 +48,13 @@ export function parseHostPort(text: string, role: Role, original = text): HostPo
   } else {
     const colon = text.lastIndexOf(':');
     if (colon < 0) {
+      // "localhost", "example.org": a host without its port.
+      if (isValidHostName(text)) throw new UsageError(`missing port: add it after the host, e.g. ${original}:9090${original === text ? ` (or ${text} 9090)` : ''}`);
       throw new UsageError(`malformed address '${original}': expected PORT, HOST:PORT or [IPv6]:PORT (e.g. 127.0.0.1:9090)`);
     }
     host = text.slice(0, colon);
     portText = text.slice(colon + 1);
-    if (host.includes(':')) {
-      throw new UsageError(`malformed address '${original}': write IPv6 addresses in brackets, e.g. [${host}]:${portText}`);
-    }
+    if (host.includes(':')) throw new UsageError(unbracketedIpv6(text, original));
     if (host === '*') host = '0.0.0.0';
   }
   const port = parsePort(portText, role, original);
@@ -62,6 +62,22 @@ export function parseHostPort(text: string, role: Role, original = text): HostPo
     throw new UsageError(`malformed address '${original}': '${host}' is not a valid host name or IP address`);
   }
   return { host: host || defaultHost, port, hostGiven: host !== '' };
+}
+
+/**
+ * An IPv6 address written without brackets. "::1" or "fe80::1" is an address without its port
+ * (its last group is not a port); "::1:80" most likely means [::1]:80.
+ */
+function unbracketedIpv6(text: string, original: string): string {
+  const colon = text.lastIndexOf(':');
+  const [host, port] = [text.slice(0, colon), text.slice(colon + 1)];
+  const hostAlone = net.isIPv6(host) && host !== '::' && /^\d{1,5}$/.test(port);
+  if (hostAlone) return `malformed address '${original}': write IPv6 addresses in brackets, e.g. [${host}]:${port}`;
+  if (net.isIPv6(text) || net.isIPv6(text.split('%')[0])) {
+    const scheme = original.slice(0, original.length - text.length);
+    return `missing port: write the IPv6 address in brackets with the port after it, e.g. ${scheme}[${text}]:9090${scheme ? '' : ` (or ${text} 9090)`}`;
+  }
+  return `malformed address '${original}': write IPv6 addresses in brackets, e.g. [${host}]:${port}`;
 }
 
 /** Parses a port number, with a message that says what is wrong with it. */

@@ -30,7 +30,22 @@ export function resolveProgram(name: string, env: NodeJS.ProcessEnv = process.en
     if (problem === 'not-executable') notExecutable ??= file;
   }
   if (notExecutable) throw new UsageError(`program '${name}' found at ${notExecutable} but it is not executable`);
-  throw new UsageError(`program '${name}' not found in PATH`);
+  throw new UsageError(`program '${name}' not found in PATH${notFoundHint(name, cwd)}`);
+}
+
+/**
+ * What the user most likely meant: a whole command line in one word (`exec 9090 'cat -n'`), or a
+ * script in the current directory, which a shell too only finds as ./server.sh.
+ */
+function notFoundHint(name: string, cwd: string): string {
+  if (/\s/.test(name.trim())) {
+    const words = name.trim().split(/\s+/);
+    return `: to run the command line '${name}', use --sh '${name.replace(/'/g, `'\\''`)}' (through /bin/sh), or give the program and its arguments as separate words: -- ${words.join(' ')}`;
+  }
+  const here = whyNotRunnable(path.resolve(cwd, name));
+  if (here === undefined) return `; there is one in this directory: write ./${name}`;
+  if (here === 'not-executable') return `; there is one in this directory, not executable: chmod +x ${name} and write ./${name}, or run it with -- sh ${name}`;
+  return '';
 }
 
 /** Checks that the shell --sh needs is there. */

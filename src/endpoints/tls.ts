@@ -13,6 +13,7 @@
  *   a stalled or hostile client never holds up the others.
  */
 import fs from 'node:fs';
+import path from 'node:path';
 import type net from 'node:net';
 import tls from 'node:tls';
 import { X509Certificate } from 'node:crypto';
@@ -48,6 +49,8 @@ export interface TlsSettings {
   clientKey?: PemFile;
   /** Server: refuse clients without a certificate signed by `ca`. */
   requireClientCert?: boolean;
+  /** Server without cert/key: write the ephemeral certificate (not its key) to this file. */
+  saveCert?: string;
 }
 
 export interface TlsAddress extends HostPortAddress {
@@ -67,6 +70,7 @@ const FLAGS: TransportFlag[] = [
   { name: 'tls', type: 'boolean', role: 'both', help: 'Use TLS on the listening address (connect: on the server address); same as writing tls:HOST:PORT' },
   { name: 'cert', type: 'string', role: 'listen', help: 'TLS server: certificate PEM FILE (without it: an ephemeral self-signed one, fingerprint logged)' },
   { name: 'key', type: 'string', role: 'listen', help: 'TLS server: private key PEM FILE for --cert' },
+  { name: 'save-cert', type: 'string', role: 'listen', help: 'TLS server without --cert: write the ephemeral certificate (not its key) to FILE, for curl --cacert FILE or connect --ca FILE' },
   { name: 'ca', type: 'string', role: 'both', help: 'TLS client: trust this CA or self-signed certificate PEM FILE; server: CA for client certificates' },
   { name: 'insecure', type: 'boolean', role: 'connect', help: 'TLS client: do not verify the certificate or host name (says so on stderr)' },
   { name: 'servername', type: 'string', role: 'connect', help: 'TLS client: NAME for SNI and the certificate check (default: the host)' },
@@ -87,13 +91,14 @@ interface TlsFlags {
   clientCert?: string;
   clientKey?: string;
   requireClientCert?: boolean;
+  saveCert?: string;
 }
 
 /** --tls on the command's main address, or a server certificate flag on a listening one, makes it TLS. */
 function adoptTls(addr: AddressBase, flags: FlagValues, slot: { role: Role; primary: boolean }): TlsAddress | undefined {
   const f = flags as TlsFlags;
   if (f.udp && f.tls) throw new UsageError('-u and --tls cannot be combined (DTLS is not supported)');
-  const serverFlags = f.cert !== undefined || f.key !== undefined || f.requireClientCert === true;
+  const serverFlags = f.cert !== undefined || f.key !== undefined || f.requireClientCert === true || f.saveCert !== undefined;
   const wanted = (f.tls === true && slot.primary) || (slot.role === 'listen' && serverFlags);
   if (!wanted || addr.scheme === 'tls') return undefined;
   if (addr.scheme !== 'tcp') throw new UsageError(`--tls works over TCP, not with ${addr.scheme}: addresses`);
@@ -111,7 +116,31 @@ function serverSettings(a: TlsFlags): TlsSettings {
   const cert = a.cert === undefined ? undefined : readPem(a.cert, '--cert');
   const key = a.key === undefined ? undefined : readPem(a.key, '--key');
   if (cert && key) checkKeyPair(cert, key, '--cert', '--key');
-  return { cert, key, ca: a.ca === undefined ? undefined : readPem(a.ca, '--ca'), requireClientCert: a.requireClientCert };
+  if (a.saveCert !== undefined && cert) throw new UsageError(`--save-cert writes the ephemeral certificate made without --cert; with --cert, ${cert.path} is already the file to give clients`);
+  if (a.saveCert !== undefined) checkWritableFile(a.saveCert, '--save-cert');
+  return { cert, key, ca: a.ca === undefined ? undefined : readPem(a.ca, '--ca'), requireClientCert: a.requireClientCert, saveCert: a.saveCert };
+}
+
+/** A file we will write: its directory must exist, so a typo is a usage error now, not a failure later. */
+function checkWritableFile(file: string, flag: string): void {
+  const dir = path.dirname(path.resolve(file));
+  let isDir = false;
+  try {
+    isDir = fs.statSync(dir).isDirectory();
+  } catch {
+    throw new UsageError(`${flag} ${file}: no such directory ${dir}`);
+  }
+  if (!isDir) throw new UsageError(`${flag} ${file}: ${dir} is not a directory`);
+  if (fs.existsSync(file) && fs.statSync(file).isDirectory()) throw new UsageError(`${flag} ${file}: is a directory`);
+}
+
+/** --save-cert: the certificate only (public), readable by everyone like any certificate. */
+function saveCertificate(file: string, pem: string): void {
+  try {
+    fs.writeFileSync(file, pem, { mode: 0o644 });
+  } catch (err) {
+    throw new NetError(`--save-cert ${file}: ${(err as Error).message}`, (err as NodeJS.ErrnoException).code);
+  }
 }
 
 function clientSettings(a: TlsFlags): TlsSettings {
@@ -163,11 +192,12 @@ export function checkKeyPair(cert: PemFile, key: PemFile, certFlag: string, keyF
 /** TLS flags given where no TLS address takes them: silently ignoring them would leave the user believing they act. */
 function unusedTlsFlags(names: string[], roles: Role[]): string | undefined {
   const clientOnly = ['insecure', 'servername', 'client-cert', 'client-key'];
-  const serverOnly = ['cert', 'key', 'require-client-cert'];
+  const serverOnly = ['cert', 'key', 'require-client-cert', 'save-cert'];
   if (!roles.includes('connect') && names.some((n) => clientOnly.includes(n))) {
     return '--insecure, --servername, --client-cert and --client-key are for TLS clients, and this mode only listens (to ask clients for certificates: --require-client-cert --ca FILE)';
   }
   if (!roles.includes('listen') && names.some((n) => serverOnly.includes(n))) {
+    if (names.includes('save-cert')) return '--save-cert is for a TLS listener (listen --tls, exec --tls…): connect makes no certificate; it trusts one with --ca FILE';
     return '--cert, --key and --require-client-cert are for TLS servers, and this mode only connects (its own certificate is --client-cert/--client-key)';
   }
   if (!roles.includes('listen')) return '--ca, --insecure, --servername and --client-cert apply to TLS: write tls:HOST:PORT or add --tls';
@@ -284,10 +314,12 @@ async function serverCredentials(addr: TlsAddress, log: TransportLog | undefined
     return { key: s.key.pem, cert: s.cert.pem };
   }
   const eph = await generateEphemeralCertificate();
+  if (s.saveCert !== undefined) saveCertificate(s.saveCert, eph.cert);
+  const saved = s.saveCert === undefined ? '' : `; saved to ${s.saveCert} (clients: --ca ${s.saveCert}, curl --cacert ${s.saveCert})`;
   (log ?? stderrLog).warn(
     'certificate',
-    `no --cert given: using an ephemeral self-signed certificate (localhost, 127.0.0.1, ::1), SHA-256 fingerprint ${eph.fingerprint}`,
-    { fingerprint: eph.fingerprint },
+    `no --cert given: using an ephemeral self-signed certificate (localhost, 127.0.0.1, ::1), SHA-256 fingerprint ${eph.fingerprint}${saved}`,
+    { fingerprint: eph.fingerprint, file: s.saveCert },
   );
   return eph;
 }

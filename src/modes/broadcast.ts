@@ -12,7 +12,8 @@ import type { Address } from '../endpoints/index';
 import { Logger, type LogOptions } from '../log';
 import { serve, listenerServeOptions, type ListenerModeOptions } from '../server';
 import { Room, type Member } from '../broadcast/room';
-import { Chat, notice } from '../broadcast/chat';
+import { Chat, notice, type ChatNaming } from '../broadcast/chat';
+import { CHAT_LANGUAGES, DEFAULT_CHAT_LANGUAGE } from '../broadcast/lang/index';
 import { RawBroker } from '../broadcast/raw';
 import { serveClient } from '../broadcast/client';
 import type { RoomProtocol } from '../broadcast/protocol';
@@ -41,11 +42,16 @@ export interface BroadcastOptions extends ListenerModeOptions, LogOptions {
   maxLine?: number;
   /** Send a client away after this long with no traffic either way. */
   idleTimeoutMs?: number;
+  /** The room's language in line mode (a key of CHAT_LANGUAGES; default en). */
+  lang?: string;
+  /** Newcomers named user1, user2… (default) or by their address. */
+  names?: ChatNaming;
 }
 
 /** Runs the room until stopped; resolves with the exit code. stdin's EOF does not stop it. */
 export async function runBroadcast(opts: BroadcastOptions, io: ModeIO): Promise<number> {
   const logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
+  const strings = CHAT_LANGUAGES[opts.lang ?? DEFAULT_CHAT_LANGUAGE];
   const clients = new Set<Member>();
   // Without a drain, a client that is behind would be cut off with its last lines still queued.
   const drainMs = opts.drainTimeoutMs ?? DEFAULT_BROADCAST_DRAIN_MS;
@@ -58,9 +64,9 @@ export async function runBroadcast(opts: BroadcastOptions, io: ModeIO): Promise<
     echoSelf: opts.echoSelf ?? false,
     stdout: io.stdout,
     logger,
-    dropNotice: opts.raw ? undefined : (count) => notice(`${count} message(s) were dropped because you were not reading fast enough`),
+    dropNotice: opts.raw ? undefined : (count) => notice(strings.dropped(count)),
   });
-  const speaking: RoomProtocol = opts.raw ? new RawBroker(room) : new Chat({ room, logger, maxLine: opts.maxLine ?? DEFAULT_MAX_LINE });
+  const speaking: RoomProtocol = opts.raw ? new RawBroker(room) : new Chat({ room, logger, maxLine: opts.maxLine ?? DEFAULT_MAX_LINE, strings, names: opts.names ?? 'user' });
 
   const stdin = readStdin(io.stdin, (chunk) => speaking.stdin(chunk, io.stdin), () => speaking.stdinEnded());
   const onStop = () => {

@@ -25,7 +25,7 @@ import { proveToken, ProtocolError, PROTOCOL_VERSION, type Message } from './pro
 
 export const DEFAULT_HEARTBEAT_MS = 5000;
 /** Data connections kept parked at the relay, ready for the next public clients. */
-export const POOL_SIZE = 4;
+export const POOL_SIZE = 8;
 /** Data connections being opened at once, at most (a burst of clients asks for more). */
 const MAX_OPENING = 64;
 export const BACKOFF_FIRST_MS = 500;
@@ -124,7 +124,7 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
 }
 
 /** Opens a stream to the relay: TLS verified by fingerprint, CA or the system's CAs; or plain TCP. */
-export async function connectRelay(target: RelayTarget, signal?: AbortSignal): Promise<Duplex> {
+export async function connectRelay(target: RelayTarget, signal?: AbortSignal, resume?: TlsResumption): Promise<Duplex> {
   const where = formatHostPort(target.host, target.port);
   const raw = await connectTcpSocket({ host: target.host, port: target.port, hostGiven: true }, { timeoutMs: CONNECT_TIMEOUT_MS, signal });
   raw.setKeepAlive(true, 30_000);
@@ -134,6 +134,9 @@ export async function connectRelay(target: RelayTarget, signal?: AbortSignal): P
   return new Promise((resolve, reject) => {
     const socket = tls.connect({
       socket: raw,
+      // Data connections resume the control connection's TLS session: no certificate signed and
+      // checked again for every pooled connection (the session itself came from a checked one).
+      session: resume?.session,
       servername: /^[\d.]+$/.test(servername) || servername.includes(':') ? undefined : servername,
       ca: t.ca,
       // A pinned fingerprint replaces the CA check: the certificate is the one we were told, or nothing.
@@ -155,8 +158,9 @@ export async function connectRelay(target: RelayTarget, signal?: AbortSignal): P
       reject(new NetError(describeError(err, { action: 'connect', address: where })));
     };
     socket.once('error', fail);
+    if (resume) socket.on('session', (session: Buffer) => (resume.session = session));
     socket.once('secureConnect', () => {
-      if (t.fingerprint) {
+      if (t.fingerprint && !socket.isSessionReused()) {
         const got = socket.getPeerX509Certificate()?.fingerprint256;
         if (got !== t.fingerprint) {
           return fail(new FatalTunnelError(`the relay ${where} presented a certificate with SHA-256 fingerprint ${got ?? 'none'}, not the --fingerprint ${t.fingerprint}: refusing it (someone in the path, or the relay has a new certificate)`));
@@ -167,6 +171,11 @@ export async function connectRelay(target: RelayTarget, signal?: AbortSignal): P
       resolve(socket);
     });
   });
+}
+
+/** The latest TLS session ticket from the relay, shared by one agent session's connections. */
+export interface TlsResumption {
+  session?: Buffer;
 }
 
 /** What the relay said on a connection's first exchange. */
@@ -236,6 +245,7 @@ class AgentSession {
     readonly sessionId: string,
     readonly port: number,
     readonly name: string,
+    private readonly resume: TlsResumption,
   ) {
     this.where = formatHostPort(opts.relay.host, opts.relay.port);
     this.heartbeatMs = opts.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
@@ -246,7 +256,8 @@ class AgentSession {
   static async open(opts: AgentOptions, port: number | undefined): Promise<AgentSession> {
     const where = formatHostPort(opts.relay.host, opts.relay.port);
     opts.logger.event('connecting', `connecting to the relay ${where}`, { relay: where });
-    const stream = await connectRelay(opts.relay, opts.signal);
+    const resume: TlsResumption = {};
+    const stream = await connectRelay(opts.relay, opts.signal, resume);
     const channel = new Channel(stream);
     try {
       const nonce = await greet(channel, where);
@@ -259,7 +270,7 @@ class AgentSession {
       }
       if (m.type === 'error') throw refusal(m, where);
       if (m.type !== 'ready') throw new NetError(`the relay ${where} sent '${m.type}' instead of ready`);
-      const session = new AgentSession(opts, channel, m.session, m.port, m.name);
+      const session = new AgentSession(opts, channel, m.session, m.port, m.name, resume);
       opts.logger.warn('public', `public: ${formatHostPort(opts.relay.host, m.port)}`, { relay: where, host: opts.relay.host, port: m.port, agent: m.name });
       for (const url of m.urls ?? []) opts.logger.warn('public', `public: ${url}`, { relay: where, url, agent: m.name });
       if (opts.httpAuth && !m.urls?.length) opts.logger.warn('http-auth', '--http-auth protects the named HTTP routes only; this relay has none, and the port above is open', {});
@@ -343,7 +354,7 @@ class AgentSession {
       try {
         // No abort signal here: stop() destroys every data stream, and dozens of connects at once
         // would each hang a listener on the one signal.
-        const stream = await connectRelay(this.opts.relay);
+        const stream = await connectRelay(this.opts.relay, undefined, this.resume);
         this.dataStreams.add(stream);
         stream.once('close', () => this.dataStreams.delete(stream));
         if (this.closedWith) return void stream.destroy();

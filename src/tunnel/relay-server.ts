@@ -426,8 +426,21 @@ class Session implements NamedRoute {
         void this.end(`no heartbeat for ${formatDuration(3 * this.heartbeatMs)}`);
         return;
       }
+      if (this.revoked()) {
+        void this.end('its token was removed from the token file');
+        return;
+      }
       this.control.send({ type: 'ping' });
     }, this.heartbeatMs);
+  }
+
+  /** Whether the token file no longer has this agent's token (a file that cannot be read revokes nobody). */
+  private revoked(): boolean {
+    try {
+      return !this.relayServer.opts.tokens().some((e) => e.name === this.entry.name && e.token === this.entry.token);
+    } catch {
+      return false;
+    }
   }
 
   private onControlMessage(m: Message): void {

@@ -1,5 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import net from 'node:net';
+import tls from 'node:tls';
+import { Duplex } from 'node:stream';
 import { cliStartedPerTest, runCli } from '../helpers/cli';
 import { connect, readAll, tcpServer } from '../helpers/net';
 import { decodeProxyHeader, encodeProxyV1, encodeProxyV2 } from '../../src/proxy-protocol';
@@ -112,13 +114,56 @@ describe('--accept-proxy-protocol (CLI)', () => {
     await l.waitForStderr(/connection from 203\.0\.113\.5:44321/);
   });
 
+  it.each([false, true])('under --tls: the header comes first, then the TLS handshake (header and ClientHello in one segment: %s)', async (together) => {
+    const l = sockcat(['listen', '-k', '--echo', '--tls', '-v', '--accept-proxy-protocol', '--trusted-proxy', '127.0.0.1', '--allow', '203.0.113.0/24', '0']);
+    const port = await l.listeningPort();
+    const raw = await connect(port);
+    const header = encodeProxyV2(client, front);
+    let secure: tls.TLSSocket;
+    if (together) {
+      // A duplex in front of the socket: the ClientHello leaves in the same write as the header,
+      // so sockcat reads both at once and must hand the ClientHello back to the TLS layer.
+      let first = true;
+      const joined = new Duplex({
+        write(chunk: Buffer, _enc, cb) {
+          raw.write(first ? Buffer.concat([header, chunk]) : chunk, cb);
+          first = false;
+        },
+        final(cb) {
+          raw.end(cb);
+        },
+        read() {
+          raw.resume();
+        },
+      });
+      raw.on('data', (d) => joined.push(d));
+      raw.on('end', () => joined.push(null));
+      secure = tls.connect({ socket: joined, rejectUnauthorized: false });
+    } else {
+      raw.write(header);
+      secure = tls.connect({ socket: raw, rejectUnauthorized: false });
+    }
+    await new Promise<void>((resolve, reject) => {
+      secure.once('secureConnect', resolve);
+      secure.once('error', reject);
+    });
+    const got = new Promise<string>((resolve) => {
+      let text = '';
+      secure.on('data', (d) => (text += d));
+      secure.on('end', () => resolve(text));
+    });
+    secure.end('over tls');
+    expect(await got).toBe('over tls');
+    await l.waitForStderr(/connection from 203\.0\.113\.5:44321 \(via 127\.0\.0\.1:\d+\)/);
+  });
+
   it.each([
     [['forward', '--accept-proxy-protocol', '0', '127.0.0.1:1'], /needs --trusted-proxy/],
     [['forward', '--trusted-proxy', '10.0.0.1', '0', '127.0.0.1:1'], /add --accept-proxy-protocol/],
     [['forward', '--accept-proxy-protocol', '--trusted-proxy', '10.0.0.300', '0', '127.0.0.1:1'], /--trusted-proxy: '10\.0\.0\.300' is not an IP address/],
     [['forward', '--accept-proxy-protocol', '--trusted-proxy', '10.0.0.1', 'udp:0', 'udp:127.0.0.1:1'], /applies to TCP listeners, not to UDP/],
     [['listen', '-u', '-k', '--accept-proxy-protocol', '--trusted-proxy', '10.0.0.1', '0'], /applies to TCP listeners, not to UDP/],
-    [['listen', '-k', '--tls', '--accept-proxy-protocol', '--trusted-proxy', '10.0.0.1', '0'], /plain TCP listeners/],
+    [['listen', '-k', '--accept-proxy-protocol', '--trusted-proxy', '10.0.0.1', 'unix:/tmp/sockcat-never.sock'], /works on TCP and TLS listeners/],
   ])('refuses %j with exit 2 and one line', async (args, message) => {
     const r = await runCli(args as string[]);
     expect(r.code).toBe(2);

@@ -395,3 +395,50 @@ describe('sockcat broadcast --raw', () => {
     await sleep(0);
   }, 90_000);
 });
+
+describe('broadcast for a French class: --lang fr, --names peer', () => {
+  it('speaks French and names each client by its address, as the course\'s "echo à tous" does', async () => {
+    const { cli, port } = await room(['--lang', 'fr', '--names', 'peer']);
+    const a = await joinRoom(port);
+    clients.push(a);
+    const aName = `127.0.0.1:${a.socket.localPort}`;
+    await a.waitFor(/^\* commandes : \/nick NOM, \/who, \/quit, \/help/m);
+    expect(a.text()).toBe(
+      `* bienvenue ! vous êtes ${aName}\n* personne d'autre n'est connecté pour l'instant\n* commandes : /nick NOM, /who, /quit, /help (une ligne qui commence par // en envoie une qui commence par /)\n`,
+    );
+    // A real nc as the second client, the way the course connects.
+    const nc = spawn('nc', ['-N', '127.0.0.1', String(port)], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let ncOut = '';
+    nc.stdout.on('data', (c) => (ncOut += c));
+    await a.waitFor(/^\* 127\.0\.0\.1:\d+ est connecté$/m);
+    const bName = /^\* (127\.0\.0\.1:\d+) est connecté$/m.exec(a.text())![1];
+    await waitFor(() => ncOut.includes(`présents : ${aName}`), 5000, 'the list of who is here at nc');
+    nc.stdin.write('bonjour\n/who\n/help\n');
+    await a.waitFor(new RegExp(`^<${bName.replace(/\./g, '\\.')}> bonjour$`, 'm'));
+    await waitFor(() => ncOut.includes('/nick NOM change votre nom'), 5000, '/help in French at nc');
+    expect(ncOut).toContain(`* présents : ${bName} (vous), ${aName}\n`);
+    nc.stdin.end();
+    await a.waitFor(new RegExp(`^\\* ${bName.replace(/\./g, '\\.')} est parti$`, 'm'));
+    await new Promise((resolve) => nc.once('close', resolve));
+    // The teacher's screen: the room log, in French, addresses not repeated after names that are addresses.
+    await waitFor(() => cli.stdout().toString().includes('est parti'), 5000, 'the room log');
+    const log = cli.stdout().toString();
+    expect(log).toMatch(new RegExp(`^\\[\\d\\d:\\d\\d:\\d\\d\\] \\* ${bName.replace(/\./g, '\\.')} est connecté\\n`, 'm'));
+    expect(log).not.toContain(`${bName} (${bName})`);
+  });
+
+  it('English stays the default; --lang en is the same room', async () => {
+    const { port } = await room(['--lang', 'en']);
+    const a = await join(port);
+    expect(a.text()).toMatch(/^\* welcome! you are user1\n/);
+  });
+
+  it('refuses an unknown language and --lang/--names with --raw, exit 2', async () => {
+    const de = await runCli(['broadcast', '--lang', 'de', '0']);
+    expect(de.code).toBe(2);
+    expect(de.stderr).toMatch(/^sockcat: --lang takes one of en, fr, not 'de'/);
+    const raw = await runCli(['broadcast', '--raw', '--names', 'peer', '0']);
+    expect(raw.code).toBe(2);
+    expect(raw.stderr).toMatch(/^sockcat: --lang and --names apply to line mode/);
+  });
+});

@@ -82,8 +82,8 @@ describe('relay and expose', () => {
     const MiB = 1 << 20;
     const backend = await hashingServer(MiB);
     const relay = await startRelay(start);
-    // A loaded machine (two cores, many tests) can stall an event loop for a second: a 2 s heartbeat.
-    const agent = await startAgent(start, backend.port, relay, ['--heartbeat', '2']);
+    // A loaded machine (two cores, many tests) can stall an event loop for seconds: the default 5 s heartbeat.
+    const agent = await startAgent(start, backend.port, relay, ['--heartbeat', '5']);
     const one = async () => {
       const sock = await connect(agent.publicPort);
       const payload = randomBytes(MiB);
@@ -230,6 +230,15 @@ describe('authentication and hostile peers', () => {
     expect(relay.cli.stderr()).not.toMatch(/connected: public/);
   });
 
+  it('an expired relay certificate trusted with --ca is refused in words', async () => {
+    const certs = await makeTestCerts();
+    const relay = await startRelay(start, ['--cert', certs.expiredCert, '--key', certs.expiredKey]);
+    const r = await start(['expose', '9', '--via', `localhost:${relay.port}`, '--token', TOKEN, '--ca', certs.expiredCert]).exited;
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/certificate of the relay localhost:\d+ has expired/);
+    fs.rmSync(certs.dir, { recursive: true, force: true });
+  });
+
   it('without --fingerprint or --ca the ephemeral certificate is refused with the way out', async () => {
     const relay = await startRelay(start);
     const r = await start(['expose', '9', '--via', `127.0.0.1:${relay.port}`, '--token', TOKEN]).exited;
@@ -310,6 +319,10 @@ describe('tokens and ports', () => {
     fs.appendFileSync(tokens, `bob ${bobToken}\n`);
     const bob = await startAgent(start, echo.port, relay, ['--token-file', bobFile]);
     expect((await exchange(bob.publicPort, 'bob')).toString()).toBe('bob');
+    // Revoking bob's line ends his tunnel within a heartbeat, and his port closes.
+    fs.writeFileSync(tokens, `alice ${TOKEN} ${lo}\n`);
+    await relay.cli.waitForStderr(/agent bob .* gone after .*: its token was removed from the token file/, 10_000);
+    expect(await isRefused(bob.publicPort)).toBe(true);
     // alice asking for a port outside hers is refused in words.
     const wrong = await startAgent(start, echo.port, relay, ['--remote-port', String(lo === 65535 ? lo - 1 : lo + 1)], false);
     const r = await wrong.cli.exited;

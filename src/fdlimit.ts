@@ -154,9 +154,9 @@ export async function ensureFdLimit(opts: FdLimitOptions): Promise<FdLimitOutcom
 
   const capacity = clientCapacity(limits.soft, opts.fdsPerClient, inUse);
   const text = `open-file limit is ${limits.soft}: at most ~${capacity} ${opts.clientsWord ?? 'clients'}${opts.maxConns !== undefined ? ` (not ${wanted})` : ''}; raise it with ulimit -n`;
-  // An explicit --max-conns that cannot be honoured, or a small limit, is worth a warning; the
-  // default being trimmed by a few clients on a generous limit is only worth a -v line.
+  // Said only when it lowers what the user asked for (an explicit --max-conns), or when the limit
+  // is so small that the default is cut by more than half; the default trimmed by a few clients
+  // on a generous limit ("20000: at most ~9974") is not news, even with -v.
   if (opts.maxConns !== undefined || capacity < wanted / 2) opts.logger.warn('fd-limit', text, { soft: limits.soft, hard: limits.hard, max_conns: capacity });
-  else opts.logger.event('fd-limit', text, { soft: limits.soft, hard: limits.hard, max_conns: capacity });
   return { relaunched: false, maxConns: Math.max(1, capacity) };
 }

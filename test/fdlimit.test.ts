@@ -9,11 +9,11 @@ Max open files            1024                 524288               files
 Max locked memory         8388608              8388608              bytes
 `;
 
-function logger() {
+function logger(verbose = false) {
   const err = new PassThrough();
   let text = '';
   err.on('data', (c) => (text += c));
-  return { logger: new Logger({ stderr: err }), text: () => text };
+  return { logger: new Logger({ stderr: err, verbose }), text: () => text };
 }
 
 describe('open-file limit', () => {
@@ -47,6 +47,13 @@ describe('open-file limit', () => {
     expect(max).toBeGreaterThan(400);
     expect(max).toBeLessThan(500);
     expect(log.text()).toBe(`sockcat: open-file limit is 1024: at most ~${max} clients; raise it with ulimit -n\n`);
+  });
+
+  it('says nothing, even with -v, when the limit only trims the default by a few clients', async () => {
+    const log = logger(true);
+    const r = await ensureFdLimit({ maxConns: undefined, defaultMaxConns: 10_000, fdsPerClient: 2, logger: log.logger, relaunch: false, limits: { soft: 20_000, hard: 20_000 } });
+    expect((r as { maxConns: number }).maxConns).toBeLessThan(10_000);
+    expect(log.text()).toBe('');
   });
 
   it('names an explicit --max-conns it cannot honour', async () => {

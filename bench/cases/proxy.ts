@@ -66,6 +66,8 @@ async function startSshD(): Promise<Started> {
     [`Port ${sshdPort}`, 'ListenAddress 127.0.0.1', `HostKey ${hostKey}`, `AuthorizedKeysFile ${dir}/authorized_keys`, 'PasswordAuthentication no', 'PermitRootLogin prohibit-password', 'StrictModes no', 'UsePAM no', `PidFile ${dir}/sshd.pid`, 'AllowTcpForwarding yes'].join('\n') + '\n',
   );
   const daemon = spawn(sshd, ['-D', '-e', '-f', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let daemonErr = '';
+  daemon.stderr!.on('data', (c: Buffer) => (daemonErr = (daemonErr + c.toString()).slice(-2000)));
   const sshArgs = (p: number) => ['-N', '-D', `127.0.0.1:${p}`, '-i', key, '-p', String(sshdPort), '-o', 'StrictHostKeyChecking=no', '-o', `UserKnownHostsFile=${dir}/known_hosts`, '-o', 'BatchMode=yes', '-o', 'ExitOnForwardFailure=yes', 'root@127.0.0.1'];
   const cleanup = async () => {
     await stopProcess(daemon);
@@ -75,7 +77,7 @@ async function startSshD(): Promise<Started> {
     await waitForPort(sshdPort, 10_000, daemon);
   } catch (e) {
     await cleanup();
-    return { subject, error: `sshd did not start: ${(e as Error).message}` };
+    return { subject, error: `sshd did not start: ${(e as Error).message}: ${daemonErr.trim().split('\n').pop()}` };
   }
   const started = await startSubject({ name: SSH_D, socks: true, command: (p) => ['ssh', sshArgs(p)] } as ProxySubject);
   if (started.server) {

@@ -2,7 +2,7 @@ import { runConnect } from '../modes/connect';
 import { DEFAULT_QUIT_AFTER_MS } from '../modes/udp-connect';
 import { addressFromArgs, commonFromArgs, secondsOption, settleAddresses, withCommonOptions, withIdleTimeout, examplesEpilog } from './options';
 import type { CommandFactory } from './types';
-import { viaFromArgs, withViaOption } from './via';
+import { withVia, withViaOption } from './via';
 
 export const connectCommand: CommandFactory = (env) => ({
   command: 'connect [address] [port]',
@@ -29,8 +29,7 @@ export const connectCommand: CommandFactory = (env) => ({
     const [address] = settleAddresses([{ address: addressFromArgs(argv.address, argv.port, 'connect'), role: 'connect', primary: true }], argv, ['connect']);
     const code = await runConnect(
       {
-        address,
-        via: viaFromArgs(argv.via, address),
+        address: withVia(address, argv.via),
         connectTimeoutMs: secondsOption(argv.wait, '--wait'),
         idleTimeoutMs: secondsOption(argv.idleTimeout, '--idle-timeout'),
         shutdown: argv.shutdown,

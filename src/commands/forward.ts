@@ -4,7 +4,7 @@ import { UsageError } from '../errors';
 import type { ProxyVersion } from '../proxy-protocol';
 import { addressFromArgs, addressText, commonFromArgs, listenerFromArgs, secondsOption, settleAddresses, withCommonOptions, withListenerOptions, withRelayOptions, withUdpIdle, examplesEpilog } from './options';
 import type { CommandFactory } from './types';
-import { viaFromArgs, withViaOption } from './via';
+import { withVia, withViaOption } from './via';
 
 /**
  * LISTEN and TARGET from forward's words, where a host and its port may be two words as in
@@ -76,8 +76,7 @@ export const forwardCommand: CommandFactory = (env) => ({
     const code = await runForward(
       {
         listen,
-        target,
-        via: viaFromArgs(argv.via, target),
+        target: withVia(target, argv.via),
         connectTimeoutMs,
         closeWaitMs: secondsOption(argv.closeWait, '--close-wait'),
         idleTimeoutMs: secondsOption(argv.idleTimeout, '--idle-timeout'),

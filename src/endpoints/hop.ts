@@ -1,19 +1,22 @@
 /**
  * What the proxy hops (socks5:, http-connect:) share: their address syntax
- * ([USER:PASS@]HOST:PORT), reading the proxy's reply off the stream without taking a byte of
- * what follows it, and naming the hop in errors ("hop 2 (sas1:1080): …").
+ * ([USER:PASS@]HOST:PORT), the carrier that reaches the proxy (TCP, or TLS for socks5+tls:// and
+ * https:// hops), and the error that names the hop ("hop 2 (sas1:1080): …").
  */
-import type { Duplex } from 'node:stream';
 import { NetError, UsageError } from '../errors';
 import { formatHostPort, parseHostPort, type HostPortAddress } from './address';
+import type { ReplyCode } from './socks-wire';
+import type { TlsSettings } from './tls';
 import type { AddressBase, Role } from './types';
 
-/** How long a proxy may take to answer one step of its handshake. */
+/** How long a proxy may take to answer its handshake when the caller gives no timeout. */
 export const HOP_REPLY_TIMEOUT_MS = 10_000;
 
 export interface HopAddress extends HostPortAddress {
   user?: string;
   password?: string;
+  /** The hop itself is reached over TLS (socks5+tls://, https://), with these settings. */
+  tls?: TlsSettings;
 }
 
 /** "[USER:PASS@]HOST:PORT" after the scheme. */
@@ -27,61 +30,33 @@ export function parseHopAddress(scheme: string, rest: string, role: Role, origin
   return { scheme, ...hp, user: decodeURIComponent(cred.slice(0, colon)), password: decodeURIComponent(cred.slice(colon + 1)) };
 }
 
-/** "socks5:proxy:1080", credentials left out (they never appear in logs). */
+/** "socks5:proxy:1080" (or "socks5+tls:…"), credentials left out (they never appear in logs). */
 export function formatHop(a: HopAddress): string {
-  return `${a.scheme}:${formatHostPort(a.host, a.port)}`;
+  return `${a.scheme}${a.tls ? '+tls' : ''}:${formatHostPort(a.host, a.port)}`;
 }
 
-/** The carrier of a hop: a TCP connection to the proxy. */
+/** The carrier of a hop: a TCP connection to the proxy, or TLS over one. */
 export function hopCarrier(a: HopAddress): AddressBase {
-  return { scheme: 'tcp', host: a.host, port: a.port, hostGiven: a.hostGiven } as AddressBase;
+  const hp = { host: a.host, port: a.port, hostGiven: a.hostGiven };
+  return (a.tls ? { scheme: 'tls', ...hp, tls: a.tls } : { scheme: 'tcp', ...hp }) as AddressBase;
 }
 
-/** A failure of hop `n`, named so the user knows which proxy of the chain said no. */
-export function hopError(a: HopAddress, n: number | undefined, why: string, code?: string): NetError {
-  return new NetError(`${n ? `hop ${n} ` : 'proxy '}(${formatHostPort(a.host, a.port)}): ${why}`, code);
+/** A hop failed: the message names it ("hop 2 (sas1:1080): …"). */
+export class HopError extends NetError {
+  constructor(
+    message: string,
+    code: string | undefined,
+    /** 1-based position of the hop in the chain. */
+    readonly hop: number,
+    /** What a SOCKS server in front of this chain answers for it (RFC 1928 reply code). */
+    readonly reply: ReplyCode,
+  ) {
+    super(message, code);
+    this.name = 'HopError';
+  }
 }
 
-/**
- * Reads until `complete(buffered)` returns how many bytes the reply takes (or undefined: not
- * yet); whatever came after the reply is put back for the relay. Rejects when the stream
- * ends first, past `max` bytes, or after the timeout.
- */
-export function readReply(stream: Duplex, complete: (buf: Buffer) => number | undefined, max: number, signal?: AbortSignal): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    let buf = Buffer.alloc(0);
-    const timer = setTimeout(() => fail(new Error('no reply in time')), HOP_REPLY_TIMEOUT_MS);
-    const cleanup = () => {
-      clearTimeout(timer);
-      stream.off('data', onData);
-      stream.off('end', onEnd);
-      stream.off('close', onEnd);
-      stream.off('error', fail);
-      signal?.removeEventListener('abort', onAbort);
-      stream.pause();
-    };
-    const fail = (err: Error) => {
-      cleanup();
-      reject(err);
-    };
-    const onEnd = () => fail(new Error('the proxy closed the connection'));
-    const onAbort = () => fail(new Error('aborted'));
-    const onData = (chunk: Buffer) => {
-      buf = Buffer.concat([buf, chunk]);
-      const n = complete(buf);
-      if (n === undefined) {
-        if (buf.length > max) fail(new Error(`reply longer than ${max} bytes`));
-        return;
-      }
-      cleanup();
-      if (buf.length > n) stream.unshift(buf.subarray(n));
-      resolve(buf.subarray(0, n));
-    };
-    stream.on('data', onData);
-    stream.once('end', onEnd);
-    stream.once('close', onEnd);
-    stream.once('error', fail);
-    signal?.addEventListener('abort', onAbort, { once: true });
-    stream.resume();
-  });
+/** Builds the HopError of hop `n` (of the proxy itself when it is not in a chain). */
+export function hopError(a: HopAddress, n: number | undefined, why: string, reply: ReplyCode, code?: string): HopError {
+  return new HopError(`${n ? `hop ${n} ` : 'proxy '}(${formatHostPort(a.host, a.port)}): ${why}`, code, n ?? 1, reply);
 }

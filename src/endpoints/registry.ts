@@ -7,7 +7,9 @@
  * accepted stream (or hands it to the listener runtime, which runs it after access control).
  */
 import net from 'node:net';
-import { addErrorWording, UsageError } from '../errors';
+import { addErrorWording, UsageError, type NetError } from '../errors';
+import { HopError, hopError, type HopAddress } from './hop';
+import { Reply } from './socks-wire';
 import { hasHostPort, parseHostPort } from './address';
 import type { Address, AddressBase, Connection, DialOptions, Listener, BindOptions, Role, Transport, TransportFlag } from './types';
 
@@ -103,7 +105,15 @@ export async function connectAddress(addr: AddressBase, opts: DialOptions = {}):
   const base = first[first.length - 1];
   const t = getTransport(base.scheme);
   if (!t.connect) throw new UsageError(`${formatAddress(addr)}: cannot connect to a ${addr.scheme}: address here`);
-  let conn = await t.connect(base, opts);
+  // A failure on the way through the hops is named after the hop it happened at.
+  const named = (err: unknown, i: number): unknown =>
+    i < hops.length && !(err instanceof HopError) ? hopError(hops[i] as HopAddress, i + 1, (err as Error).message, Reply.generalFailure, (err as NetError).code) : err;
+  let conn: Connection;
+  try {
+    conn = await t.connect(base, opts);
+  } catch (err) {
+    throw named(err, 0);
+  }
   for (let i = 0; i < path.length; i++) {
     const next = path[i + 1];
     let destination: { host: string; port: number } | undefined;
@@ -120,7 +130,7 @@ export async function connectAddress(addr: AddressBase, opts: DialOptions = {}):
         conn = await wrap(inner, layer, { ...opts, destination: layer === path[i] ? destination : undefined, hop: i < hops.length ? i + 1 : undefined });
       } catch (err) {
         inner.stream.destroy();
-        throw err;
+        throw named(err, i);
       }
     }
   }

@@ -3,8 +3,7 @@
  * On stdin EOF the socket's write side is shut down and we keep reading until the server
  * closes, so a reply sent after our EOF still arrives (--no-shutdown keeps the write side open).
  */
-import { formatAddress, type Address } from '../endpoints/index';
-import { connectThrough, type Hop } from '../proxy/hops';
+import { connectAddress, formatAddress, type Address } from '../endpoints/index';
 import { StdioStream, stdinLingerMs } from '../endpoints/stdio';
 import { hexDumper } from '../hexdump';
 import { formatDuration, Logger, type LogOptions } from '../log';
@@ -15,8 +14,6 @@ import { runUdpConnect } from './udp-connect';
 
 export interface ConnectOptions extends LogOptions {
   address: Address;
-  /** --via: proxy hops to go through, first hop first. */
-  via?: Hop[];
   /** Give up connecting after this many ms. */
   connectTimeoutMs?: number;
   /** Close after this many ms without traffic either way. */
@@ -38,7 +35,7 @@ export async function runConnect(opts: ConnectOptions, io: ModeIO): Promise<numb
   const label = formatAddress(opts.address);
   let conn;
   try {
-    conn = await connectThrough(opts.address, opts.via, { timeoutMs: opts.connectTimeoutMs, signal: io.signal, log: logger });
+    conn = await connectAddress(opts.address, { timeoutMs: opts.connectTimeoutMs, signal: io.signal, log: logger });
   } catch (err) {
     // Ctrl-C while connecting: interrupted, not a network failure.
     const interrupted = interruptedExitCode(io.signal);
@@ -56,7 +53,7 @@ export async function runConnect(opts: ConnectOptions, io: ModeIO): Promise<numb
     idleTimeoutMs: opts.idleTimeoutMs,
     signal: io.signal,
     onData: dump,
-    onEof: (side) => logger.event('eof', side === 'a' ? `${label} closed its side` : 'stdin closed; shutting down our write side', { side }),
+    onEof: (side) => logger.event('eof', side === 'a' ? `${label} closed its side` : 'stdin closed; shutting down our write side', { side: side === 'a' ? 'server' : 'client' }),
   });
   logger.event(
     'close',

@@ -8,8 +8,7 @@
  * chunk unless -x asks for a hex dump, sockets are joined directly (no extra stream layers),
  * and TCP_NODELAY is set on both sides by the TCP transport.
  */
-import { formatAddress, type Address, type Connection } from '../endpoints/index';
-import { connectThrough, type Hop } from '../proxy/hops';
+import { connectAddress, formatAddress, type Address, type Connection } from '../endpoints/index';
 import { hexDumper } from '../hexdump';
 import { Logger, type LogOptions } from '../log';
 import { relay, resetStream, DEFAULT_CLOSE_WAIT_MS, type RelayResult, type Side } from '../relay';
@@ -34,8 +33,6 @@ export interface ForwardOptions extends ListenerModeOptions, LogOptions {
   listen: Address;
   /** Where each client's upstream connection goes. */
   target: Address;
-  /** --via: proxy hops each upstream connection goes through, first hop first. */
-  via?: Hop[];
   /** Give up connecting upstream after this many ms (default 10 s). */
   connectTimeoutMs?: number;
   /** After one side's EOF, ms the other direction may take (default 2 s). */
@@ -57,7 +54,6 @@ export interface ForwardOptions extends ListenerModeOptions, LogOptions {
 export async function runForward(opts: ForwardOptions, io: ModeIO): Promise<number> {
   if (opts.listen.scheme === 'udp' || opts.target.scheme === 'udp') {
     if (opts.proxyProtocol) throw new UsageError('--proxy-protocol applies to TCP streams, not to UDP');
-    if (opts.via?.length) throw new UsageError('--via carries TCP streams, not UDP');
     refuseForDatagrams(opts);
     // Datagrams of one client could land in any worker, each with its own upstream socket.
     if ((opts.workers ?? 1) > 1) throw new UsageError('--workers applies to TCP forwards, not to UDP');
@@ -135,7 +131,7 @@ class Forwarder {
   async handle(client: Connection, ctx: ConnectionContext): Promise<ConnectionSummary> {
     let upstream: Connection;
     try {
-      upstream = await connectThrough(this.opts.target, this.opts.via, {
+      upstream = await connectAddress(this.opts.target, {
         timeoutMs: this.opts.connectTimeoutMs ?? DEFAULT_FORWARD_CONNECT_TIMEOUT_MS,
         signal: ctx.signal,
       });

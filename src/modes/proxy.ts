@@ -14,7 +14,8 @@ import { ProxyAuth, type AuthOptions } from '../proxy/auth';
 import { NameMap, type NameMapOptions } from '../proxy/names';
 import { DestRules } from '../proxy/dest-rules';
 import { Dialer } from '../proxy/dialer';
-import type { Hop } from '../proxy/hops';
+import { formatHostPort } from '../endpoints/index';
+import type { HopAddress } from '../endpoints/hop';
 import { ProxyHandler, DEFAULT_HANDSHAKE_TIMEOUT_MS } from '../proxy/handler';
 import type { ModeIO } from '../io';
 
@@ -37,7 +38,7 @@ export interface ProxyOptions extends ListenerModeOptions, LogOptions {
   allowDest: string[];
   denyDest: string[];
   /** --via hops, in order. */
-  via: Hop[];
+  via: HopAddress[];
   connectTimeoutMs: number;
   closeWaitMs: number;
   idleTimeoutMs?: number;
@@ -90,9 +91,10 @@ export async function runProxy(opts: ProxyOptions, io: ModeIO): Promise<number> 
       maxConns: room.maxConns,
       drainTimeoutMs: opts.drainTimeoutMs,
       onListening: (listener) => {
-        const via = opts.via.length ? `, upstream via ${opts.via.map((h) => h.label).join(' → ')}` : '';
+        const hops = opts.via.map((h) => formatHostPort(h.host, h.port));
+        const via = hops.length ? `, upstream via ${hops.join(' → ')}` : '';
         const login = auth.required ? ', login required' : '';
-        logger.event('proxy', `SOCKS5/SOCKS4/HTTP proxy on ${listener.label}${login}${via}`, { address: listener.label, auth: auth.required, via: opts.via.map((h) => h.label).join(',') || undefined });
+        logger.event('proxy', `SOCKS5/SOCKS4/HTTP proxy on ${listener.label}${login}${via}`, { address: listener.label, auth: auth.required, via: hops.join(',') || undefined });
         opts.onListening?.(listener);
       },
       handle: (conn, ctx) => handler.handle(conn, ctx),

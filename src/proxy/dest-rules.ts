@@ -11,7 +11,7 @@ import net from 'node:net';
 import { parseRule, PrefixTable } from '../access';
 import { UsageError } from '../errors';
 import ipaddr from 'ipaddr.js';
-import { isSafeHostName } from './socks-wire';
+import { isSafeHostName } from '../endpoints/socks-wire';
 import { normalizeName } from './names';
 
 type NameRule = { text: string; name: string };

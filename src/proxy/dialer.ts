@@ -16,9 +16,10 @@ import { formatHostPort } from '../endpoints/address';
 import { connectTcpSocket, socketConnection } from '../endpoints/tcp';
 import type { Connection } from '../endpoints/types';
 import { DestRules } from './dest-rules';
-import { connectVia, HopError, type Hop } from './hops';
+import { connectAddress, type TcpAddress } from '../endpoints/index';
+import { HopError, type HopAddress } from '../endpoints/hop';
 import type { NameMap } from './names';
-import { Reply, type ReplyCode } from './socks-wire';
+import { Reply, type ReplyCode } from '../endpoints/socks-wire';
 
 /** How a refused or failed request shows in the log ("how it ended"). */
 export type DialFailure = 'denied by rule' | 'not mapped' | 'refused upstream' | 'unreachable' | 'upstream timeout' | 'hop failed' | 'aborted';
@@ -59,7 +60,7 @@ export interface DialerOptions {
   map?: NameMap;
   onlyMapped?: boolean;
   rules?: DestRules;
-  hops?: readonly Hop[];
+  hops?: readonly HopAddress[];
   /** Give up connecting after this many ms (per request, all addresses and hops together). */
   connectTimeoutMs: number;
 }
@@ -88,6 +89,8 @@ export class Dialer {
     if (!mapped && this.opts.onlyMapped) throw new DialFailed(`${requested} is not a mapped name (--only-mapped)`, 'not mapped', Reply.notAllowed);
     const target = mapped ? { host: mapped.host, port: mapped.port } : { host, port };
     const route: Route = { requested, mappedTo: mapped?.label };
+    // The common case, no destination rules: nothing to check, no lookup for an address.
+    if (!this.rules.active && net.isIP(target.host)) return { route, ...target, addresses: [target.host] };
     const names = mapped ? [host, mapped.host] : [host];
     const byName = this.rules.checkNames(names);
     if (!byName.ok) throw new DialFailed(byName.reason, 'denied by rule', Reply.notAllowed);
@@ -128,8 +131,10 @@ export class Dialer {
     if (this.viaHops) {
       const next = addresses[0] ?? targetHost;
       try {
-        const conn = await connectVia(this.opts.hops!, next, targetPort, { timeoutMs, signal });
-        return { ...route, resolved: `${formatHostPort(next, targetPort)} via ${this.opts.hops!.map((h) => h.label).join(', ')}`, conn };
+        // Each hop is given at most the connect timeout to answer (the chain is src/endpoints' via).
+        const target: TcpAddress = { scheme: 'tcp', host: next, port: targetPort, hostGiven: true, via: [...this.opts.hops!] };
+        const conn = await connectAddress(target, { timeoutMs, signal });
+        return { ...route, resolved: `${formatHostPort(next, targetPort)} via ${this.opts.hops!.map((h) => formatHostPort(h.host, h.port)).join(', ')}`, conn };
       } catch (err) {
         if (err instanceof HopError) {
           const reason: DialFailure = err.reply === Reply.connectionRefused ? 'refused upstream' : err.reply === Reply.ttlExpired ? 'upstream timeout' : err.reply === Reply.hostUnreachable || err.reply === Reply.networkUnreachable ? 'unreachable' : 'hop failed';

@@ -12,9 +12,9 @@ import type { ConnectionContext, ConnectionSummary } from '../server';
 import type { ProxyAuth } from './auth';
 import { DialFailed, type Dialer, type Route } from './dialer';
 import { endGently, HttpProxy, type HttpOutcome } from './http-proxy';
-import { HandshakeEnded, HandshakeReader } from './reader';
+import { HandshakeEnded, HandshakeReader } from '../endpoints/handshake-reader';
 import { readSocksRequest, socks4Reply, socks5Reply, SocksRefused, type SocksRequest } from './socks-server';
-import { Reply, SOCKS4, SOCKS5, type ReplyCode } from './socks-wire';
+import { Reply, SOCKS4, SOCKS5, type ReplyCode } from '../endpoints/socks-wire';
 import { UdpAssociation } from './udp-associate';
 
 export interface ProxyHandlerOptions {

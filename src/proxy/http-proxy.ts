@@ -21,7 +21,7 @@ import type { Connection } from '../endpoints/types';
 import { relay, resetStream, type RelayResult } from '../relay';
 import type { ProxyAuth } from './auth';
 import { DialFailed, type Dialer, type Dialed, type Route } from './dialer';
-import { isSafeHostName } from './socks-wire';
+import { isSafeHostName } from '../endpoints/socks-wire';
 
 /** What one HTTP connection did, for its log line. */
 export interface HttpOutcome {

@@ -12,7 +12,7 @@
 import net from 'node:net';
 import { UsageError } from '../errors';
 import { formatHostPort } from '../endpoints/address';
-import { isSafeHostName } from './socks-wire';
+import { isSafeHostName } from '../endpoints/socks-wire';
 import { contentLines, WatchedFile, type WatchedFileOptions } from '../watched-file';
 
 export interface MapTarget {

@@ -10,7 +10,7 @@
  * SOCKS4's "rejected") before the connection is closed.
  */
 import type { Duplex } from 'node:stream';
-import { HandshakeReader } from './reader';
+import { HandshakeReader } from '../endpoints/handshake-reader';
 import {
   SOCKS4,
   SOCKS5,
@@ -29,7 +29,7 @@ import {
   readAddress,
   type ReplyCode,
   type SocksDestination,
-} from './socks-wire';
+} from '../endpoints/socks-wire';
 
 /** How the server checks logins. */
 export interface SocksLogin {

@@ -18,7 +18,7 @@ import type { Connection } from '../endpoints/types';
 import { formatHostPort } from '../endpoints/address';
 import type { Logger } from '../log';
 import { DialFailed, type Dialer } from './dialer';
-import { parseUdpDatagram, udpHeader, type SocksDestination } from './socks-wire';
+import { parseUdpDatagram, udpHeader, type SocksDestination } from '../endpoints/socks-wire';
 
 /** How many (destination → address) answers are remembered, and how many peers may reply. */
 const MAX_REMEMBERED = 1024;

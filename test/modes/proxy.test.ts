@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { connect, readAll, tcpServer, randomBytes, sha256, sleep, waitFor } from '../helpers/net';
-import { parseViaUrl } from '../../src/proxy/hops';
+import { parseViaUrl } from '../../src/commands/via';
 import { readBytes, socks5Connect, socksAddress, startProxy, untilClosed, type RunningProxy } from '../helpers/socks';
 
 const proxies: RunningProxy[] = [];

@@ -2,8 +2,8 @@ import { describe, it, expect } from 'vitest';
 import { parseMapEntry, lookupName, NameMap } from '../../src/proxy/names';
 import { DestRules } from '../../src/proxy/dest-rules';
 import { ProxyAuth, parseAuthFile } from '../../src/proxy/auth';
-import { parseViaUrl } from '../../src/proxy/hops';
-import { encodeAddress, ipv6Bytes, ipv6Text, parseUdpDatagram, udpHeader } from '../../src/proxy/socks-wire';
+import { parseViaUrl } from '../../src/commands/via';
+import { encodeAddress, ipv6Bytes, ipv6Text, parseUdpDatagram, udpHeader } from '../../src/endpoints/socks-wire';
 import { parseAuthority } from '../../src/proxy/http-proxy';
 import { checkOpenProxy, isLoopbackHost } from '../../src/commands/proxy';
 import { parseAddress } from '../../src/endpoints/index';
@@ -78,12 +78,15 @@ describe('logins', () => {
 });
 
 describe('--via URLs', () => {
-  it('parses every scheme with its defaults, logins and TLS options', () => {
-    expect(parseViaUrl('socks5://127.0.0.1')).toMatchObject({ protocol: 'socks5', tls: false, host: '127.0.0.1', port: 1080, label: '127.0.0.1:1080' });
-    expect(parseViaUrl('socks5h://al%40ce:p%3Ass@bastion:1081')).toMatchObject({ protocol: 'socks5', user: 'al@ce', password: 'p:ss', host: 'bastion', port: 1081 });
-    expect(parseViaUrl('http://proxy:3128')).toMatchObject({ protocol: 'http', tls: false, port: 3128 });
-    expect(parseViaUrl('https://proxy')).toMatchObject({ protocol: 'http', tls: true, port: 443 });
-    expect(parseViaUrl('socks5+tls://[::1]:1443?insecure&servername=hop.test')).toMatchObject({ tls: true, host: '::1', port: 1443, insecure: true, servername: 'hop.test', label: '[::1]:1443' });
+  it('parses every scheme with its defaults, logins and TLS options, and the hop syntax', () => {
+    expect(parseViaUrl('socks5://127.0.0.1')).toMatchObject({ scheme: 'socks5', host: '127.0.0.1', port: 1080 });
+    expect(parseViaUrl('socks5://127.0.0.1').tls).toBeUndefined();
+    expect(parseViaUrl('socks5h://al%40ce:p%3Ass@bastion:1081')).toMatchObject({ scheme: 'socks5', user: 'al@ce', password: 'p:ss', host: 'bastion', port: 1081 });
+    expect(parseViaUrl('http://proxy:3128')).toMatchObject({ scheme: 'http-connect', port: 3128 });
+    expect(parseViaUrl('https://proxy')).toMatchObject({ scheme: 'http-connect', tls: {}, port: 443 });
+    expect(parseViaUrl('socks5+tls://[::1]:1443?insecure&servername=hop.test')).toMatchObject({ scheme: 'socks5', host: '::1', port: 1443, tls: { insecure: true, servername: 'hop.test' } });
+    expect(parseViaUrl('socks5:bob:pw@127.0.0.1:1080')).toMatchObject({ scheme: 'socks5', user: 'bob', password: 'pw', port: 1080 });
+    expect(parseViaUrl('http-connect:127.0.0.1:3128')).toMatchObject({ scheme: 'http-connect', port: 3128 });
   });
 
   it.each([

@@ -4,7 +4,7 @@
  * SOCKS4/4a, and the address encoding both directions use.
  */
 import net from 'node:net';
-import type { HandshakeReader } from './reader';
+import type { HandshakeReader } from './handshake-reader';
 
 export const SOCKS5 = 0x05;
 export const SOCKS4 = 0x04;

@@ -9,6 +9,7 @@ import { commands } from './commands/index';
 import { listTransports } from './endpoints/index';
 import { UsageError, NetError } from './errors';
 import type { ModeIO } from './io';
+import { guardStream } from './log';
 import { helpWidth, layoutHelp } from './commands/help-layout';
 import { explainMissingMode } from './commands/habits';
 import { startObservers } from './observers';
@@ -161,6 +162,9 @@ export function runAsProgram(): void {
   // A closed terminal stops us like Ctrl-C, so modes can end what they started (exec's children
   // run in their own sessions and would not get the hangup themselves).
   process.on('SIGHUP', onSignal);
+  // A closed or full stderr (2>&1 | head -1, 2>/dev/full) must never take the process down: log
+  // lines that cannot be written are dropped and counted (log.ts), and traffic goes on.
+  guardStream(process.stderr);
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
     // A reader that goes away (sockcat … | head -1) is not an error worth a stack trace.
     if (err.code === 'EPIPE') process.exit(0);

@@ -1,16 +1,15 @@
 /**
- * Logging to stderr. Errors always print; connection events print with -v. With
- * --log-format json every event is one JSON object per line, for log tools.
+ * The one room for logging. Errors always print; connection events print with -v. With
+ * --log-format json every event is one JSON object per line, for log tools. The connection
+ * events of every mode (open, refused, closed with bytes each way) are worded here, once.
+ *
+ * Logging never takes the process down: a failed write to stderr (EPIPE on a closed pipe,
+ * ENOSPC on a full disk) is dropped and counted, and traffic goes on.
  */
 import type { Writable } from 'node:stream';
+import type { LogFields, ClosedEvent, ConnectionSubscriber, OpenedEvent, RefusedEvent } from './events';
 
 export type LogFormat = 'text' | 'json';
-
-export interface LoggerOptions {
-  stderr: Writable;
-  verbose?: boolean;
-  format?: LogFormat;
-}
 
 /** The logging options every mode takes. */
 export interface LogOptions {
@@ -20,17 +19,57 @@ export interface LogOptions {
   logFormat?: LogFormat;
 }
 
-export type LogFields = Record<string, string | number | boolean | null | undefined>;
+export interface LoggerOptions {
+  stderr: Writable;
+  verbose?: boolean;
+  format?: LogFormat;
+  /** Fields added to every JSON event (forward --workers: the worker's pid). */
+  fields?: LogFields;
+  /** Events not printed at all (a worker leaves the start-up lines to the first one). */
+  quiet?: ReadonlySet<string>;
+}
 
-export class Logger {
+
+/** Failed writes per stream, shared by everything that writes to it (the logger, hex dumps, exec's stderr lines). */
+const dropped = new WeakMap<Writable, { count: number }>();
+
+/**
+ * Makes `out` safe to write to: its write errors are counted instead of crashing the process
+ * (an 'error' event nobody listens to is fatal in Node). Returns the live counter.
+ */
+export function guardStream(out: Writable): { count: number } {
+  let counter = dropped.get(out);
+  if (!counter) {
+    const c = { count: 0 };
+    counter = c;
+    dropped.set(out, c);
+    out.on('error', () => {
+      c.count++;
+    });
+  }
+  return counter;
+}
+
+export class Logger implements ConnectionSubscriber {
   readonly verbose: boolean;
   readonly format: LogFormat;
   private readonly stderr: Writable;
+  private readonly fields: LogFields;
+  private readonly quiet?: ReadonlySet<string>;
+  private readonly failures: { count: number };
 
   constructor(opts: LoggerOptions) {
     this.stderr = opts.stderr;
     this.verbose = opts.verbose ?? false;
     this.format = opts.format ?? 'text';
+    this.fields = opts.fields ?? {};
+    this.quiet = opts.quiet;
+    this.failures = guardStream(opts.stderr);
+  }
+
+  /** Log lines that could not be written (stderr closed or full): dropped, not fatal. */
+  get droppedWrites(): number {
+    return this.failures.count;
   }
 
   /** A connection event, shown with -v: `text` for people, `fields` for JSON. */
@@ -49,16 +88,50 @@ export class Logger {
     this.write('error', event, text, fields);
   }
 
+  /** A connection (or datagram peer) is open. */
+  opened(e: OpenedEvent): void {
+    const text = e.datagrams ? `datagrams from ${e.client}` : `connection from ${e.client}`;
+    this.event('open', text, { client: e.client, id: e.id, ...e.fields });
+  }
+
+  /** A client was turned away before being served. `reason` is the event name (denied, limit, handshake…). */
+  refused(e: RefusedEvent): void {
+    this.event(e.reason, e.message, { client: e.client, reason: e.reason, ...e.fields });
+  }
+
+  /** A connection is over: bytes each way, how long, why. */
+  closed(e: ClosedEvent): void {
+    const who = e.client ?? e.remote!;
+    const fields: LogFields = e.client !== undefined ? { client: e.client, id: e.id } : { remote: e.remote };
+    const all = { ...fields, ...e.fields, bytes_in: e.bytesIn, bytes_out: e.bytesOut, duration_ms: e.durationMs, reason: e.reason };
+    const counts = `${e.bytesIn} bytes in, ${e.bytesOut} bytes out`;
+    if (e.datagrams) return this.event('close', `forgot ${who}: ${counts} (${e.reason})`, all);
+    this.event('close', `closed ${who}${e.text ?? ''}: ${counts}, ${formatDuration(e.durationMs)} (${e.reason})`, all);
+  }
+
   private write(level: string, event: string, text: string, fields: LogFields): void {
+    if (this.quiet?.has(event)) return;
+    // A stream that failed once (EPIPE) fails again: stop writing, keep counting.
+    if (this.failures.count > 0 || this.stderr.destroyed || this.stderr.writableEnded) {
+      this.failures.count++;
+      return;
+    }
     if (this.format === 'json') {
       const obj: Record<string, unknown> = { time: new Date().toISOString(), level, event };
-      for (const [k, v] of Object.entries(fields)) if (v !== undefined) obj[k] = v;
+      for (const [k, v] of Object.entries({ ...fields, ...this.fields })) if (v !== undefined) obj[k] = v;
       if (!('message' in obj)) obj.message = text;
       this.stderr.write(JSON.stringify(obj) + '\n');
     } else {
       this.stderr.write(`sockcat: ${text}\n`);
     }
   }
+}
+
+export type { LogFields };
+
+/** The logger every mode builds from its -v and --log-format, writing to io.stderr. */
+export function createLogger(opts: LogOptions, stderr: Writable, extra: Pick<LoggerOptions, 'fields' | 'quiet'> = {}): Logger {
+  return new Logger({ stderr, verbose: opts.verbose, format: opts.logFormat, ...extra });
 }
 
 /** "1.2 s", "35 ms". */

@@ -4,7 +4,7 @@
  * ncat --chat: what it sent before is delivered, what was queued for it is flushed, then FIN.
  */
 import type { Connection } from '../endpoints/index';
-import type { ConnectionContext, ConnectionSummary } from '../server';
+import type { ConnectionContext, ConnectionSummary } from '../runtime/listener';
 import { isResetError } from '../errors';
 import type { LeaveReason, RoomProtocol } from './protocol';
 import type { Member, Room } from './room';

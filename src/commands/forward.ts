@@ -1,4 +1,4 @@
-import { parseWorkers } from '../modes/forward-workers';
+import { parseWorkers } from '../runtime/workers';
 import { runForward, DEFAULT_FORWARD_CONNECT_TIMEOUT_MS, DEFAULT_FORWARD_DRAIN_TIMEOUT_MS } from '../modes/forward';
 import { UsageError } from '../errors';
 import type { ProxyVersion } from '../proxy-protocol';

@@ -1,7 +1,7 @@
 import { runRelay } from '../modes/relay';
 import { UsageError } from '../errors';
 import { parseHostPort } from '../endpoints/address';
-import { refuseListenerExtras } from '../server';
+import { refuseListenerExtras } from '../runtime/listener';
 import { commonFromArgs, examplesEpilog, listenerFromArgs, readPemOption, withListenerOptions } from './options';
 import { parsePortSet, readTokenFile, tokenFromFlag } from '../tunnel/tokens';
 import type { CommandFactory } from './types';

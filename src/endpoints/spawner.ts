@@ -22,7 +22,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { Socket } from 'node:net';
-import { isStandaloneBinary } from '../fdlimit';
+import { isStandaloneBinary } from '../runtime/fdlimit';
 
 /** Set in the spawner's environment: the standalone binary then runs spawnerMain, not the CLI. */
 export const SPAWNER_ENV = 'SOCKCAT_SPAWNER';

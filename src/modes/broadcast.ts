@@ -10,7 +10,7 @@
 import type { Readable } from 'node:stream';
 import type { Address } from '../endpoints/index';
 import { Logger, type LogOptions } from '../log';
-import { serve, listenerServeOptions, type ListenerModeOptions } from '../server';
+import { serve, listenerServeOptions, type ListenerModeOptions } from '../runtime/listener';
 import { Room, type Member } from '../broadcast/room';
 import { Chat, notice, type ChatNaming } from '../broadcast/chat';
 import { CHAT_LANGUAGES, DEFAULT_CHAT_LANGUAGE } from '../broadcast/lang/index';

@@ -19,7 +19,7 @@ import { eachLine } from '../lines';
 import { hexDumper } from '../hexdump';
 import { Logger, type LogOptions } from '../log';
 import { relay, DEFAULT_CLOSE_WAIT_MS } from '../relay';
-import { serve, listenerServeOptions, type ConnectionSummary, type ListenerModeOptions } from '../server';
+import { serve, listenerServeOptions, type ConnectionSummary, type ListenerModeOptions } from '../runtime/listener';
 import { UsageError } from '../errors';
 import type { ModeIO } from '../io';
 

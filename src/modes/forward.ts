@@ -10,14 +10,14 @@
  */
 import { connectAddress, formatAddress, type Address, type Connection } from '../endpoints/index';
 import { hexDumper } from '../hexdump';
-import { Logger, type LogOptions } from '../log';
+import { createLogger, Logger, type LogOptions } from '../log';
 import { relay, resetStream, DEFAULT_CLOSE_WAIT_MS, type RelayResult, type Side } from '../relay';
-import { serve, refuseForDatagrams, listenerParts, DEFAULT_MAX_CONNS, type ConnectionContext, type ConnectionSummary, type ListenerModeOptions } from '../server';
+import { serve, refuseForDatagrams, listenerParts, DEFAULT_MAX_CONNS, type ConnectionContext, type ConnectionSummary, type ListenerModeOptions } from '../runtime/listener';
 import { offerToPrimary, upstreamFailureCause, type Metrics } from '../metrics';
 import { encodeProxyHeader, type ProxyVersion } from '../proxy-protocol';
-import { ensureFdLimit } from '../fdlimit';
+import { ensureFdLimit } from '../runtime/fdlimit';
 import { runUdpForward } from './udp-forward';
-import { isForwardWorker, runWorkerPrimary, workerSetup, WorkerLogger } from './forward-workers';
+import { isForwardWorker, runWorkerPrimary, workerSetup, workerLogOptions } from '../runtime/workers';
 import { UsageError } from '../errors';
 import type { ModeIO } from '../io';
 
@@ -71,7 +71,7 @@ export async function runForward(opts: ForwardOptions, io: ModeIO): Promise<numb
   if (workers > 1) {
     // A worker of `--workers N`: the primary already fitted its share of --max-conns to the open-file limit.
     const worker = workerSetup(io.signal);
-    logger = new WorkerLogger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat }, worker.quiet);
+    logger = createLogger(opts, io.stderr, workerLogOptions(worker.quiet));
     signal = worker.signal;
     maxConns = worker.maxConns;
     listen = worker.listen(listen);

@@ -12,7 +12,7 @@ import { hexDumper } from '../hexdump';
 import { Logger, type LogOptions } from '../log';
 import { relay, resetStream, type RelayResult } from '../relay';
 import { DEFAULT_MAX_QUEUE } from './broadcast';
-import { serve, listenerServeOptions, refuseForDatagrams, type ConnectionSummary, type ListenerModeOptions } from '../server';
+import { serve, listenerServeOptions, refuseForDatagrams, type ConnectionSummary, type ListenerModeOptions } from '../runtime/listener';
 import { exitCodeFor } from './connect';
 import { runUdpListen } from './udp-listen';
 import type { ModeIO } from '../io';

@@ -8,8 +8,8 @@
 import type { Address } from '../endpoints/index';
 import { Logger, type LogOptions } from '../log';
 import { DEFAULT_CLOSE_WAIT_MS } from '../relay';
-import { serve, listenerParts, DEFAULT_MAX_CONNS, type ListenerModeOptions } from '../server';
-import { ensureFdLimit } from '../fdlimit';
+import { serve, listenerParts, DEFAULT_MAX_CONNS, type ListenerModeOptions } from '../runtime/listener';
+import { ensureFdLimit } from '../runtime/fdlimit';
 import { ProxyAuth, type AuthOptions } from '../proxy/auth';
 import { NameMap, type NameMapOptions } from '../proxy/names';
 import { DestRules } from '../proxy/dest-rules';

@@ -8,7 +8,7 @@
 import type { Connection } from '../endpoints/types';
 import type { Logger, LogFields } from '../log';
 import { relay, resetStream, type RelayResult } from '../relay';
-import type { ConnectionContext, ConnectionSummary } from '../server';
+import type { ConnectionContext, ConnectionSummary } from '../runtime/listener';
 import type { ProxyAuth } from './auth';
 import { DialFailed, type Dialer, type Route } from './dialer';
 import { endGently, HttpProxy, type HttpOutcome } from './http-proxy';

@@ -17,7 +17,7 @@ import { timingSafeEqual, createHash } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import type { Connection } from '../endpoints/index';
 import { resetStream } from '../relay';
-import type { ConnectionSummary } from '../server';
+import type { ConnectionSummary } from '../runtime/listener';
 
 /** Longest request head read before routing; a longer one gets 431. */
 export const MAX_HEAD_BYTES = 16 * 1024;

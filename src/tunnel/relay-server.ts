@@ -13,7 +13,7 @@
  */
 import { listenAddress, formatAddress, type Address, type Connection, type Listener } from '../endpoints/index';
 import { relay, resetStream } from '../relay';
-import { serve, DEFAULT_MAX_CONNS, type ConnectionSummary } from '../server';
+import { serve, DEFAULT_MAX_CONNS, type ConnectionSummary } from '../runtime/listener';
 import { createAccessControl, type AccessControl, type AccessOptions } from '../access';
 import { formatDuration, type Logger } from '../log';
 import { NetError } from '../errors';

@@ -3,16 +3,16 @@
  * opens the listener, applies access control and the connection limit, tracks live connections,
  * logs each event once, and on stop closes the listener and drains live connections.
  */
-import { formatAddress, listenAddress } from './endpoints/index';
-import { isWildcardHost, type Address } from './endpoints/index';
-import type { Connection, Listener } from './endpoints/types';
-import { formatDuration, type Logger, type LogFields } from './log';
-import { createAccessControl, type AccessControl, type AccessOptions } from './access';
-import { UsageError } from './errors';
-import { ProxyAcceptor, type AcceptProxyOptions } from './accept-proxy';
-import { Metrics, serveMetrics, type MetricsServer } from './metrics';
-import { AllowLinks, type AllowLinkOptions } from './allow-link';
-import type { TcpAddress } from './endpoints/index';
+import { formatAddress, listenAddress } from '../endpoints/index';
+import { isWildcardHost, type Address } from '../endpoints/index';
+import type { Connection, Listener } from '../endpoints/types';
+import { formatDuration, type Logger, type LogFields } from '../log';
+import { createAccessControl, type AccessControl, type AccessOptions } from '../access';
+import { UsageError } from '../errors';
+import { ProxyAcceptor, type AcceptProxyOptions } from '../accept-proxy';
+import { Metrics, serveMetrics, type MetricsServer } from '../metrics';
+import { AllowLinks, type AllowLinkOptions } from '../allow-link';
+import type { TcpAddress } from '../endpoints/index';
 
 /** What a connection handler reports when its connection is over, for the "closed" log line. */
 export interface ConnectionSummary {

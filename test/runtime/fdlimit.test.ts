@@ -1,7 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import { PassThrough } from 'node:stream';
-import { readFdLimits, clientCapacity, fdsNeeded, ensureFdLimit, selfCommand, runWithFdLimit } from '../src/fdlimit';
-import { Logger } from '../src/log';
+import { readFdLimits, clientCapacity, fdsNeeded, ensureFdLimit, selfCommand, runWithFdLimit } from '../../src/runtime/fdlimit';
+import { Logger } from '../../src/log';
 
 const LIMITS = `Limit                     Soft Limit           Hard Limit           Units
 Max processes             unlimited            unlimited            processes

@@ -10,7 +10,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
-import type { Logger } from './log';
+import type { Logger } from '../log';
 
 /** Set in the environment of the re-run process so it never re-runs itself again. */
 export const RELAUNCH_GUARD = 'SOCKCAT_FDLIMIT_RELAUNCHED';

@@ -1,6 +1,7 @@
 /**
- * `forward --workers N`: N processes share one listening socket (node:cluster), so a relay is
- * not capped by one event loop on one core. The primary binds nothing itself and relays nothing:
+ * `--workers N` (forward today): N processes share one listening socket (node:cluster), so a
+ * relay is not capped by one event loop on one core. Everything about --workers is in this file
+ * (a switch to reusePort stays here). The primary binds nothing itself and relays nothing:
  * it makes room in the open-file limit, starts the workers (each one is sockcat running the same
  * forward command), replaces a worker that dies, and on SIGINT/SIGTERM tells every worker to stop
  * accepting and drain, then exits once they are all gone. Each worker is an ordinary forward
@@ -14,8 +15,8 @@ import net from 'node:net';
 import os from 'node:os';
 import type { Address, TcpAddress } from '../endpoints/index';
 import { clusterMetricsSource, serveMetrics } from '../metrics';
-import { ensureFdLimit, isStandaloneBinary } from '../fdlimit';
-import { Logger, type LogFields, type LoggerOptions, type LogOptions } from '../log';
+import { ensureFdLimit, isStandaloneBinary } from './fdlimit';
+import { Logger, type LoggerOptions, type LogOptions } from '../log';
 import { UsageError } from '../errors';
 import type { ModeIO } from '../io';
 
@@ -79,30 +80,12 @@ export function workerSetup(signal: AbortSignal): WorkerSettings & { signal: Abo
 }
 
 /**
- * A worker's logger: as the user asked, minus the startup lines when another worker prints them.
- * JSON events carry `worker` (the worker's PID): connection ids count per worker, so a log tool
- * pairs "open" and "close" by (worker, id).
+ * A worker's logger options: as the user asked, minus the start-up lines when another worker
+ * prints them. JSON events carry `worker` (the worker's PID): connection ids count per worker,
+ * so a log tool pairs "open" and "close" by (worker, id).
  */
-export class WorkerLogger extends Logger {
-  constructor(
-    opts: LoggerOptions,
-    private readonly quiet: boolean,
-  ) {
-    super(opts);
-  }
-
-  override event(event: string, text: string, fields: LogFields = {}): void {
-    if (this.quiet && STARTUP_EVENTS.has(event)) return;
-    super.event(event, text, { ...fields, worker: process.pid });
-  }
-
-  override warn(event: string, text: string, fields: LogFields = {}): void {
-    super.warn(event, text, { ...fields, worker: process.pid });
-  }
-
-  override error(event: string, text: string, fields: LogFields = {}): void {
-    super.error(event, text, { ...fields, worker: process.pid });
-  }
+export function workerLogOptions(quiet: boolean): Pick<LoggerOptions, 'fields' | 'quiet'> {
+  return { fields: { worker: process.pid }, quiet: quiet ? STARTUP_EVENTS : undefined };
 }
 
 export interface PrimaryOptions extends LogOptions {

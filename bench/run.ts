@@ -3,20 +3,23 @@
  *
  *   npm run bench                     all cases, ~5 minutes
  *   npm run bench -- --quick          one round each, shorter runs, 1,000 idle connections, ~1 minute
- *   npm run bench -- --only forward   one case: forward | exec | broadcast | proxy | echo | tunnel
+ *   npm run bench -- --only forward   one case: startup | forward | exec | broadcast | proxy | echo | tunnel
  *   npm run bench -- --rounds 5       more rounds (the median is reported)
  *   npm run bench -- --workers 4      forward's --workers column runs that many workers (default 2)
  *
- * Prints Markdown tables (medians, server CPU, ratios against the targets) on stdout; progress
- * goes to stderr. SOCKCAT_BIN=path runs the standalone binary instead of node dist/sockcat.cjs.
+ * Prints Markdown tables (medians, server CPU, ratios against the targets) on stdout, closing
+ * with one table of every goal of issue #12; progress goes to stderr. `npm run bench` builds and
+ * measures the standalone binary (what users run); SOCKCAT_BIN=path measures another build, and
+ * `npx tsx bench/run.ts` without it runs dist/sockcat.cjs on the pinned Node.
  */
 import { broadcastCase } from './cases/broadcast';
+import { startupCase } from './cases/startup';
 import { echoCase } from './cases/echo';
 import { execCase } from './cases/exec';
 import { forwardCase } from './cases/forward';
 import { proxyCase } from './cases/proxy';
 import { tunnelCase } from './cases/tunnel';
-import { formatCase, type CaseResult } from './lib/report';
+import { formatCase, formatGoals, type CaseResult } from './lib/report';
 import { cTool, have, machine } from './lib/tools';
 
 export interface BenchOptions {
@@ -43,9 +46,10 @@ const CASES: Record<string, (o: BenchOptions) => Promise<CaseResult>> = {
   broadcast: broadcastCase,
   proxy: proxyCase,
   echo: echoCase,
+  startup: startupCase,
   tunnel: tunnelCase,
 };
-const DEFAULT_CASES = ['forward', 'exec', 'broadcast', 'proxy', 'tunnel'];
+const DEFAULT_CASES = ['startup', 'forward', 'exec', 'broadcast', 'proxy', 'tunnel'];
 
 function parseArgs(argv: string[]): { opts: BenchOptions; only: string[] } {
   const quick = argv.includes('--quick');
@@ -71,13 +75,13 @@ function parseArgs(argv: string[]): { opts: BenchOptions; only: string[] } {
     else if (a === '--rounds') opts.rounds = opts.fanoutRounds = Math.max(1, Math.min(20, Number(argv[++i]) || 1));
     else if (a === '--workers') opts.workers = Math.max(1, Math.min(64, Math.floor(Number(argv[++i])) || 2));
     else {
-      process.stderr.write(`bench: unknown argument ${a} (use --quick, --only forward|exec|broadcast|proxy|echo|tunnel, --rounds N, --workers N)\n`);
+      process.stderr.write(`bench: unknown argument ${a} (use --quick, --only startup|forward|exec|broadcast|proxy|echo|tunnel, --rounds N, --workers N)\n`);
       process.exit(2);
     }
   }
   for (const c of only) {
     if (!CASES[c]) {
-      process.stderr.write(`bench: unknown case "${c}" (forward, exec, broadcast, proxy, echo, tunnel)\n`);
+      process.stderr.write(`bench: unknown case "${c}" (startup, forward, exec, broadcast, proxy, echo, tunnel)\n`);
       process.exit(2);
     }
   }
@@ -95,10 +99,14 @@ async function main() {
   cTool('socksload');
   const started = Date.now();
   const out: string[] = ['## sockcat benchmark', '', ...machine(), `- options: ${opts.quick ? '--quick, ' : ''}${opts.rounds} round(s), interleaved`, ''];
+  const results: CaseResult[] = [];
   for (const name of only) {
     process.stderr.write(`== ${name}\n`);
-    out.push(formatCase(await CASES[name](opts)));
+    const r = await CASES[name](opts);
+    results.push(r);
+    out.push(formatCase(r));
   }
+  out.push(formatGoals(results));
   out.push(`Total run time: ${Math.round((Date.now() - started) / 1000)} s.`);
   process.stdout.write(out.join('\n') + '\n');
 }

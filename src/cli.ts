@@ -175,7 +175,16 @@ export function runAsProgram(): void {
     process.stderr.write(`sockcat: ${stdoutFailure(err)}\n`);
     controller.abort('stdout');
   });
-  const io: ModeIO = { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, signal: controller.signal };
+  // stdin is made on first use: creating it loads fs streams (and readline for a terminal), a
+  // start-up cost for the modes that never read it.
+  const io: ModeIO = {
+    get stdin() {
+      return process.stdin;
+    },
+    stdout: process.stdout,
+    stderr: process.stderr,
+    signal: controller.signal,
+  };
   const exit = (code: number) => process.exit(forcedExit ?? code);
   main(process.argv.slice(2), io).then(
     (code) => {

@@ -37,9 +37,10 @@ export async function broadcastCase(o: BenchOptions): Promise<CaseResult> {
     subjects: subjects.map((s) => s.name),
     metrics: [rate, stuckRate, kept, stuckBig, keptBig],
     targets: [
-      { metric: 'rate', subject: LINES, anchor: CHAT, op: '>=', factor: 1 },
+      { metric: 'rate', subject: LINES, anchor: CHAT, op: '>=', factor: 1.2, headline: true },
       { metric: 'rate', subject: RAW, anchor: BROKER, op: '>=', factor: 1 },
       { metric: 'stuck', subject: LINES, anchor: CHAT, op: '>=', factor: 1 },
+      { metric: 'keptBig', subject: LINES, anchor: CHAT, op: '>=', factor: 1, headline: true },
       { metric: 'stuck', subject: RAW, anchor: BROKER, op: '>=', factor: 1 },
     ],
     notes: [],

@@ -35,6 +35,8 @@ export interface Target {
   /** sockcat / anchor must be ≥ factor ('>=') or ≤ factor ('<='). */
   op: '>=' | '<=';
   factor: number;
+  /** One of the goals of issue #12: also listed in the run's closing table of every goal. */
+  headline?: boolean;
 }
 
 export interface CaseResult {
@@ -112,7 +114,7 @@ export function formatCase(c: CaseResult): string {
   return lines.join('\n');
 }
 
-function formatTarget(c: CaseResult, t: Target): string {
+export function formatTarget(c: CaseResult, t: Target): string {
   const m = c.metrics.find((x) => x.id === t.metric)!;
   const a = medianOf(m, t.subject);
   const b = medianOf(t.anchorMetric ? c.metrics.find((x) => x.id === t.anchorMetric)! : m, t.anchor);
@@ -123,4 +125,12 @@ function formatTarget(c: CaseResult, t: Target): string {
   const ratio = a / b;
   const met = t.op === '>=' ? ratio >= t.factor : ratio <= t.factor;
   return `| ${m.title} (${m.unit}) [${t.subject}] | ${fmt(a, m.digits)} | ${fmt(b, m.digits)} | ${ratio.toFixed(2)}× | ${target} | ${met ? 'yes' : '**no**'} |`;
+}
+
+/** The closing table: every headline goal of every case run, in one place. */
+export function formatGoals(cases: CaseResult[]): string {
+  const lines = ['### Every goal of the run (issue #12)', '', '| metric | sockcat | anchor | ratio | target | met? |', '|---|---:|---:|---:|---|---|'];
+  for (const c of cases) for (const t of c.targets) if (t.headline) lines.push(formatTarget(c, t));
+  lines.push('');
+  return lines.join('\n');
 }

@@ -51,8 +51,8 @@ type FromSpawner =
  * the CLI's entry when the standalone binary is started with SPAWNER_ENV.
  */
 export function spawnerMain(): void {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const cp = require('node:child_process') as typeof import('node:child_process');
+  // Not require(): bundlers rewrite it, and this function's text must run on its own.
+  const cp = (process as unknown as { getBuiltinModule(id: string): unknown }).getBuiltinModule('node:child_process') as typeof import('node:child_process');
   const live = new Map<number, number>(); // request id → child pid
   const send = (msg: unknown, handle?: unknown) => {
     // A send that fails means sockcat is gone: the 'disconnect' below does the cleanup.

@@ -83,6 +83,12 @@ export function bindServer<S extends net.Server>(server: S, addr: HostPort, labe
   return bindNetServer(server, where, { action: 'listen', address: label, host: addr.host, port: addr.port }, opts);
 }
 
+/** Whether this Node passes net.Server's `reusePort` on (SO_REUSEPORT; Node 22.12 and 23.1). */
+export const REUSE_PORT_SUPPORTED = (() => {
+  const [major, minor] = process.versions.node.split('.').map(Number);
+  return major > 23 || (major === 23 && minor >= 1) || (major === 22 && minor >= 12);
+})();
+
 /** Binds any net.Server (TCP, TLS, unix path); rejects with a NetError naming `ctx.address`. */
 export function bindNetServer<S extends net.Server>(server: S, where: net.ListenOptions, ctx: ErrorContext, opts: BindOptions): Promise<S> {
   return new Promise((resolve, reject) => {
@@ -93,7 +99,10 @@ export function bindNetServer<S extends net.Server>(server: S, where: net.Listen
     server.once('error', onError);
     // A deep accept queue (the kernel caps it at net.core.somaxconn): a burst of clients waiting to
     // be accepted must not overflow it, or the kernel drops them and they later see resets.
-    server.listen({ ...where, backlog: 4096 }, () => {
+    // reusePort: in a cluster worker, `exclusive` makes it bind its own socket instead of asking
+    // the primary for the shared one.
+    const reuse = opts.reusePort && REUSE_PORT_SUPPORTED ? { reusePort: true, exclusive: true } : {};
+    server.listen({ ...where, ...reuse, backlog: 4096 }, () => {
       server.off('error', onError);
       // After binding, errors come from accept(): report them and keep listening.
       server.on('error', (err) => opts.onAcceptError?.(err));

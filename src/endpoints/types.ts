@@ -91,6 +91,12 @@ export interface BindOptions {
   onConnection: (conn: Connection) => void;
   /** Called when accepting fails (e.g. out of file descriptors); the listener keeps going. */
   onAcceptError?: (err: Error) => void;
+  /**
+   * Bind a socket of our own with SO_REUSEPORT (TCP and TLS): several processes then listen on
+   * the same port and the kernel spreads connections among them by a hash of the addresses
+   * (forward --workers). Needs Node >= 22.12; ignored, as a shared socket, on older ones.
+   */
+  reusePort?: boolean;
   /** Transport-level events (handshake failures, certificate notes). */
   log?: TransportLog;
   /**

@@ -68,6 +68,8 @@ export async function runForward(opts: ForwardOptions, io: ModeIO): Promise<numb
   let signal = io.signal;
   let listen: Address = opts.listen;
   let maxConns: number;
+  let reusePort = false;
+  let tellPrimaryListening = () => {};
   if (workers > 1) {
     // A worker of `--workers N`: the primary already fitted its share of --max-conns to the open-file limit.
     const worker = workerSetup(io.signal);
@@ -75,6 +77,11 @@ export async function runForward(opts: ForwardOptions, io: ModeIO): Promise<numb
     signal = worker.signal;
     maxConns = worker.maxConns;
     listen = worker.listen(listen);
+    // Each worker its own socket on the port (SO_REUSEPORT): the kernel hashes each connection
+    // to one of them, so simultaneous clients (iperf3's 4 streams) spread over the workers;
+    // with one shared socket whichever worker was waiting in accept() took them all.
+    reusePort = true;
+    tellPrimaryListening = worker.listening;
   } else {
     logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
     const room = await ensureFdLimit({
@@ -102,7 +109,9 @@ export async function runForward(opts: ForwardOptions, io: ModeIO): Promise<numb
     ...parts,
     maxConns,
     drainTimeoutMs: opts.drainTimeoutMs ?? DEFAULT_FORWARD_DRAIN_TIMEOUT_MS,
+    reusePort,
     onListening: (listener) => {
+      tellPrimaryListening();
       logger.event('forwarding', `forwarding ${listener.label} → ${forwarder.targetLabel}`, { address: listener.label, target: forwarder.targetLabel });
       opts.onListening?.(listener);
     },

@@ -141,6 +141,8 @@ export interface ServeOptions {
   onListening?: (listener: Listener) => void;
   /** Stop after this many connections have been accepted and served (listen without -k uses 1). */
   maxAccepts?: number;
+  /** Listen with SO_REUSEPORT (see BindOptions.reusePort). */
+  reusePort?: boolean;
 }
 
 export const DEFAULT_MAX_CONNS = 10000;
@@ -309,6 +311,7 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
     deferOverlay: true,
     onAcceptError: (err) => logger.error('accept-error', `${formatAddress(opts.address)}: accept failed: ${err.message}`),
     log: logger,
+    reusePort: opts.reusePort,
   });
   const addr = listener.address;
   logger.event('listening', `listening on ${listener.label}`, { address: listener.label });

@@ -7,8 +7,12 @@
  * accepting and drain, then exits once they are all gone. Each worker is an ordinary forward
  * (access control, --proxy-protocol, logging, drain) with its share of --max-conns.
  *
- * The kernel spreads the accepts (SCHED_NONE: every worker accept()s on the shared socket);
- * round-robin through the primary would make the primary the bottleneck again.
+ * The kernel spreads the connections: on Node >= 22.12 (the pinned Node of the binary) each
+ * worker binds its own socket on the port with SO_REUSEPORT and the kernel hashes every new
+ * connection to one of them, so clients that arrive together (iperf3's four streams) land on
+ * different workers. On an older Node they share one socket (SCHED_NONE: every worker
+ * accept()s on it, and whichever is waiting takes the connection). Round-robin through the
+ * primary would make the primary the bottleneck again.
  */
 import cluster, { type Worker } from 'node:cluster';
 import net from 'node:net';
@@ -42,6 +46,27 @@ interface WorkerSettings {
 
 /** The message the primary sends a worker to make it stop accepting and drain. */
 const STOP_MESSAGE = 'sockcat:stop';
+/**
+ * The message a worker sends once it listens. node:cluster tells the primary itself only for a
+ * shared socket; a worker's own SO_REUSEPORT socket (exclusive) is invisible to it.
+ */
+const LISTENING_MESSAGE = 'sockcat:listening';
+
+/** Calls `fn` once the worker listens (its own message, or cluster's event for a shared socket). */
+function onceListening(worker: Worker, fn: () => void): void {
+  let told = false;
+  const tell = () => {
+    if (told) return;
+    told = true;
+    worker.off('message', onMessage);
+    fn();
+  };
+  const onMessage = (msg: unknown) => {
+    if (msg === LISTENING_MESSAGE) tell();
+  };
+  worker.on('message', onMessage);
+  worker.once('listening', tell);
+}
 
 /** --workers: a count from 1 to MAX_WORKERS, or "auto" (one per CPU). */
 export function parseWorkers(value: unknown): number {
@@ -64,7 +89,7 @@ export function isForwardWorker(): boolean {
  * In a worker: its settings, and a signal aborted by the CLI's own (a signal sent to this
  * process, e.g. Ctrl-C reaching the whole process group) or by the primary's stop message.
  */
-export function workerSetup(signal: AbortSignal): WorkerSettings & { signal: AbortSignal; listen: (a: Address) => Address } {
+export function workerSetup(signal: AbortSignal): WorkerSettings & { signal: AbortSignal; listen: (a: Address) => Address; listening: () => void } {
   const settings = JSON.parse(process.env[WORKER_ENV] ?? '{}') as WorkerSettings;
   const stop = new AbortController();
   const abort = () => stop.abort();
@@ -76,7 +101,10 @@ export function workerSetup(signal: AbortSignal): WorkerSettings & { signal: Abo
   // A primary that dies (even SIGKILLed) closes the IPC channel: node:cluster then ends the
   // worker at once (its 'disconnect' handler calls process.exit), so no worker is ever orphaned.
   const listen = (a: Address) => (settings.port !== undefined && 'port' in a && a.port === 0 ? { ...a, port: settings.port } : a);
-  return { ...settings, signal: stop.signal, listen };
+  const listening = () => {
+    if (process.connected) process.send?.(LISTENING_MESSAGE);
+  };
+  return { ...settings, signal: stop.signal, listen, listening };
 }
 
 /**
@@ -186,7 +214,7 @@ class WorkerPool {
     // says so in one line and its exit code is ours, instead of N workers saying it N times.
     const first = this.fork(false);
     const started = await new Promise<boolean>((resolve) => {
-      first.once('listening', () => resolve(true));
+      onceListening(first, () => resolve(true));
       first.once('exit', () => resolve(false));
     });
     if (!started) {
@@ -207,7 +235,7 @@ class WorkerPool {
     const settings: WorkerSettings = { ...this.settings, quiet };
     const worker = cluster.fork({ [WORKER_ENV]: JSON.stringify(settings) });
     this.live.add(worker);
-    worker.once('listening', () => this.listening.add(worker));
+    onceListening(worker, () => this.listening.add(worker));
     // An IPC error (the worker died mid-send) is reported by its 'exit'; it must not crash the primary.
     worker.on('error', () => {});
     if (this.stopping) this.stopWorker(worker);

@@ -54,6 +54,31 @@ describe('sockcat forward --workers (CLI)', () => {
     await backend.close();
   });
 
+  it('gives each worker its own listening socket (SO_REUSEPORT): clients arriving together spread over both', async () => {
+    const backend = await echoBackend();
+    const fwd = sockcat(['forward', '--workers', '2', '--log-format', 'json', '-v', '0', `127.0.0.1:${backend.port}`]);
+    const m = await fwd.waitForStderr(/"event":"listening".*"address":"127\.0\.0\.1:(\d+)"/);
+    const port = Number(m[1]);
+    const listeners = () =>
+      fs
+        .readFileSync('/proc/net/tcp', 'utf8')
+        .split('\n')
+        .filter((l) => l.split(/\s+/)[4] === '0A' && l.split(/\s+/)[2]?.endsWith(`:${port.toString(16).toUpperCase().padStart(4, '0')}`)).length;
+    await waitFor(() => listeners() === 2, 10_000, 'two listening sockets on the port');
+    // 40 clients at once: the kernel hashes each to one socket; all 40 on one worker would be a
+    // 1 in 2^39 chance.
+    const clients = await Promise.all(Array.from({ length: 40 }, () => connect(port)));
+    await Promise.all(clients.map(async (c) => {
+      const got = readAll(c, 20_000);
+      c.end('x');
+      expect((await got).toString()).toBe('x');
+    }));
+    await waitFor(() => (fwd.stderr().match(/"event":"close"/g) ?? []).length === 40, 10_000, '40 close events');
+    const workers = new Set(fwd.stderr().split('\n').filter((l) => l.includes('"event":"close"')).map((l) => JSON.parse(l).worker));
+    expect(workers.size).toBe(2);
+    await backend.close();
+  });
+
   it('writes whole JSON lines from every worker, each event naming its worker', async () => {
     const backend = await echoBackend();
     const fwd = sockcat(['forward', '--workers', '2', '--log-format', 'json', '0', `127.0.0.1:${backend.port}`]);

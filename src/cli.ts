@@ -53,6 +53,7 @@ export async function main(args: string[], io: ModeIO): Promise<number> {
     .option('progress', { type: 'boolean', global: true, describe: 'listen, connect: a pv-style status line on a terminal stderr (bytes, rate; % and ETA when stdin is a file)' })
     .option('stats', { type: 'boolean', global: true, describe: 'Bytes each way, duration and rate at exit; kill -USR1 PID prints them so far' })
     .middleware((argv) => {
+      refuseStrayArguments(argv._, args);
       if (!argv.trace && !argv.progress && !argv.stats) return;
       const udp = argv.udp === true || Object.values(argv).some((v) => typeof v === 'string' && /^udp:/i.test(v));
       const observers = startObservers(
@@ -79,6 +80,18 @@ export async function main(args: string[], io: ModeIO): Promise<number> {
   } finally {
     stopObservers?.();
   }
+}
+
+/**
+ * Arguments yargs left over: those after `--` in a mode that runs no program (exec and the modes
+ * that configure 'populate--' take theirs apart). Dropping them silently ran `listen 9000 -- junk`
+ * as if `junk` were not there, and made `connect -- 127.0.0.1:1` say "missing address".
+ */
+function refuseStrayArguments(positionals: Array<string | number>, args: string[]): void {
+  const [mode, ...stray] = positionals.map(String);
+  if (stray.length === 0) return;
+  const where = args.includes('--') ? ` after -- (only exec takes a program there; ${mode}'s own arguments go without --)` : ` for ${mode}`;
+  throw new UsageError(`unexpected argument${stray.length > 1 ? 's' : ''} ${stray.map((a) => `'${a}'`).join(', ')}${where}`);
 }
 
 /** One line on stderr and the exit code for the error's kind. */

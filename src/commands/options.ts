@@ -161,8 +161,17 @@ export function secondsOption(value: unknown, flag: string): number | undefined 
   if (value === undefined) return undefined;
   const n = Number(value);
   if (!Number.isFinite(n) || n < 0) throw new UsageError(`${flag} takes a number of seconds ≥ 0 (e.g. 5 or 0.5), not ${shown(value)}`);
-  return Math.round(n * 1000);
+  const ms = Math.round(n * 1000);
+  // Node fires a longer timer after 1 ms (and re-arming ones every millisecond): refuse it here,
+  // where every seconds flag is settled, rather than let "never" mean "at once".
+  if (ms > MAX_TIMER_MS) {
+    throw new UsageError(`${flag} takes at most ${MAX_TIMER_MS / 1000} seconds (about 24.8 days, the longest timer Node keeps), not ${shown(value)}; leave it out for no limit`);
+  }
+  return ms;
 }
+
+/** The longest delay a Node timer honours: 2^31 - 1 ms. */
+export const MAX_TIMER_MS = 2_147_483_000;
 
 /** A positive whole number, or undefined. */
 export function countOption(value: unknown, flag: string): number | undefined {

@@ -16,6 +16,7 @@ import { serve, refuseForDatagrams, listenerParts, DEFAULT_MAX_CONNS, type Conne
 import { offerToPrimary, upstreamFailureCause, type Metrics } from '../metrics';
 import { encodeProxyHeader, type ProxyVersion } from '../proxy-protocol';
 import { ensureFdLimit } from '../runtime/fdlimit';
+import { loopToSelf } from '../self-target';
 import { runUdpForward } from './udp-forward';
 import { isForwardWorker, runWorkerPrimary, workerSetup, workerLogOptions } from '../runtime/workers';
 import { UsageError } from '../errors';
@@ -57,8 +58,10 @@ export async function runForward(opts: ForwardOptions, io: ModeIO): Promise<numb
     refuseForDatagrams(opts);
     // Datagrams of one client could land in any worker, each with its own upstream socket.
     if ((opts.workers ?? 1) > 1) throw new UsageError('--workers applies to TCP forwards, not to UDP');
+    await refuseLoopToSelf(opts);
     return runUdpForward(opts, io);
   }
+  await refuseLoopToSelf(opts);
   const workers = opts.workers ?? 1;
   if (workers > 1 && opts.allowLink) throw new UsageError('--allow-link works with one process for now: drop --workers');
   if (workers > 1 && !isForwardWorker()) {
@@ -118,6 +121,14 @@ export async function runForward(opts: ForwardOptions, io: ModeIO): Promise<numb
     handle: (conn, ctx) => forwarder.handle(conn, ctx),
   });
   return 0;
+}
+
+/** A TARGET that is LISTEN itself would make every client an endless chain of connections: refused. */
+async function refuseLoopToSelf(opts: ForwardOptions): Promise<void> {
+  // Through --via the target is reached from the last proxy, wherever that is.
+  if ((opts.target as { via?: unknown[] }).via?.length) return;
+  const loop = await loopToSelf(opts.listen, opts.target);
+  if (loop) throw new UsageError(loop);
 }
 
 /** Serves each client (handle() runs once per connection) and holds what all of them share. */

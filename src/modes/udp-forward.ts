@@ -13,10 +13,14 @@ import type { Listener } from '../endpoints/types';
 import { hexDumper } from '../hexdump';
 import { Logger, type LogFormat } from '../log';
 import { createAccessControl, type AccessOptions } from '../access';
-import { PeerTable, type UdpPeer } from './udp-peers';
+import { DEFAULT_EVICT_SILENT_MS, PeerTable, type UdpPeer } from './udp-peers';
+import { ensureFdLimit } from '../runtime/fdlimit';
 import { DEFAULT_UDP_IDLE_MS, untilStopped } from './udp-listen';
 import type { ModeIO } from '../io';
 
+
+/** Peers at most when --max-conns is not given (before fitting to the open-file limit). */
+const DEFAULT_MAX_PEERS = 10_000;
 
 /** Datagrams a peer may send while its upstream socket is still being opened. */
 const MAX_PENDING = 64;
@@ -28,8 +32,10 @@ export interface UdpForwardOptions {
   target: Address;
   /** Forget a peer after this many ms of silence (default 60 s). */
   udpIdleMs?: number;
-  /** At most this many peers at once (--max-conns). */
+  /** At most this many peers at once (--max-conns; fewer if the open-file limit cannot hold them). */
   maxConns?: number;
+  /** Run sockcat again with a higher open-file limit when --max-conns needs it (the CLI sets this). */
+  raiseFdLimit?: boolean;
   access?: AccessOptions;
   verbose?: boolean;
   hex?: boolean;
@@ -53,6 +59,10 @@ export async function runUdpForward(opts: UdpForwardOptions, io: ModeIO): Promis
   const target = opts.target;
   const targetLabel = udpLabel(target);
   const logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
+  // Each peer holds one upstream socket: fit the peer table to the open-file limit, as TCP
+  // forward fits its clients (re-running with a higher limit when allowed).
+  const room = await ensureFdLimit({ maxConns: opts.maxConns, defaultMaxConns: DEFAULT_MAX_PEERS, fdsPerClient: 1, logger, relaunch: opts.raiseFdLimit === true, clientsWord: 'UDP peers' });
+  if (room.relaunched) return room.exitCode;
   const access = createAccessControl(opts.access, logger);
   await access?.ready;
   const { socket: front, bound, label } = await bindUdpSocket(opts.listen as UdpAddress);
@@ -64,8 +74,11 @@ export async function runUdpForward(opts: UdpForwardOptions, io: ModeIO): Promis
   const peers: PeerTable<Upstream> = new PeerTable<Upstream>({
     logger,
     access,
-    maxPeers: opts.maxConns,
+    maxPeers: room.maxConns,
     idleMs: opts.udpIdleMs ?? DEFAULT_UDP_IDLE_MS,
+    // A full table forgets the peer silent the longest rather than turn newcomers away until
+    // --udp-idle: 1,000 one-datagram source ports must not lock a real client out.
+    evictSilentAfterMs: DEFAULT_EVICT_SILENT_MS,
     create: () => ({ pending: [], opening: false, closed: false }),
     release: (peer) => {
       peer.state.closed = true;

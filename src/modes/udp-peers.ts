@@ -31,7 +31,17 @@ export interface PeerTableOptions<S> {
   create: (rinfo: RemoteInfo, label: string) => S;
   /** Releases a peer's state when it is forgotten. */
   release?: (peer: UdpPeer<S>, reason: string) => void;
+  /**
+   * When the table is full, forget the peer silent the longest to make room for a new one, if it
+   * has been silent at least this many ms (undefined: never evict, refuse the newcomer). A table
+   * bounded by a scarce resource (forward: one socket per peer) must not stay full of peers that
+   * sent one datagram and left until --udp-idle expires.
+   */
+  evictSilentAfterMs?: number;
 }
+
+/** A full table evicts peers silent this long (when its owner asks for eviction). */
+export const DEFAULT_EVICT_SILENT_MS = 1000;
 
 /** Logs of refused peers are kept to one line per address, bounded. */
 const MAX_REFUSED_REMEMBERED = 1000;
@@ -55,13 +65,20 @@ export class PeerTable<S> {
     const known = this.peers.get(label);
     if (known) {
       known.lastSeen = Date.now();
+      // Keep the map in order of last datagram: its first entry is the one silent the longest.
+      if (this.opts.evictSilentAfterMs !== undefined) {
+        this.peers.delete(label);
+        this.peers.set(label, known);
+      }
       return known;
     }
     const { logger, access } = this.opts;
     const verdict = access ? access.check(rinfo.address) : { ok: true as const };
     if (!verdict.ok) return this.refuse(label, `refused ${label}: ${verdict.reason}`, 'denied', verdict.reason);
     const max = this.opts.maxPeers ?? 10_000;
-    if (this.peers.size >= max) return this.refuse(label, `refused ${label}: ${max} peers already active (--max-conns)`, 'limit', 'limit');
+    if (this.peers.size >= max && !this.evictFor(label, max)) {
+      return this.refuse(label, `refused ${label}: ${max} peers already active, none silent for ${this.opts.evictSilentAfterMs ?? '∞'} ms (--max-conns, open-file limit)`, 'limit', 'limit');
+    }
     const now = Date.now();
     const peer: UdpPeer<S> = { label, address: rinfo.address, port: rinfo.port, lastSeen: now, started: now, received: 0, sent: 0, state: this.opts.create(rinfo, label) };
     this.peers.set(label, peer);
@@ -82,6 +99,21 @@ export class PeerTable<S> {
       duration_ms: ms,
       reason,
     });
+  }
+
+  /** Makes room for `newcomer` by forgetting the peer silent the longest, if it is silent enough. */
+  private evictFor(newcomer: string, max: number): boolean {
+    const after = this.opts.evictSilentAfterMs;
+    if (after === undefined) return false;
+    const oldest = this.peers.values().next().value as UdpPeer<S> | undefined;
+    if (!oldest || Date.now() - oldest.lastSeen < after) return false;
+    this.opts.logger.event('evicted', `forgetting ${oldest.label} (silent for ${Date.now() - oldest.lastSeen} ms) to make room for ${newcomer}: ${max} peers at most`, {
+      client: oldest.label,
+      for: newcomer,
+      max_peers: max,
+    });
+    this.drop(oldest, 'evicted');
+    return true;
   }
 
   /** Forgets every peer (on stop). */

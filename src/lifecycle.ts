@@ -11,6 +11,7 @@
  * write to the kernel) report to us before doing their usual work.
  */
 import dc from 'node:diagnostics_channel';
+import type dgram from 'node:dgram';
 import net from 'node:net';
 import type tls from 'node:tls';
 
@@ -53,7 +54,13 @@ export type LifecycleEvent =
   | { type: 'reset-sent'; id: number }
   | { type: 'refused'; id: number; address: string }
   | { type: 'error'; id: number; code?: string; message: string }
-  | { type: 'closed'; id: number; role: SocketRole; bytesIn: number; bytesOut: number; firstFin?: 'peer' | 'us'; reset?: 'received' | 'sent' };
+  | { type: 'closed'; id: number; role: SocketRole; bytesIn: number; bytesOut: number; firstFin?: 'peer' | 'us'; reset?: 'received' | 'sent' }
+  | { type: 'udp-bound'; id: number; address: string; host: string }
+  | { type: 'udp-connected'; id: number; remote: string }
+  | { type: 'datagram-in'; id: number; bytes: number; from: string }
+  | { type: 'datagram-out'; id: number; bytes: number; to?: string }
+  | { type: 'udp-error'; id: number; code?: string; message: string }
+  | { type: 'udp-closed'; id: number; datagramsIn: number; datagramsOut: number };
 
 export type LifecycleListener = (e: LifecycleEvent) => void;
 
@@ -94,6 +101,7 @@ export function onLifecycle(listener: LifecycleListener): () => void {
     subscribed = true;
     dc.subscribe('net.client.socket', onClientSocket);
     dc.subscribe('net.server.socket', onServerSocket);
+    dc.subscribe('udp.socket', onUdpSocket);
     dc.subscribe(SECURE_SOCKET_CHANNEL, onSecureSocket as (m: unknown) => void);
     dc.tracingChannel('net.server.listen').subscribe(listenTracer);
   }
@@ -236,11 +244,22 @@ function observe(s: net.Socket, w: Watch & { onSecure?: () => void }, event: str
         else emit({ type: 'established', id: w.id, local: peerLabel(s.localAddress, s.localPort, s), remote: peerLabel(s.remoteAddress, s.remotePort, s) });
       }
       break;
-    case 'secure':
-    case 'secureConnect':
-      w.onSecure?.();
+    case 'secureConnect': {
+      // The client's certificate check is done (authorized is set) just before this event.
+      const report = w.onSecure;
       w.onSecure = undefined;
+      report?.();
       break;
+    }
+    case 'secure': {
+      // The handshake is done; the check runs in this event's listeners, after us: report after them.
+      const report = w.onSecure;
+      if (report && w.role === 'accepted') {
+        w.onSecure = undefined;
+        setImmediate(report);
+      }
+      break;
+    }
     case 'finish':
       if (!w.ourFin && !w.carried) {
         w.ourFin = true;
@@ -280,6 +299,58 @@ function reportClosed(s: net.Socket, w: Watch): void {
  */
 export function flushLifecycle(): void {
   for (const [s, w] of live) if (s.destroyed || (w.peerFin && w.ourFin) || w.reset) reportClosed(s, w);
+}
+
+/**
+ * A UDP socket: no connection, no handshake, no FIN. Its steps are the bind, an optional
+ * connect() (which only fixes the peer: nothing is sent), each datagram, and the close.
+ */
+function onUdpSocket(msg: unknown): void {
+  const socket = (msg as { socket: dgram.Socket }).socket;
+  const id = nextId++;
+  let ins = 0;
+  let outs = 0;
+  let connected = false;
+  const label = (a: { address: string; port: number }) => (net.isIPv6(a.address) ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`);
+  const send = socket.send as (this: dgram.Socket, ...args: unknown[]) => void;
+  socket.send = function (this: dgram.Socket, ...args: unknown[]) {
+    try {
+      const data = args[0];
+      const total = Array.isArray(data) ? data.reduce((n: number, b: Uint8Array | string) => n + (typeof b === 'string' ? Buffer.byteLength(b) : b.length), 0) : typeof data === 'string' ? Buffer.byteLength(data) : (data as Uint8Array).length;
+      // send(msg, offset, length, …) when the next two are numbers and (unconnected) a port follows.
+      const withRange = typeof args[1] === 'number' && typeof args[2] === 'number' && (connected || typeof args[3] === 'number');
+      const bytes = withRange ? (args[2] as number) : total;
+      const rest = withRange ? args.slice(3) : args.slice(1);
+      const to = connected ? undefined : typeof rest[0] === 'number' ? label({ address: typeof rest[1] === 'string' ? rest[1] : '127.0.0.1', port: rest[0] }) : undefined;
+      outs++;
+      emit({ type: 'datagram-out', id, bytes, to });
+    } catch {
+      // Tracing never breaks a send.
+    }
+    return send.apply(this, args);
+  } as typeof socket.send;
+  const origEmit = socket.emit as (this: unknown, event: string | symbol, ...args: unknown[]) => boolean;
+  socket.emit = function (this: unknown, event: string | symbol, ...args: unknown[]) {
+    try {
+      if (event === 'listening') {
+        const a = socket.address();
+        emit({ type: 'udp-bound', id, address: label(a), host: a.address });
+      } else if (event === 'connect') {
+        connected = true;
+        emit({ type: 'udp-connected', id, remote: label(socket.remoteAddress()) });
+      } else if (event === 'message') {
+        const [m, rinfo] = args as [Buffer, dgram.RemoteInfo];
+        ins++;
+        emit({ type: 'datagram-in', id, bytes: m.length, from: label(rinfo) });
+      } else if (event === 'error') {
+        const err = args[0] as NodeJS.ErrnoException;
+        emit({ type: 'udp-error', id, code: err?.code, message: err?.message ?? String(err) });
+      } else if (event === 'close') emit({ type: 'udp-closed', id, datagramsIn: ins, datagramsOut: outs });
+    } catch {
+      // Tracing never breaks the socket.
+    }
+    return origEmit.call(this, event, ...args);
+  } as typeof socket.emit;
 }
 
 function peerLabel(address: string | undefined, port: number | undefined, s: net.Socket): string {

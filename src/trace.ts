@@ -35,7 +35,7 @@ export function startTrace(opts: TraceOptions): () => void {
       const { type, ...fields } = e;
       opts.stderr.write(JSON.stringify({ time: new Date().toISOString(), level: 'trace', event: type, t_ms: Math.round(ms * 10) / 10, ...fields, ...(step.state ? { state: step.state } : {}), message: step.text }) + '\n');
     } else {
-      opts.stderr.write(`sockcat: ${ms.toFixed(1).padStart(8)} ms  ${step.text}${step.state ? `  [${step.unix ? 'ss -x' : 'ss'}: ${step.state}]` : ''}\n`);
+      opts.stderr.write(`sockcat: ${ms.toFixed(1).padStart(8)} ms  ${step.text}${step.state ? `  [${step.unix ? 'ss -x' : step.udp ? 'ss -u' : 'ss'}: ${step.state}]` : ''}\n`);
     }
   });
   return () => {
@@ -45,7 +45,7 @@ export function startTrace(opts: TraceOptions): () => void {
 }
 
 /** The words for one step, and the `ss` state it leads to (when it changes one). */
-export function describeStep(e: LifecycleEvent): { text: string; state?: string; /** The state as ss -x shows it (unix sockets). */ unix?: boolean } | undefined {
+export function describeStep(e: LifecycleEvent): { text: string; state?: string; /** The state as ss -x shows it (unix sockets). */ unix?: boolean; /** As ss -un shows it. */ udp?: boolean } | undefined {
   const c = 'id' in e ? `#${e.id} ` : '';
   switch (e.type) {
     case 'listen': {
@@ -105,6 +105,18 @@ export function describeStep(e: LifecycleEvent): { text: string; state?: string;
       return { text: `${c}connection refused: ${e.address} answered the SYN with a reset (nothing listens there)`, state: 'CLOSED' };
     case 'error':
       return { text: `${c}error: ${e.code ?? e.message}` };
+    case 'udp-bound':
+      return { text: `${c}UDP socket bound to ${e.address} (no listen and no handshake: datagrams for this port come to it): ${reachability(e.host)}`, state: 'UNCONN', udp: true };
+    case 'udp-connected':
+      return { text: `${c}UDP peer fixed to ${e.remote} (connect() on UDP sends nothing; only its datagrams are accepted now)`, state: 'ESTAB', udp: true };
+    case 'datagram-in':
+      return { text: `${c}received a datagram of ${bytes(e.bytes)} from ${e.from}` };
+    case 'datagram-out':
+      return { text: `${c}sent a datagram of ${bytes(e.bytes)}${e.to ? ` to ${e.to}` : ''}` };
+    case 'udp-error':
+      return { text: `${c}${e.code === 'ECONNREFUSED' ? 'ICMP port unreachable: nothing listens at the peer (the last datagram was refused)' : `error: ${e.code ?? e.message}`}` };
+    case 'udp-closed':
+      return { text: `${c}UDP socket closed: ${e.datagramsIn} datagram${e.datagramsIn === 1 ? '' : 's'} in, ${e.datagramsOut} out` };
     case 'closed': {
       finState.delete(e.id);
       unixIds.delete(e.id);

@@ -105,7 +105,7 @@ describe('--stats', () => {
     await sink.close();
   });
 
-  it('listen --stats with --log-format json: one object with the numbers', async () => {
+  it('listen --stats with --log-format json: one object with the numbers', { timeout: 60_000 }, async () => {
     const server = start(['listen', '--stats', '-v', '--log-format', 'json', '127.0.0.1:0']);
     const port = Number((await server.waitForStderr(/"event":"listening".*?:(\d+)"/))[1]);
     const { exchange } = await import('./helpers/net');
@@ -116,12 +116,12 @@ describe('--stats', () => {
     expect(stats).toMatchObject({ bytes_in: 5, bytes_out: 4, connections: 1 });
   });
 
-  it('is refused where it means nothing (exit 2, one line)', async () => {
+  it('is refused where it means nothing (exit 2, one line)', { timeout: 90_000 }, async () => {
     const results = await Promise.all([
-      runCli(['scan', '--stats', '127.0.0.1', '1']),
-      runCli(['forward', '--progress', '0', '127.0.0.1:1']),
-      runCli(['listen', '-u', '--stats', '0']),
-      runCli(['completion', 'bash', '--trace']),
+      runCli(['scan', '--stats', '127.0.0.1', '1'], { timeoutMs: 80_000 }),
+      runCli(['forward', '--progress', '0', '127.0.0.1:1'], { timeoutMs: 80_000 }),
+      runCli(['listen', '-u', '--stats', '0'], { timeoutMs: 80_000 }),
+      runCli(['completion', 'bash', '--trace'], { timeoutMs: 80_000 }),
     ]);
     for (const r of results) {
       expect(r.code).toBe(2);

@@ -8,11 +8,13 @@
 import { describe, it, expect } from 'vitest';
 import fs from 'node:fs';
 import net from 'node:net';
+import tls from 'node:tls';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cliStartedPerTest } from './helpers/cli';
 import { tcpServer, readAll, waitFor } from './helpers/net';
+import { makeTestCerts } from './helpers/tls';
 
 const goldenDir = fileURLToPath(new URL('./golden/trace/', import.meta.url));
 const start = cliStartedPerTest();
@@ -127,6 +129,65 @@ describe('--trace', () => {
     await server.exited;
     golden('unix-connect', normalizeTrace(r.stderr, [dir]));
     golden('unix-listen-echo', normalizeTrace(server.stderr(), [dir]));
+  });
+
+  it('tls: connect and listen --echo --tls, the handshake named with its protocol and the certificate check', async () => {
+    const certs = await makeTestCerts();
+    const server = start(['listen', '--echo', '--tls', '--cert', certs.cert, '--key', certs.key, '--trace', '-v', '127.0.0.1:0']);
+    const port = await server.listeningPort();
+    const r = await clientExchange(['connect', '--trace', '--ca', certs.cert, `tls:127.0.0.1:${port}`], 'Hello, world', 'Hello, world');
+    expect(r.code).toBe(0);
+    await server.waitForStderr(/#1 closed/);
+    server.kill('SIGTERM');
+    await server.exited;
+    golden('tls-connect', normalizeTrace(r.stderr));
+    golden('tls-listen-echo', normalizeTrace(server.stderr()));
+  });
+
+  it('forward: TLS in front of a unix socket, a half-close passed on (the reply still comes back)', async () => {
+    const certs = await makeTestCerts();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sockcat-trace-'));
+    const sock = `${dir}/echo.sock`;
+    const echo = net.createServer({ allowHalfOpen: true }, (s) => {
+      s.on('data', (d) => s.write(d));
+      s.on('end', () => s.end());
+    });
+    await new Promise<void>((r) => echo.listen(sock, r));
+    const fwd = start(['forward', '--trace', '-v', '--tls', '--cert', certs.cert, '--key', certs.key, '127.0.0.1:0', `unix:${sock}`]);
+    const port = await fwd.listeningPort();
+    const client = tls.connect({ port, host: '127.0.0.1', ca: fs.readFileSync(certs.cert), allowHalfOpen: true } as tls.ConnectionOptions);
+    await new Promise((r) => client.once('secureConnect', r));
+    let got = '';
+    client.on('data', (d: Buffer) => (got += d.toString()));
+    client.write('hello');
+    await waitFor(() => got === 'hello', 20_000, 'the echo');
+    // Our half-close: the FIN goes through the relay to the unix socket; its FIN comes back.
+    client.end();
+    await new Promise((r) => client.once('end', r));
+    await fwd.waitForStderr(/#1 closed/);
+    await fwd.waitForStderr(/#2 closed/);
+    fwd.kill('SIGTERM');
+    await fwd.exited;
+    client.destroy();
+    echo.close();
+    golden('tls-forward-to-unix', normalizeTrace(fwd.stderr(), [dir]));
+  });
+
+  it('udp: connect -u and listen -u (bind, datagrams, no handshake)', async () => {
+    const server = start(['listen', '-u', '--trace', '-v', '127.0.0.1:0']);
+    const port = await server.listeningPort();
+    const c = start(['connect', '-u', '--trace', '--quit-after', '0.5', `127.0.0.1:${port}`]);
+    await c.waitForStderr(/peer fixed/);
+    c.child.stdin!.write('ping\n');
+    await waitFor(() => server.stdout().toString() === 'ping\n', 20_000, 'the datagram');
+    server.child.stdin!.write('pong\n');
+    await waitFor(() => c.stdout().toString() === 'pong\n', 20_000, 'the reply');
+    c.child.stdin!.end();
+    const r = await c.exited;
+    server.kill('SIGTERM');
+    await server.exited;
+    golden('udp-connect', normalizeTrace(r.stderr));
+    golden('udp-listen', normalizeTrace(server.stderr()));
   });
 
   it('--log-format json: one object per step, with the ss state', async () => {

@@ -20,6 +20,7 @@ import { X509Certificate } from 'node:crypto';
 import { NetError, UsageError, describeError, type ErrorSide } from '../errors';
 import { formatHostPort, parseHostPort, type HostPortAddress } from './address';
 import { registerTransport } from './registry';
+import { publishSecureSocket } from '../lifecycle';
 import type { Acceptor, AddressBase, Connection, FlagValues, Role, Transport, TransportFlag, TransportLog, WrapOptions } from './types';
 
 /** A PEM file read when the command line was parsed (a missing file is a usage error, not a late failure). */
@@ -272,6 +273,8 @@ async function wrapTls(inner: Connection, addr: TlsAddress, opts: WrapOptions): 
   }
   const socket = await new Promise<tls.TLSSocket>((resolve, reject) => {
     const socket = tls.connect({ ...clientOptions(addr), socket: inner.stream });
+    // --trace/--stats: the bytes now pass through this socket, not the carrier below it.
+    publishSecureSocket({ socket, carrier: inner.stream as net.Socket, role: 'client' });
     const fail = (err: unknown) => {
       cleanup();
       socket.destroy();
@@ -350,6 +353,7 @@ async function tlsAcceptor(addr: TlsAddress, opts: { log?: TransportLog }): Prom
   const perSource = new Map<string, number>();
 
   server.on('secureConnection', (socket: tls.TLSSocket) => {
+    publishSecureSocket({ socket, carrier: carrierOf(socket), role: 'server' });
     const p = pending.get(carrierOf(socket)!);
     if (!p) return void socket.destroy();
     // From now on a FIN only ends the client's direction: a reply after it still gets through.

@@ -142,7 +142,7 @@ describe('sockcat scan (end to end)', () => {
     expect(r.stderr).toMatch(/open\|filtered, a guess/);
   });
 
-  it('refuses bad ports and flags with one line and exit 2', async () => {
+  it('refuses bad ports and flags with one line and exit 2', { timeout: 90_000 }, async () => {
     const cases: Array<[string[], RegExp]> = [
       [['scan', HOST, '0'], /port 0/],
       [['scan', HOST, '1-65535,1-9'], /more than 65,536 ports/],
@@ -154,7 +154,7 @@ describe('sockcat scan (end to end)', () => {
       [['scan', '--tls', HOST, '80'], /unknown option --tls/],
     ];
     // Run side by side: each is a whole sockcat start-up.
-    const results = await Promise.all(cases.map(([args]) => runCli(args)));
+    const results = await Promise.all(cases.map(([args]) => runCli(args, { timeoutMs: 80_000 })));
     results.forEach((r, i) => {
       expect({ args: cases[i][0], code: r.code, lines: lines(r.stderr).length }).toEqual({ args: cases[i][0], code: 2, lines: 1 });
       expect(r.stderr).toMatch(cases[i][1]);

@@ -48,9 +48,9 @@ describe('sockcat wait (end to end)', () => {
 
   it('times out with exit 1 and one line saying the last attempt was refused', async () => {
     const port = await freePort();
-    const r = await runCli(['wait', '--timeout', '0.6', `${HOST}:${port}`]);
+    const r = await runCli(['wait', '--timeout', '2', `${HOST}:${port}`]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(new RegExp(`^sockcat: ${HOST.replace(/\./g, '\\.')}:${port} not ready after 600 ms \\(\\d+ attempts\\); last: connection refused`));
+    expect(r.stderr).toMatch(new RegExp(`^sockcat: ${HOST.replace(/\./g, '\\.')}:${port} not ready after 2\\.0 s \\(\\d+ attempts\\); last: connection refused`));
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
   });
 
@@ -97,7 +97,7 @@ describe('sockcat wait (end to end)', () => {
     expect((await waiter.exited).code).toBe(0);
   });
 
-  it('refuses what cannot be waited for (exit 2)', async () => {
+  it('refuses what cannot be waited for (exit 2)', { timeout: 90_000 }, async () => {
     const cases: Array<[string[], RegExp]> = [
       [['wait', '-u', '9090'], /UDP has no connection/],
       [['wait', '--cert', 'x.pem', '9090'], /are for servers/],
@@ -105,7 +105,7 @@ describe('sockcat wait (end to end)', () => {
       [['wait'], /missing address/],
       [['wait', '--timeout', 'soon', '9090'], /--timeout takes a number of seconds/],
     ];
-    const results = await Promise.all(cases.map(([args]) => runCli(args)));
+    const results = await Promise.all(cases.map(([args]) => runCli(args, { timeoutMs: 80_000 })));
     results.forEach((r, i) => {
       expect({ args: cases[i][0], code: r.code }).toEqual({ args: cases[i][0], code: 2 });
       expect(r.stderr).toMatch(cases[i][1]);

@@ -50,8 +50,9 @@ const lazyBuiltins = {
     // npm packages likewise: prom-client (--metrics) loads cluster, perf_hooks, zlib and
     // OpenTelemetry's API when evaluated, ~50 ms for every start-up without --metrics.
     const pkgFilter = new RegExp(`^(${LAZY_PACKAGES.join('|')})$`);
-    b.onResolve({ filter: pkgFilter }, (a) => ({ path: a.path, namespace: 'lazy-package' }));
-    b.onResolve({ filter: /^real-package:/ }, (a) => b.resolve(a.path.slice('real-package:'.length), { kind: 'require-call', resolveDir: root }));
+    // The real package is resolved through esbuild again (below): let that resolution through.
+    b.onResolve({ filter: pkgFilter }, (a) => (a.pluginData?.real ? undefined : { path: a.path, namespace: 'lazy-package' }));
+    b.onResolve({ filter: /^real-package:/ }, (a) => b.resolve(a.path.slice('real-package:'.length), { kind: 'require-call', resolveDir: root, pluginData: { real: true } }));
     b.onLoad({ filter: /.*/, namespace: 'lazy-package' }, (a) => ({ contents: lazyModule(a.path, `real-package:${a.path}`, []), loader: 'js' }));
     b.onLoad({ filter: /.*/, namespace: 'lazy-builtin' }, (a) => {
       // The export names, from the Node that builds (the same major as the one that runs the binary).

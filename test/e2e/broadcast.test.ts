@@ -410,6 +410,8 @@ describe('broadcast for a French class: --lang fr, --names peer', () => {
     const nc = spawn('nc', ['-N', '127.0.0.1', String(port)], { stdio: ['pipe', 'pipe', 'pipe'] });
     let ncOut = '';
     nc.stdout.on('data', (c) => (ncOut += c));
+    // Listened for from the start: nc -N may be gone before the room has announced its leaving.
+    const ncClosed = new Promise((resolve) => nc.once('close', resolve));
     await a.waitFor(/^\* 127\.0\.0\.1:\d+ est connecté$/m);
     const bName = /^\* (127\.0\.0\.1:\d+) est connecté$/m.exec(a.text())![1];
     await waitFor(() => ncOut.includes(`présents : ${aName}`), 5000, 'the list of who is here at nc');
@@ -419,7 +421,7 @@ describe('broadcast for a French class: --lang fr, --names peer', () => {
     expect(ncOut).toContain(`* présents : ${bName} (vous), ${aName}\n`);
     nc.stdin.end();
     await a.waitFor(new RegExp(`^\\* ${bName.replace(/\./g, '\\.')} est parti$`, 'm'));
-    await new Promise((resolve) => nc.once('close', resolve));
+    await ncClosed;
     // The teacher's screen: the room log, in French, addresses not repeated after names that are addresses.
     await waitFor(() => cli.stdout().toString().includes('est parti'), 5000, 'the room log');
     const log = cli.stdout().toString();

@@ -336,6 +336,10 @@ export class HttpProxy {
   }
 
   private onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+    // node:http keeps parsing what a refused client goes on sending and reports each chunk as a
+    // new error: the answer is on its way and the socket is draining, so destroying it now would
+    // send an RST that can wipe the answer out of the client's receive buffer.
+    if (endingGently.has(socket)) return;
     const state = stateOf.get(socket);
     if (state && !state.tunnel) {
       state.outcome.reason = err.code === 'ECONNRESET' ? 'reset' : 'bad request';
@@ -376,8 +380,12 @@ function sendError(res: http.ServerResponse, status: number, message: string, he
  * a reset that can wipe the reply before it is read), and the socket is destroyed once the client
  * closes or after 2 s.
  */
+/** Sockets that endGently() has answered and is draining. */
+const endingGently = new WeakSet<Duplex>();
+
 export function endGently(socket: Duplex, last: string | Buffer): void {
   if (socket.destroyed) return;
+  endingGently.add(socket);
   socket.on('error', () => {});
   socket.on('data', () => {});
   socket.resume();

@@ -179,6 +179,9 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
   const handshaking = new Map<Connection, AbortController>();
 
   function onConnection(conn: Connection) {
+    // From the first moment: a socket refused or destroyed below can still report a late read
+    // error (a peer's reset racing our destroy), which must never crash the process.
+    conn.stream.on('error', () => {});
     if (stopping) {
       conn.stream.destroy();
       return;
@@ -190,8 +193,6 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
       conn.stream.destroy();
       return;
     }
-    // A stream error while the header is read must not crash the process (readProxyHeader reports it).
-    conn.stream.on('error', () => {});
     preStepping.add(conn);
     void opts.proxy.run(conn).then((r) => {
       preStepping.delete(conn);

@@ -12,6 +12,9 @@ export async function tcpServer(onSocket: (s: net.Socket) => void, host = '127.0
   const server = net.createServer({ allowHalfOpen: true }, (s) => {
     sockets.add(s);
     s.once('close', () => sockets.delete(s));
+    // A server stopped at the end of a test resets what it abandons (by design): that reset must
+    // not surface as an uncaught error in the test process. Tests that care listen for it themselves.
+    s.on('error', () => {});
     onSocket(s);
   });
   await new Promise<void>((resolve, reject) => {
@@ -35,6 +38,8 @@ export function connect(port: number, host = '127.0.0.1'): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const s = net.connect({ port, host, allowHalfOpen: true }, () => {
       s.off('error', reject);
+      // As above: a reset from a server the test stops is not an uncaught error.
+      s.on('error', () => {});
       resolve(s);
     });
     s.once('error', reject);

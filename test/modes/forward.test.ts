@@ -160,7 +160,8 @@ describe('forward (in process)', () => {
     }
     expect(fwd.log().match(/\(refused upstream\)/g)?.length).toBe(3);
     // The upstream comes back on the same port: the next client goes through.
-    const backend = net.createServer({ allowHalfOpen: true }, (s) => s.end('up again'));
+    // The client leaves with a destroy(), which forward passes on to this backend as a reset.
+    const backend = net.createServer({ allowHalfOpen: true }, (s) => s.on('error', () => {}).end('up again'));
     await new Promise<void>((resolve) => backend.listen(port, '127.0.0.1', () => resolve()));
     const client = await connect(fwd.port);
     expect((await readAll(client)).toString()).toBe('up again');

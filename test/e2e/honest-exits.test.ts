@@ -151,13 +151,18 @@ describe('an interrupted session', () => {
     const [cmd, pre] = sockcatCommand();
     const line = [cmd, ...pre, 'connect', `127.0.0.1:${srv.port}`].map((a) => `'${a}'`).join(' ');
     // script gives sockcat a pseudo-terminal; the ^C typed into it becomes SIGINT.
-    const tty = spawn('script', ['-qfec', `${line}; echo "exit=$?"`, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    // The ^C reaches the whole foreground group, the shell too: an interactive shell survives it, a
+    // `sh -c` does not unless it traps SIGINT (a trap is reset to the default in sockcat at exec).
+    const tty = spawn('script', ['-qfec', `trap : INT; ${line}; echo "exit=$?"`, '/dev/null'], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     let out = '';
     tty.stdout.on('data', (c: Buffer) => (out += c.toString()));
     await waitFor(() => connected, 10_000, 'sockcat to connect');
     await sleep(300);
     tty.stdin.write('\x03');
-    await new Promise((r) => tty.once('exit', r));
+    // 'close', not 'exit': the last output can still be in the pipe when script exits.
+    await new Promise((r) => tty.once('close', r));
     expect(out).toMatch(/exit=130/);
     // The terminal echoes ^C; sockcat ends that line before the shell prints anything more.
     expect(out).toMatch(/\^C\r?\n(\r?\n)?exit=130/);

@@ -1,36 +1,11 @@
 import { describe, it, expect } from 'vitest';
 import net from 'node:net';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
-import { cliStartedPerTest, runCli, type RunningCli } from '../helpers/cli';
+import { cliStartedPerTest, runCli } from '../helpers/cli';
+import { metricsPort, scrape, value } from '../helpers/metrics';
 import { connect, exchange, readAll, tcpServer, randomBytes, waitFor } from '../helpers/net';
 import { joinRoom } from '../helpers/room';
 
 const sockcat = cliStartedPerTest();
-const run = promisify(execFile);
-
-/** Scrapes with curl, the way an operator checks an exporter. */
-async function scrape(port: number): Promise<string> {
-  const { stdout } = await run('curl', ['-sf', '--max-time', '5', `http://127.0.0.1:${port}/metrics`]);
-  return stdout;
-}
-
-/** One series' value, 0 when absent (Prometheus counters with no event yet). */
-function value(text: string, name: string, labels: Record<string, string>): number {
-  const want = Object.entries(labels);
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name + '{') && !line.startsWith(name + ' ')) continue;
-    const m = /^[^{ ]+(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!m) continue;
-    const got = Object.fromEntries([...(m[1] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
-    if (want.every(([k, v]) => got[k] === v) && Object.keys(got).length === want.length) return Number(m[2]);
-  }
-  return 0;
-}
-
-async function metricsPort(cli: RunningCli): Promise<number> {
-  return Number((await cli.waitForStderr(/metrics on http:\/\/127\.0\.0\.1:(\d+)\/metrics/))[1]);
-}
 
 describe('--metrics (CLI, scraped with curl)', () => {
   it('forward: exact counts of accepted, live, closed, refused, bytes and durations across a load', async () => {

@@ -67,10 +67,15 @@ export async function runProxy(opts: ProxyOptions, io: ModeIO): Promise<number> 
   try {
     // A missing or bad file stops us here, before anything listens (exit 2).
     await Promise.all([auth.ready, map.ready]);
+    // Access control, --accept-proxy-protocol, --metrics and --allow-link, as every listening mode.
+    const rules = new DestRules({ allow: opts.allowDest, deny: opts.denyDest });
+    const parts = listenerParts(opts, logger, 'proxy');
+    const metrics = parts.metrics?.metrics;
     const dialer = new Dialer({
+      metrics,
       map,
       onlyMapped: opts.onlyMapped,
-      rules: new DestRules({ allow: opts.allowDest, deny: opts.denyDest }),
+      rules,
       hops: opts.via,
       connectTimeoutMs: opts.connectTimeoutMs,
     });
@@ -81,13 +86,13 @@ export async function runProxy(opts: ProxyOptions, io: ModeIO): Promise<number> 
       closeWaitMs: opts.closeWaitMs ?? DEFAULT_CLOSE_WAIT_MS,
       idleTimeoutMs: opts.idleTimeoutMs,
       handshakeTimeoutMs: opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
+      metrics,
     });
     await serve({
       address: opts.listen,
       logger,
       signal: io.signal,
-      // Access control, --accept-proxy-protocol, --metrics and --allow-link, as every listening mode.
-      ...listenerParts(opts, logger, 'proxy'),
+      ...parts,
       maxConns: room.maxConns,
       drainTimeoutMs: opts.drainTimeoutMs,
       onListening: (listener) => {

@@ -266,7 +266,8 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
     const id = nextId++;
     accepted++;
     if (opts.maxAccepts !== undefined && accepted >= opts.maxAccepts) void stopAccepting();
-    metrics?.connectionAccepted();
+    // Its bytes are read from its socket at each scrape: nothing per chunk here.
+    const counted = metrics?.connectionAccepted(conn.stream);
     logger.event('open', `connection from ${who}${via ? ` (via ${via})` : ''}`, { ...baseFields, id });
     const abort = new AbortController();
     const started = Date.now();
@@ -277,7 +278,7 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
       .then(
         (summary) => {
           const ms = Date.now() - started;
-          metrics?.connectionClosed(summary?.reason ?? 'closed', summary?.received ?? 0, summary?.sent ?? 0, ms);
+          if (counted) metrics!.connectionClosed(counted, summary?.reason ?? 'closed', ms, summary ?? undefined);
           if (summary) {
             logger.event(
               'close',
@@ -289,7 +290,7 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
           }
         },
         (err: Error) => {
-          metrics?.connectionClosed('error', 0, 0, Date.now() - started);
+          if (counted) metrics!.connectionClosed(counted, 'error', Date.now() - started);
           logger.error('error', `${who}: ${err.message}`, { ...baseFields, id, error: err.message });
           conn.stream.destroy();
         },

@@ -168,7 +168,7 @@ export class Dialer {
     if (this.viaHops) {
       const next = addresses[0] ?? targetHost;
       try {
-        // Each hop is given at most the connect timeout to answer (the chain is src/endpoints' via).
+        // The connect timeout bounds the whole chain (connectAddress, src/endpoints/registry.ts).
         const target: TcpAddress = { scheme: 'tcp', host: next, port: targetPort, hostGiven: true, via: [...this.opts.hops!] };
         const conn = await connectAddress(target, { timeoutMs, signal });
         return { ...route, resolved: `${formatHostPort(next, targetPort)} via ${this.opts.hops!.map((h) => formatHostPort(h.host, h.port)).join(', ')}`, conn };

@@ -55,10 +55,14 @@ export class ByteTally {
   private closedOut = 0;
   private readonly live = new Set<CountedConnection>();
 
-  /** Starts counting `stream` from now (`swapped`: its writes are the `in` direction). */
-  open(stream: ByteSource, swapped = false): CountedConnection {
+  /**
+   * Starts counting `stream` from now (`swapped`: its writes are the `in` direction).
+   * `readAlready`: bytes it read earlier that belong to this connection all the same (a request
+   * head read to route it).
+   */
+  open(stream: ByteSource, swapped = false, readAlready = 0): CountedConnection {
     // Bytes read but still buffered (unshifted after a PROXY header) are the client's: count them.
-    const baseRead = (stream.bytesRead ?? 0) - (stream.readableLength ?? 0);
+    const baseRead = (stream.bytesRead ?? 0) - (stream.readableLength ?? 0) - readAlready;
     const c: CountedConnection = { stream, baseRead, baseWritten: stream.bytesWritten ?? 0, read: 0, written: 0, swapped };
     this.live.add(c);
     return c;
@@ -270,10 +274,10 @@ export class Metrics {
    * whose bytes count: on the relay the public client's socket (reads are `in`), on the agent its
    * connection to the service (`towardsService`: writes are `in`).
    */
-  tunnelConnectionOpened(name: string, stream: ByteSource, towardsService = false): CountedConnection {
+  tunnelConnectionOpened(name: string, stream: ByteSource, towardsService = false, readAlready = 0): CountedConnection {
     this.tunnelConnections.inc({ tunnel: name });
     this.tunnelConnectionsLive.inc({ tunnel: name });
-    return this.tunnelTally(name).open(stream, towardsService);
+    return this.tunnelTally(name).open(stream, towardsService, readAlready);
   }
 
   /** relay/expose: the client counted by tunnelConnectionOpened() is gone. */

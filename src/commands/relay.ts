@@ -52,6 +52,9 @@ export const relayCommand: CommandFactory = (env) => ({
     }
     const domain = argv.domain === undefined ? undefined : String(argv.domain).toLowerCase().replace(/\.$/, '');
     if (domain !== undefined && !/^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/.test(domain)) throw new UsageError(`--domain takes a DNS name such as tunnels.example.org, not '${argv.domain}'`);
+    // --metrics works here; --accept-proxy-protocol and --allow-link do not yet (exit 2).
+    const { metrics, ...listener } = listenerFromArgs(argv);
+    refuseListenerExtras(listener, 'relay');
     const code = await runRelay(
       {
         control,
@@ -65,7 +68,8 @@ export const relayCommand: CommandFactory = (env) => ({
         https: argv.https === undefined ? undefined : parseHostPort(String(argv.https), 'listen', String(argv.https)),
         domain,
         publicTls: argv.publicTls,
-        ...refuseListenerExtras(listenerFromArgs(argv), 'relay'),
+        ...listener,
+        metrics,
         ...commonFromArgs(argv),
       },
       env.io,

@@ -13,6 +13,8 @@ import type { Listener } from '../endpoints/types';
 import type { ModeIO } from '../io';
 import { runTunnelRelay } from '../tunnel/relay-server';
 import { readTokenFile, type PortSet, type TokenEntry } from '../tunnel/tokens';
+import { Metrics, serveMetrics, type MetricsServer } from '../metrics';
+import type { TcpAddress } from '../endpoints/index';
 
 export interface RelayOptions extends LogOptions {
   /** --control: where agents connect. */
@@ -38,6 +40,8 @@ export interface RelayOptions extends LogOptions {
   domain?: string;
   /** --public-tls: tunnels' public ports speak TLS with --cert/--key. */
   publicTls?: boolean;
+  /** --metrics: where to serve Prometheus metrics (tunnels by name, agents, public clients). */
+  metrics?: TcpAddress;
   onControlListening?: (listener: Listener) => void;
   onTunnel?: (info: { name: string; port: number }) => void;
 }
@@ -62,7 +66,20 @@ export async function runRelay(opts: RelayOptions, io: ModeIO): Promise<number> 
     control = { scheme: 'tls', ...opts.control, tls: { cert, key } };
   }
   const tokens: () => TokenEntry[] = opts.tokenFile ? () => readTokenFile(opts.tokenFile!) : () => [{ name: 'default', token: opts.token! }];
+  const metrics = opts.metrics ? new Metrics('relay') : undefined;
+  let metricsServer: MetricsServer | undefined;
+  try {
+    if (metrics) metricsServer = await serveMetrics(metrics, opts.metrics!, logger);
+    await relayUntilStopped(opts, io, logger, control, fingerprint, tokens, metrics);
+  } finally {
+    await metricsServer?.close();
+  }
+  return 0;
+}
+
+async function relayUntilStopped(opts: RelayOptions, io: ModeIO, logger: Logger, control: Address, fingerprint: string | undefined, tokens: () => TokenEntry[], metrics: Metrics | undefined): Promise<void> {
   await runTunnelRelay({
+    metrics,
     control,
     publicHost: opts.publicHost,
     ports: opts.ports,
@@ -87,5 +104,4 @@ export async function runRelay(opts: RelayOptions, io: ModeIO): Promise<number> 
     tls: opts.cert && opts.key ? { cert: opts.cert.pem, key: opts.key.pem } : undefined,
     publicTls: opts.publicTls,
   });
-  return 0;
 }

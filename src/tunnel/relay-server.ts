@@ -25,6 +25,7 @@ import type { HostPort } from '../endpoints/address';
 import { formatHostPort } from '../endpoints/address';
 import { routeConnection, type NamedRoute } from './http-router';
 import { generateName } from './names';
+import type { Metrics } from '../metrics';
 
 /** How long a connection to the control port may take to prove itself. */
 export const HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -67,6 +68,8 @@ export interface TunnelRelayOptions {
   onRouterListening?: (proto: 'http' | 'https', listener: Listener) => void;
   /** Told each tunnel that opens (tests read the public port here). */
   onTunnel?: (info: { name: string; port: number }) => void;
+  /** --metrics: public clients through serve(), and per tunnel (token name) here. */
+  metrics?: Metrics;
 }
 
 interface Pending {
@@ -155,6 +158,7 @@ class TunnelRelay {
         signal,
         access: this.access,
         maxConns: this.opts.maxConns ?? DEFAULT_MAX_CONNS,
+        metrics: this.opts.metrics && { metrics: this.opts.metrics },
         onListening: (l) => {
           const port = (l.address as HostPort).port;
           this.routerBases.push({ proto, port });
@@ -235,6 +239,7 @@ class TunnelRelay {
     let entry: TokenEntry | undefined;
     for (const e of entries) if (checkProof(msg.mac, e.token, 'control', nonce) && !entry) entry = e;
     if (!entry) {
+      this.opts.metrics?.tunnelAuthFailed();
       refuse(channel, 'wrong token: the relay knows no agent with this token');
       this.logger.warn('refused', `refused agent ${who}: wrong token`, { client: who, reason: 'wrong token' });
       throw new ProtocolError('wrong token');
@@ -409,6 +414,7 @@ class Session implements NamedRoute {
         signal: this.stopPublic.signal,
         access: this.relayServer.access,
         maxConns: opts.maxConns ?? DEFAULT_MAX_CONNS,
+        metrics: opts.metrics && { metrics: opts.metrics },
         onListening: (l) => {
           this.publicLabel = l.label;
           resolve((l.address as { port: number }).port);
@@ -419,6 +425,7 @@ class Session implements NamedRoute {
   }
 
   start(): void {
+    this.relayServer.opts.metrics?.tunnelUp(this.entry.name, true);
     this.control.setHandler((m) => this.onControlMessage(m));
     this.control.onClosed((reason) => void this.end(`control connection lost (${reason.message})`));
     this.heartbeat = setInterval(() => {
@@ -551,6 +558,8 @@ class Session implements NamedRoute {
       this.live.set(id, live);
       data.write(encodeFrame({ type: 'open', id, client: wire(conn.remote), server: wire(conn.local) }));
       if (head) data.write(head);
+      // --metrics: the client's bytes, read from its socket at each scrape (the routed head included).
+      const counted = opts.metrics?.tunnelConnectionOpened(this.entry.name, client, false, head?.length ?? 0);
       const result = await relay(client, data, {
         propagateReset: true,
         resetOnFailure: { a: true },
@@ -561,6 +570,7 @@ class Session implements NamedRoute {
         eofGate: { b: () => this.verdict(live) },
       });
       this.live.delete(id);
+      if (counted) opts.metrics!.tunnelConnectionClosed(this.entry.name, counted);
       if (result.reason !== 'eof' && live.verdict !== 'reset') this.control.send({ type: 'reset', id });
       return { received: result.aToB, sent: result.bToA, reason: result.reason, text: ` (tunnel ${this.entry.name})`, fields: { agent: this.entry.name } };
     } finally {
@@ -594,6 +604,7 @@ class Session implements NamedRoute {
     void (async () => {
       clearInterval(this.heartbeat);
       this.relayServer.forget(this);
+      if (this.heartbeat) this.relayServer.opts.metrics?.tunnelUp(this.entry.name, false);
       this.control.close(new ProtocolError(reason));
       // Reset first: serve()'s own stop would close the clients with a FIN, a cut that looks complete.
       for (const c of this.live.values()) {

@@ -18,7 +18,7 @@ import { UsageError, netError } from './errors';
 import type { Logger } from './log';
 
 /** Why a client was refused before its mode saw it. */
-export type RefusedReason = 'denied' | 'limit' | 'auth' | 'rule' | 'untrusted-proxy' | 'proxy-header' | (string & {});
+export type RefusedReason = 'denied' | 'limit' | 'auth' | 'rule' | 'untrusted-proxy' | 'proxy-header' | 'gone' | 'handshake' | (string & {});
 
 /** Why connecting upstream failed, in a few words a dashboard can group by. */
 export type UpstreamFailureCause = 'refused' | 'timeout' | 'dns' | 'unreachable' | 'tls' | 'reset' | 'hop' | 'other';

@@ -558,8 +558,9 @@ class Session implements NamedRoute {
       this.live.set(id, live);
       data.write(encodeFrame({ type: 'open', id, client: wire(conn.remote), server: wire(conn.local) }));
       if (head) data.write(head);
-      // --metrics: the client's bytes, read from its socket at each scrape (the routed head included).
-      const counted = opts.metrics?.tunnelConnectionOpened(this.entry.name, client, false, head?.length ?? 0);
+      // --metrics: the client's bytes, read from its socket at each scrape, from its first byte
+      // (the request head --http read to route it included, as the client sent it).
+      const counted = opts.metrics?.tunnelConnectionOpened(this.entry.name, client, { fromStart: true });
       const result = await relay(client, data, {
         propagateReset: true,
         resetOnFailure: { a: true },

@@ -52,8 +52,8 @@ export const relayCommand: CommandFactory = (env) => ({
     }
     const domain = argv.domain === undefined ? undefined : String(argv.domain).toLowerCase().replace(/\.$/, '');
     if (domain !== undefined && !/^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/.test(domain)) throw new UsageError(`--domain takes a DNS name such as tunnels.example.org, not '${argv.domain}'`);
-    // --metrics works here; --accept-proxy-protocol and --allow-link do not yet (exit 2).
-    const { metrics, ...listener } = listenerFromArgs(argv);
+    // --metrics and --accept-proxy-protocol work here; --allow-link does not yet (exit 2).
+    const { metrics, acceptProxy, ...listener } = listenerFromArgs(argv);
     refuseListenerExtras(listener, 'relay');
     const code = await runRelay(
       {
@@ -70,6 +70,7 @@ export const relayCommand: CommandFactory = (env) => ({
         publicTls: argv.publicTls,
         ...listener,
         metrics,
+        acceptProxy,
         ...commonFromArgs(argv),
       },
       env.io,

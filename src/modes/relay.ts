@@ -15,6 +15,7 @@ import { runTunnelRelay } from '../tunnel/relay-server';
 import { readTokenFile, type PortSet, type TokenEntry } from '../tunnel/tokens';
 import { Metrics, serveMetrics, type MetricsServer } from '../metrics';
 import type { TcpAddress } from '../endpoints/index';
+import type { AcceptProxyOptions } from '../accept-proxy';
 
 export interface RelayOptions extends LogOptions {
   /** --control: where agents connect. */
@@ -42,6 +43,8 @@ export interface RelayOptions extends LogOptions {
   publicTls?: boolean;
   /** --metrics: where to serve Prometheus metrics (tunnels by name, agents, public clients). */
   metrics?: TcpAddress;
+  /** --accept-proxy-protocol: public clients come through a balancer that names them in a PROXY header. */
+  acceptProxy?: AcceptProxyOptions;
   onControlListening?: (listener: Listener) => void;
   onTunnel?: (info: { name: string; port: number }) => void;
 }
@@ -80,6 +83,7 @@ export async function runRelay(opts: RelayOptions, io: ModeIO): Promise<number> 
 async function relayUntilStopped(opts: RelayOptions, io: ModeIO, logger: Logger, control: Address, fingerprint: string | undefined, tokens: () => TokenEntry[], metrics: Metrics | undefined): Promise<void> {
   await runTunnelRelay({
     metrics,
+    acceptProxy: opts.acceptProxy,
     control,
     publicHost: opts.publicHost,
     ports: opts.ports,

@@ -26,6 +26,7 @@ import { formatHostPort } from '../endpoints/address';
 import { routeConnection, type NamedRoute } from './http-router';
 import { generateName } from './names';
 import type { Metrics } from '../metrics';
+import { ProxyAcceptor, type AcceptProxyOptions } from '../accept-proxy';
 
 /** How long a connection to the control port may take to prove itself. */
 export const HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -70,6 +71,8 @@ export interface TunnelRelayOptions {
   onTunnel?: (info: { name: string; port: number }) => void;
   /** --metrics: public clients through serve(), and per tunnel (token name) here. */
   metrics?: Metrics;
+  /** --accept-proxy-protocol: the public listeners read a PROXY header from a --trusted-proxy first. */
+  acceptProxy?: AcceptProxyOptions;
 }
 
 interface Pending {
@@ -111,10 +114,13 @@ class TunnelRelay {
   /** Public connections across all tunnels (--max-conns counts them all). */
   liveClients = 0;
   readonly access: AccessControl | undefined;
+  /** The PROXY pre-step of every public listener: the client it names is the one agents are told of. */
+  readonly proxy: ProxyAcceptor | undefined;
 
   constructor(readonly opts: TunnelRelayOptions) {
     this.logger = opts.logger;
     this.access = createAccessControl(opts.access, opts.logger);
+    this.proxy = opts.acceptProxy ? new ProxyAcceptor(opts.acceptProxy) : undefined;
   }
 
   async run(): Promise<void> {
@@ -157,6 +163,7 @@ class TunnelRelay {
         logger: this.logger,
         signal,
         access: this.access,
+        proxy: this.proxy,
         maxConns: this.opts.maxConns ?? DEFAULT_MAX_CONNS,
         metrics: this.opts.metrics && { metrics: this.opts.metrics },
         onListening: (l) => {
@@ -413,6 +420,7 @@ class Session implements NamedRoute {
         logger: this.logger,
         signal: this.stopPublic.signal,
         access: this.relayServer.access,
+        proxy: this.relayServer.proxy,
         maxConns: opts.maxConns ?? DEFAULT_MAX_CONNS,
         metrics: opts.metrics && { metrics: opts.metrics },
         onListening: (l) => {

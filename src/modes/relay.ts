@@ -16,6 +16,7 @@ import { readTokenFile, type PortSet, type TokenEntry } from '../tunnel/tokens';
 import { Metrics, serveMetrics, type MetricsServer } from '../metrics';
 import type { TcpAddress } from '../endpoints/index';
 import type { AcceptProxyOptions } from '../accept-proxy';
+import type { AllowLinkOptions } from '../allow-link';
 
 export interface RelayOptions extends LogOptions {
   /** --control: where agents connect. */
@@ -45,6 +46,8 @@ export interface RelayOptions extends LogOptions {
   metrics?: TcpAddress;
   /** --accept-proxy-protocol: public clients come through a balancer that names them in a PROXY header. */
   acceptProxy?: AcceptProxyOptions;
+  /** --allow-link and its companions (needs --allow-file): friends let in to every tunnel by a link. */
+  allowLink?: AllowLinkOptions & { trustedProxies?: string[] };
   onControlListening?: (listener: Listener) => void;
   onTunnel?: (info: { name: string; port: number }) => void;
 }
@@ -84,6 +87,7 @@ async function relayUntilStopped(opts: RelayOptions, io: ModeIO, logger: Logger,
   await runTunnelRelay({
     metrics,
     acceptProxy: opts.acceptProxy,
+    allowLink: opts.allowLink,
     control,
     publicHost: opts.publicHost,
     ports: opts.ports,

@@ -18,7 +18,7 @@ import { UsageError, netError } from './errors';
 import type { Logger } from './log';
 
 /** Why a client was refused before its mode saw it. */
-export type RefusedReason = 'denied' | 'limit' | 'auth' | 'rule' | 'untrusted-proxy' | 'proxy-header' | (string & {});
+export type RefusedReason = 'denied' | 'limit' | 'auth' | 'rule' | 'untrusted-proxy' | 'proxy-header' | 'gone' | 'handshake' | (string & {});
 
 /** Why connecting upstream failed, in a few words a dashboard can group by. */
 export type UpstreamFailureCause = 'refused' | 'timeout' | 'dns' | 'unreachable' | 'tls' | 'reset' | 'hop' | 'other';
@@ -56,14 +56,14 @@ export class ByteTally {
   private readonly live = new Set<CountedConnection>();
 
   /**
-   * Starts counting `stream` from now (`swapped`: its writes are the `in` direction).
-   * `readAlready`: bytes it read earlier that belong to this connection all the same (a request
-   * head read to route it).
+   * Starts counting `stream` from now (`swapped`: its writes are the `in` direction), or with
+   * `fromStart` from the stream's first byte (a request head read earlier to route it counts).
    */
-  open(stream: ByteSource, swapped = false, readAlready = 0): CountedConnection {
+  open(stream: ByteSource, swapped = false, fromStart = false): CountedConnection {
     // Bytes read but still buffered (unshifted after a PROXY header) are the client's: count them.
-    const baseRead = (stream.bytesRead ?? 0) - (stream.readableLength ?? 0) - readAlready;
-    const c: CountedConnection = { stream, baseRead, baseWritten: stream.bytesWritten ?? 0, read: 0, written: 0, swapped };
+    const baseRead = fromStart ? 0 : (stream.bytesRead ?? 0) - (stream.readableLength ?? 0);
+    const baseWritten = fromStart ? 0 : (stream.bytesWritten ?? 0);
+    const c: CountedConnection = { stream, baseRead, baseWritten, read: 0, written: 0, swapped };
     this.live.add(c);
     return c;
   }
@@ -271,13 +271,14 @@ export class Metrics {
 
   /**
    * relay/expose: a public client is carried by tunnel `name` from now on. `stream` is the one
-   * whose bytes count: on the relay the public client's socket (reads are `in`), on the agent its
-   * connection to the service (`towardsService`: writes are `in`).
+   * whose bytes count: on the relay the public client's socket (reads are `in`; `fromStart`: the
+   * request head the router read counts too), on the agent its connection to the service
+   * (`towardsService`: writes are `in`).
    */
-  tunnelConnectionOpened(name: string, stream: ByteSource, towardsService = false, readAlready = 0): CountedConnection {
+  tunnelConnectionOpened(name: string, stream: ByteSource, opts: { towardsService?: boolean; fromStart?: boolean } = {}): CountedConnection {
     this.tunnelConnections.inc({ tunnel: name });
     this.tunnelConnectionsLive.inc({ tunnel: name });
-    return this.tunnelTally(name).open(stream, towardsService, readAlready);
+    return this.tunnelTally(name).open(stream, opts.towardsService, opts.fromStart);
   }
 
   /** relay/expose: the client counted by tunnelConnectionOpened() is gone. */

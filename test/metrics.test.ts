@@ -49,7 +49,7 @@ describe('Metrics', () => {
     m.tunnelConnectionClosed('ssh', c);
     // The agent's side: what it writes to the service is `in`.
     const agentSide = { bytesRead: 0, bytesWritten: 0, readableLength: 0, writableLength: 0 };
-    const d = m.tunnelConnectionOpened('ssh', agentSide, true);
+    const d = m.tunnelConnectionOpened('ssh', agentSide, { towardsService: true });
     agentSide.bytesWritten = 4;
     agentSide.bytesRead = 9;
     m.tunnelConnectionClosed('ssh', d);

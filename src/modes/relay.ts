@@ -15,6 +15,8 @@ import { runTunnelRelay } from '../tunnel/relay-server';
 import { readTokenFile, type PortSet, type TokenEntry } from '../tunnel/tokens';
 import { Metrics, serveMetrics, type MetricsServer } from '../metrics';
 import type { TcpAddress } from '../endpoints/index';
+import type { AcceptProxyOptions } from '../accept-proxy';
+import type { AllowLinkOptions } from '../allow-link';
 
 export interface RelayOptions extends LogOptions {
   /** --control: where agents connect. */
@@ -42,6 +44,10 @@ export interface RelayOptions extends LogOptions {
   publicTls?: boolean;
   /** --metrics: where to serve Prometheus metrics (tunnels by name, agents, public clients). */
   metrics?: TcpAddress;
+  /** --accept-proxy-protocol: public clients come through a balancer that names them in a PROXY header. */
+  acceptProxy?: AcceptProxyOptions;
+  /** --allow-link and its companions (needs --allow-file): friends let in to every tunnel by a link. */
+  allowLink?: AllowLinkOptions & { trustedProxies?: string[] };
   onControlListening?: (listener: Listener) => void;
   onTunnel?: (info: { name: string; port: number }) => void;
 }
@@ -80,6 +86,8 @@ export async function runRelay(opts: RelayOptions, io: ModeIO): Promise<number> 
 async function relayUntilStopped(opts: RelayOptions, io: ModeIO, logger: Logger, control: Address, fingerprint: string | undefined, tokens: () => TokenEntry[], metrics: Metrics | undefined): Promise<void> {
   await runTunnelRelay({
     metrics,
+    acceptProxy: opts.acceptProxy,
+    allowLink: opts.allowLink,
     control,
     publicHost: opts.publicHost,
     ports: opts.ports,

@@ -426,7 +426,7 @@ class AgentSession {
       }
       if (this.opts.proxyProtocol) local.write(encodeProxyHeader(this.opts.proxyProtocol, open.client, open.server));
       // --metrics: counted on the connection to LOCAL (what it is written is `in`), after the PROXY header.
-      counted = this.opts.metrics?.tunnelConnectionOpened(this.name, local, true);
+      counted = this.opts.metrics?.tunnelConnectionOpened(this.name, local, { towardsService: true });
       const result = await relay(data, local, {
         propagateReset: true,
         resetOnFailure: { b: true },

@@ -140,4 +140,43 @@ describe('relay and expose --metrics (scraped with curl on both sides)', () => {
     await Promise.all([echo.close(), sink.close()]);
     fs.rmSync(dir, { recursive: true });
   }, 90_000);
+
+  it('--http routes: the relay counts what the client sent (the head it read to route included), the agent what LOCAL got', async () => {
+    const reply = 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok';
+    let localGot = 0;
+    const local = await tcpServer((s) => {
+      let head = '';
+      s.on('data', (c: Buffer) => {
+        localGot += c.length;
+        head += c.toString('latin1');
+        if (head.includes('\r\n\r\n')) s.end(reply);
+      });
+    });
+    const relay = await startRelay(start, ['--http', '127.0.0.1:0', '--domain', 'tun.test', '--metrics', '0']);
+    const httpPort = Number((await relay.cli.waitForStderr(/named tunnels on http:\/\/\*\.tun\.test:(\d+)\//))[1]);
+    const rport = await metricsPort(relay.cli);
+    const agent = await startAgent(start, local.port, relay, ['--name', 'web', '--metrics', '0']);
+    const aport = await metricsPort(agent.cli);
+    await agent.cli.waitForStderr(/public: http:\/\/web\.tun\.test/);
+    const request = `GET /x HTTP/1.1\r\nHost: web.tun.test:${httpPort}\r\nUser-Agent: metrics-test\r\n\r\n`;
+    for (let i = 0; i < 3; i++) {
+      const s = await connect(httpPort);
+      const got = readAll(s);
+      s.end(request);
+      expect((await got).toString()).toBe(reply);
+    }
+    await waitFor(() => (agent.cli.stderr().match(/closed /g) ?? []).length === 3, 10_000, '3 closes at the agent');
+    const R = { tunnel: 'default', mode: 'relay' };
+    const A = { tunnel: 'default', mode: 'expose' };
+    let t = await scrapeUntil(rport, [['sockcat_tunnel_connections_total', R, 3], ['sockcat_tunnel_connections_live', R, 0]]);
+    expect(value(t, 'sockcat_tunnel_connections_total', R)).toBe(3);
+    expect(value(t, 'sockcat_tunnel_bytes_total', { direction: 'in', ...R })).toBe(3 * request.length);
+    expect(value(t, 'sockcat_tunnel_bytes_total', { direction: 'out', ...R })).toBe(3 * reply.length);
+    t = await scrape(aport);
+    // The relay added X-Forwarded-For, X-Real-IP and Forwarded: LOCAL got more than the client sent.
+    expect(value(t, 'sockcat_tunnel_bytes_total', { direction: 'in', ...A })).toBe(localGot);
+    expect(localGot).toBeGreaterThan(3 * request.length);
+    expect(value(t, 'sockcat_tunnel_bytes_total', { direction: 'out', ...A })).toBe(3 * reply.length);
+    await local.close();
+  }, 60_000);
 });

@@ -22,6 +22,7 @@ import { formatDuration, type Logger } from '../log';
 import { NetError, describeError } from '../errors';
 import { Channel } from './channel';
 import { proveToken, ProtocolError, PROTOCOL_VERSION, type Message } from './protocol';
+import type { CountedConnection, Metrics } from '../metrics';
 
 export const DEFAULT_HEARTBEAT_MS = 5000;
 /** Data connections kept parked at the relay, ready for the next public clients. */
@@ -69,6 +70,8 @@ export interface AgentOptions {
   signal: AbortSignal;
   /** Told every time the tunnel is (re)established. */
   onPublic?: (info: { host: string; port: number; name: string }) => void;
+  /** --metrics: the tunnel up or down, its clients and their bytes. */
+  metrics?: Metrics;
 }
 
 /** A refusal that reconnecting cannot fix (wrong token, wrong certificate): the agent exits. */
@@ -92,7 +95,9 @@ export async function runAgent(opts: AgentOptions): Promise<number> {
       session = await AgentSession.open(opts, port);
       attempt = 0;
       port = session.port;
+      opts.metrics?.tunnelUp(session.name, true);
       const reason = await session.run();
+      opts.metrics?.tunnelUp(session.name, false);
       if (signal.aborted) return 0;
       logger.warn('disconnected', `lost the relay ${relayLabel}: ${reason}`, { relay: relayLabel, reason });
     } catch (err) {
@@ -392,6 +397,7 @@ class AgentSession {
     const live: LiveConn = { data, verdict: this.early.take(open.id) };
     this.live.set(open.id, live);
     const started = Date.now();
+    let counted: CountedConnection | undefined;
     logger.event('open', `connection from ${who} → ${this.localLabel}`, { client: who, id: open.id, target: this.localLabel });
     try {
       let local: Duplex;
@@ -419,6 +425,8 @@ class AgentSession {
         return;
       }
       if (this.opts.proxyProtocol) local.write(encodeProxyHeader(this.opts.proxyProtocol, open.client, open.server));
+      // --metrics: counted on the connection to LOCAL (what it is written is `in`), after the PROXY header.
+      counted = this.opts.metrics?.tunnelConnectionOpened(this.name, local, { towardsService: true });
       const result = await relay(data, local, {
         propagateReset: true,
         resetOnFailure: { b: true },
@@ -438,6 +446,7 @@ class AgentSession {
       );
     } finally {
       this.live.delete(open.id);
+      if (counted) this.opts.metrics!.tunnelConnectionClosed(this.name, counted);
     }
   }
 

@@ -186,7 +186,7 @@ describe('mutual TLS', () => {
           key: fs.readFileSync(certs.strangerKey),
           maxVersion: version,
           allowHalfOpen: true,
-        });
+        } as tls.ConnectionOptions);
         const seen: string[] = [];
         c.on('secureConnect', () => endAtOnce && c.end());
         c.on('data', () => seen.push('data'));

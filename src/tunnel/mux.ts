@@ -257,6 +257,9 @@ export class Mux {
     socket.on('error', (err: Error) => this.close(err));
     socket.on('close', () => this.close(new MuxError('the connection closed')));
     socket.resume();
+    // A connection lost before the mux took it over emits no more 'close': end now (after the
+    // caller has its Mux in hand).
+    if (socket.destroyed) process.nextTick(() => this.close(new MuxError('the connection closed')));
   }
 
   get closed(): boolean {
@@ -272,6 +275,10 @@ export class Mux {
   open(info: OpenInfo): MuxStream {
     const id = this.nextId++;
     const s = new MuxStream(this, id);
+    if (this.closedReason) {
+      s.destroy(resetError(`the tunnel broke: ${this.closedReason.message}`));
+      return s;
+    }
     this.streams.set(id, s);
     this.send(encodeFrame(FrameType.OPEN, id, encodeOpen(info)));
     return s;

@@ -28,7 +28,7 @@ export interface AcceptProxyOptions {
 }
 
 /** What the pre-step decided: the connection to serve (addresses replaced), or why it was closed. */
-export type PreStepResult = { ok: true; conn: Connection; header: ProxyHeader } | { ok: false; reason: 'untrusted-proxy' | 'proxy-header'; text: string };
+export type PreStepResult = { ok: true; conn: Connection; header: ProxyHeader } | { ok: false; reason: 'untrusted-proxy' | 'proxy-header' | 'gone'; text: string };
 
 /** Reads and checks the PROXY header of each connection from a trusted proxy. */
 export class ProxyAcceptor {
@@ -47,6 +47,9 @@ export class ProxyAcceptor {
   /** Reads the header of `conn`; on failure the caller closes the connection and logs `text`. */
   async run(conn: Connection): Promise<PreStepResult> {
     const from = conn.remote;
+    // Reset before we could even ask who it was: HAProxy's TCP checks close with a RST at once.
+    // Not an untrusted proxy (an alert on that must not fire 5 times a second).
+    if (from.port === undefined && from.address === '?') return { ok: false, reason: 'gone', text: 'gone before its PROXY header (a health check that resets at once?)' };
     if (from.port === undefined || !this.trusted.check(from.address).ok) {
       return { ok: false, reason: 'untrusted-proxy', text: `${from.label} is not a --trusted-proxy; a PROXY header from it would not be believed` };
     }

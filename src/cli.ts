@@ -4,7 +4,6 @@
  * 2 usage error. Every failure is one line on stderr, never a stack trace (SOCKCAT_DEBUG=1 shows it).
  */
 import yargs from 'yargs';
-import pkg from '../package.json' with { type: 'json' };
 import { commands } from './commands/index';
 import { listTransports } from './endpoints/index';
 import { UsageError, NetError } from './errors';
@@ -14,6 +13,7 @@ import { helpWidth, layoutHelp } from './commands/help-layout';
 import { explainMissingMode } from './commands/habits';
 import { startObservers } from './observers';
 import { SPAWNER_ENV, spawnerMain } from './endpoints/spawner';
+import { versionText } from './version';
 
 const EPILOG = `Addresses: PORT (127.0.0.1), HOST:PORT, [IPv6]:PORT, or SCHEME:… with SCHEME one of
 ${listTransports()
@@ -33,7 +33,7 @@ export async function main(args: string[], io: ModeIO): Promise<number> {
     .strict()
     .demandCommand(1, 'missing mode (listen, connect, …): see sockcat --help')
     .recommendCommands()
-    .version(`sockcat ${pkg.version} (node ${process.versions.node})`)
+    .version(versionText())
     .help()
     .alias('h', 'help')
     // Unwrapped: layoutHelp wraps it at the terminal's width without cutting words.

@@ -92,6 +92,13 @@ describe('ProxyAcceptor', () => {
     a.write(encodeProxyV1(client, front));
     expect(await strict.run(await srv.next())).toMatchObject({ ok: false, reason: 'untrusted-proxy', text: expect.stringContaining('not a --trusted-proxy') });
 
+    // A client reset before it was looked at (HAProxy's TCP check): gone, not an untrusted proxy.
+    const g = await connect(srv.port);
+    const accepted = await srv.next();
+    const gone = { ...accepted, remote: { address: '?', port: undefined, label: 'a client already gone (reset at once)' } };
+    expect(await acceptor.run(gone)).toMatchObject({ ok: false, reason: 'gone' });
+    g.destroy();
+
     const b = await connect(srv.port);
     b.write('GET / HTTP/1.1\r\n\r\n');
     expect(await acceptor.run(await srv.next())).toMatchObject({ ok: false, reason: 'proxy-header', text: expect.stringContaining('did not start with one') });

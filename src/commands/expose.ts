@@ -1,4 +1,5 @@
 import { runExpose } from '../modes/expose';
+import { parseMetricsAddress } from '../metrics';
 import { UsageError } from '../errors';
 import { parseHostPort, parsePort } from '../endpoints/address';
 import { parseRule } from '../access';
@@ -31,6 +32,7 @@ export const exposeCommand: CommandFactory = (env) => ({
       .option('once', { type: 'boolean', default: false, describe: 'Exit (status 1) when the relay connection is lost instead of reconnecting' })
       .option('close-wait', { type: 'number', describe: 'After a public client sends EOF, SECS LOCAL may stay silent before both are reset (default: wait as long as a direct connection would)' })
       .option('connect-timeout', { type: 'number', default: 10, describe: 'Give up connecting to LOCAL after SECS; the public client is then reset' })
+      .option('metrics', { type: 'string', describe: 'Serve Prometheus metrics on http://ADDR/metrics (PORT = 127.0.0.1:PORT): the tunnel, its clients and bytes' })
       .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'Access log on stderr: each public client\'s real address, bytes each way and time' })
       .option('log-format', { choices: ['text', 'json'] as const, default: 'text' as const, describe: 'Log lines for people (text) or one JSON object per event (json)' })
       .epilog(
@@ -91,6 +93,7 @@ export const exposeCommand: CommandFactory = (env) => ({
         closeWaitMs: secondsOption(argv.closeWait, '--close-wait'),
         connectTimeoutMs,
         insecure: argv.insecure,
+        metrics: argv.metrics === undefined ? undefined : parseMetricsAddress(String(argv.metrics)),
         ...commonFromArgs(argv),
       },
       env.io,

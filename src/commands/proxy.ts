@@ -2,6 +2,7 @@ import net from 'node:net';
 import { runProxy, DEFAULT_PROXY_CONNECT_TIMEOUT_MS, DEFAULT_PROXY_PORT } from '../modes/proxy';
 import { DEFAULT_HANDSHAKE_TIMEOUT_MS } from '../proxy/handler';
 import { viaFromArgs } from './via';
+import { parseWorkers } from '../runtime/workers';
 import { UsageError } from '../errors';
 import type { Address } from '../endpoints/index';
 import { formatAddress } from '../endpoints/index';
@@ -51,6 +52,11 @@ export const proxyCommand: CommandFactory = (env) => ({
       .option('open', { type: 'boolean', default: false, describe: 'Run without --auth or --allow on a non-loopback address (an open proxy, on purpose)' })
       .option('via', { type: 'string', describe: 'Send every upstream through this proxy: socks5://, socks5h://, socks5+tls://, http://, https:// [USER:PASS@]HOST:PORT (repeatable, in order)' })
       .option('connect-timeout', { type: 'number', default: DEFAULT_PROXY_CONNECT_TIMEOUT_MS / 1000, describe: 'Give up connecting to a destination after SECS (the client gets "TTL expired" / 504)' })
+      .option('workers', {
+        type: 'string',
+        default: '1',
+        describe: 'Processes listening on the port (1-64, or auto = one per CPU), each with its own socket; each serves up to ceil(--max-conns / N) clients',
+      })
       .option('handshake-timeout', { type: 'number', default: DEFAULT_HANDSHAKE_TIMEOUT_MS / 1000, describe: 'A client must finish its SOCKS handshake or send its HTTP request within SECS' })
       .epilog(
         examplesEpilog(
@@ -61,6 +67,7 @@ export const proxyCommand: CommandFactory = (env) => ({
             ['$0 proxy 0.0.0.0:1080 --auth alice:s3cret', 'on the network, with a login'],
             ['$0 proxy 0.0.0.0:1080 --allow 10.0.0.0/8 --map kibana=10.1.2.3:5601 --deny-dest 169.254.0.0/16', 'internal tools by name for the office network'],
             ['$0 proxy 1080 --via socks5h://bastion:1080', 'every upstream goes through another proxy'],
+            ['$0 proxy 0.0.0.0:1080 --auth-file users.txt --workers auto', 'one proxy process per CPU, for many clients at once'],
           ],
           'Clients: SOCKS5 (CONNECT, UDP ASSOCIATE), SOCKS4/4a, HTTP CONNECT and http:// forwarding, all on the same port.',
         ),
@@ -79,9 +86,13 @@ export const proxyCommand: CommandFactory = (env) => ({
     if (connectTimeoutMs === 0) throw new UsageError('--connect-timeout must be more than 0 seconds');
     const handshakeTimeoutMs = secondsOption(argv.handshakeTimeout, '--handshake-timeout')!;
     if (handshakeTimeoutMs === 0) throw new UsageError('--handshake-timeout must be more than 0 seconds');
+    const workers = parseWorkers(argv.workers);
+    // Each worker would make its own ephemeral certificate; only one could be in the file.
+    if (workers > 1 && argv.saveCert !== undefined) throw new UsageError('--save-cert and --workers: each worker makes its own ephemeral certificate; give them one with --cert/--key');
     const code = await runProxy(
       {
         listen,
+        workers,
         auth,
         map: { entries: repeated(argv.map), file: argv.mapFile === undefined ? undefined : String(argv.mapFile) },
         onlyMapped: argv.onlyMapped === true,

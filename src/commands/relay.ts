@@ -1,7 +1,6 @@
 import { runRelay } from '../modes/relay';
 import { UsageError } from '../errors';
 import { parseHostPort } from '../endpoints/address';
-import { refuseListenerExtras } from '../runtime/listener';
 import { commonFromArgs, examplesEpilog, listenerFromArgs, readPemOption, withListenerOptions } from './options';
 import { parsePortSet, readTokenFile, tokenFromFlag } from '../tunnel/tokens';
 import type { CommandFactory } from './types';
@@ -52,6 +51,9 @@ export const relayCommand: CommandFactory = (env) => ({
     }
     const domain = argv.domain === undefined ? undefined : String(argv.domain).toLowerCase().replace(/\.$/, '');
     if (domain !== undefined && !/^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/.test(domain)) throw new UsageError(`--domain takes a DNS name such as tunnels.example.org, not '${argv.domain}'`);
+    const listener = listenerFromArgs(argv);
+    // Stopping a relay resets its tunnels' clients at once (they would see a clean end otherwise).
+    if (listener.drainTimeoutMs !== undefined) throw new UsageError('--drain-timeout is not available in relay: stopping it resets every tunnelled connection at once');
     const code = await runRelay(
       {
         control,
@@ -65,7 +67,7 @@ export const relayCommand: CommandFactory = (env) => ({
         https: argv.https === undefined ? undefined : parseHostPort(String(argv.https), 'listen', String(argv.https)),
         domain,
         publicTls: argv.publicTls,
-        ...refuseListenerExtras(listenerFromArgs(argv), 'relay'),
+        ...listener,
         ...commonFromArgs(argv),
       },
       env.io,

@@ -7,7 +7,7 @@
  * accepted stream (or hands it to the listener runtime, which runs it after access control).
  */
 import net from 'node:net';
-import { addErrorWording, UsageError, type NetError } from '../errors';
+import { addErrorWording, NetError, UsageError } from '../errors';
 import { HopError, hopError, type HopAddress } from './hop';
 import { Reply } from './socks-wire';
 import { hasHostPort, parseHostPort } from './address';
@@ -97,6 +97,11 @@ function layers(addr: AddressBase): AddressBase[] {
 /**
  * Opens an outgoing connection to an address of any stream transport: through its proxy hops
  * (addr.via) if any, then its own overlays (TLS) on top. A failed step closes what was opened.
+ *
+ * `opts.timeoutMs` bounds the whole way, not each step: the carrier's connect, every hop's
+ * handshake and the overlays together (a chain of three slow hops must not take 3 × the
+ * --connect-timeout). Each step gets what is left, and one timer aborts whichever step is running
+ * when the time is up, even one that keeps no timeout of its own.
  */
 export async function connectAddress(addr: AddressBase, opts: DialOptions = {}): Promise<Connection> {
   const hops = addr.via ?? [];
@@ -105,36 +110,60 @@ export async function connectAddress(addr: AddressBase, opts: DialOptions = {}):
   const base = first[first.length - 1];
   const t = getTransport(base.scheme);
   if (!t.connect) throw new UsageError(`${formatAddress(addr)}: cannot connect to a ${addr.scheme}: address here`);
-  // A failure on the way through the hops is named after the hop it happened at.
-  const named = (err: unknown, i: number): unknown =>
-    i < hops.length && !(err instanceof HopError) ? hopError(hops[i] as HopAddress, i + 1, (err as Error).message, Reply.generalFailure, (err as NetError).code) : err;
+  // One step (a plain TCP connect): its own timeout is the whole budget already.
+  if (path.length === 1 && first.length === 1) return t.connect(base, opts);
+  const budget = opts.timeoutMs !== undefined && opts.timeoutMs > 0 ? opts.timeoutMs : 0;
+  const deadline = Date.now() + budget;
+  const expiry = new AbortController();
+  const timer = budget > 0 ? setTimeout(() => expiry.abort(), budget) : undefined;
+  const signal = budget === 0 ? opts.signal : opts.signal ? AbortSignal.any([opts.signal, expiry.signal]) : expiry.signal;
+  const stepOptions = (): DialOptions => ({ ...opts, signal, timeoutMs: budget > 0 ? Math.max(1, deadline - Date.now()) : opts.timeoutMs });
+  // A failure on the way through the hops is named after the hop it happened at; once the time
+  // is up, whatever the step said (aborted, its own timeout), it is the chain's timeout.
+  const named = (err: unknown, i: number): unknown => {
+    // (A step's own timer, given what was left, may fire a moment before ours.)
+    const timedOut = budget > 0 && !opts.signal?.aborted && (expiry.signal.aborted || ((err as NetError).code === 'ETIMEDOUT' && Date.now() >= deadline - 20));
+    if (timedOut) {
+      const within = `no answer within ${budget / 1000} s (the connect timeout covers the whole chain)`;
+      if (i < hops.length) return hopError(hops[i] as HopAddress, i + 1, within, Reply.ttlExpired, 'ETIMEDOUT');
+      return new NetError(`${formatAddress(addr)}: ${within}`, 'ETIMEDOUT');
+    }
+    return i < hops.length && !(err instanceof HopError) ? hopError(hops[i] as HopAddress, i + 1, (err as Error).message, Reply.generalFailure, (err as NetError).code) : err;
+  };
   let conn: Connection;
   try {
-    conn = await t.connect(base, opts);
-  } catch (err) {
-    throw named(err, 0);
-  }
-  for (let i = 0; i < path.length; i++) {
-    const next = path[i + 1];
-    let destination: { host: string; port: number } | undefined;
-    if (next) {
-      const end = layers(next).pop()!;
-      if (!hasHostPort(end)) throw new UsageError(`${formatAddress(next)}: a proxy hop can only reach HOST:PORT addresses`);
-      destination = { host: end.host, port: end.port };
+    try {
+      conn = await t.connect(base, stepOptions());
+    } catch (err) {
+      throw named(err, 0);
     }
-    // Carriers first (a hop reached over TLS), the address's own layer last.
-    for (const layer of layers(path[i]).slice(0, -1).reverse()) {
-      const wrap = getTransport(layer.scheme).wrap!;
-      const inner = conn;
-      try {
-        conn = await wrap(inner, layer, { ...opts, destination: layer === path[i] ? destination : undefined, hop: i < hops.length ? i + 1 : undefined });
-      } catch (err) {
-        inner.stream.destroy();
-        throw named(err, i);
+    for (let i = 0; i < path.length; i++) {
+      const next = path[i + 1];
+      let destination: { host: string; port: number } | undefined;
+      if (next) {
+        const end = layers(next).pop()!;
+        if (!hasHostPort(end)) {
+          conn.stream.destroy();
+          throw new UsageError(`${formatAddress(next)}: a proxy hop can only reach HOST:PORT addresses`);
+        }
+        destination = { host: end.host, port: end.port };
+      }
+      // Carriers first (a hop reached over TLS), the address's own layer last.
+      for (const layer of layers(path[i]).slice(0, -1).reverse()) {
+        const wrap = getTransport(layer.scheme).wrap!;
+        const inner = conn;
+        try {
+          conn = await wrap(inner, layer, { ...stepOptions(), destination: layer === path[i] ? destination : undefined, hop: i < hops.length ? i + 1 : undefined });
+        } catch (err) {
+          inner.stream.destroy();
+          throw named(err, i);
+        }
       }
     }
+    return conn;
+  } finally {
+    if (timer) clearTimeout(timer);
   }
-  return conn;
 }
 
 /**

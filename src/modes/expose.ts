@@ -8,6 +8,8 @@ import { Logger, type LogOptions } from '../log';
 import type { ProxyVersion } from '../proxy-protocol';
 import type { ModeIO } from '../io';
 import { runAgent, type RelayTarget } from '../tunnel/agent';
+import { Metrics, serveMetrics } from '../metrics';
+import type { TcpAddress } from '../endpoints/index';
 
 export interface ExposeOptions extends LogOptions {
   local: Address;
@@ -25,6 +27,8 @@ export interface ExposeOptions extends LogOptions {
   /** --insecure: the relay's control port is plain text (warned). */
   insecure?: boolean;
   onPublic?: (info: { host: string; port: number; name: string }) => void;
+  /** --metrics: where to serve Prometheus metrics (the tunnel, its clients and bytes). */
+  metrics?: TcpAddress;
 }
 
 /** Runs the agent until stopped (0) or refused for good (1). */
@@ -33,5 +37,11 @@ export async function runExpose(opts: ExposeOptions, io: ModeIO): Promise<number
   if (opts.insecure) {
     logger.warn('insecure', '--insecure: talking to the relay in plain text; anyone in the path can read the tunnelled bytes', {});
   }
-  return runAgent({ ...opts, logger, signal: io.signal });
+  const metrics = opts.metrics ? new Metrics('expose') : undefined;
+  const served = metrics ? await serveMetrics(metrics, opts.metrics!, logger) : undefined;
+  try {
+    return await runAgent({ ...opts, metrics, logger, signal: io.signal });
+  } finally {
+    await served?.close();
+  }
 }

@@ -10,15 +10,14 @@
  */
 import { connectAddress, formatAddress, type Address, type Connection } from '../endpoints/index';
 import { hexDumper } from '../hexdump';
-import { createLogger, Logger, type LogOptions } from '../log';
+import { Logger, type LogOptions } from '../log';
 import { relay, resetStream, DEFAULT_CLOSE_WAIT_MS, type RelayResult, type Side } from '../relay';
 import { serve, refuseForDatagrams, listenerParts, DEFAULT_MAX_CONNS, type ConnectionContext, type ConnectionSummary, type ListenerModeOptions } from '../runtime/listener';
-import { offerToPrimary, upstreamFailureCause, type Metrics } from '../metrics';
+import { upstreamFailureCause, type Metrics } from '../metrics';
 import { encodeProxyHeader, type ProxyVersion } from '../proxy-protocol';
-import { ensureFdLimit } from '../runtime/fdlimit';
 import { loopToSelf } from '../self-target';
 import { runUdpForward } from './udp-forward';
-import { isForwardWorker, runWorkerPrimary, workerSetup, workerLogOptions } from '../runtime/workers';
+import { listenerProcess } from '../runtime/workers';
 import { UsageError } from '../errors';
 import type { ModeIO } from '../io';
 
@@ -64,46 +63,11 @@ export async function runForward(opts: ForwardOptions, io: ModeIO): Promise<numb
   await refuseLoopToSelf(opts);
   const workers = opts.workers ?? 1;
   if (workers > 1 && opts.allowLink) throw new UsageError('--allow-link works with one process for now: drop --workers');
-  if (workers > 1 && !isForwardWorker()) {
-    return runWorkerPrimary({ ...opts, workers, maxConns: opts.maxConns, defaultMaxConns: DEFAULT_MAX_CONNS, fdsPerClient: FDS_PER_CLIENT, raiseFdLimit: opts.raiseFdLimit === true }, io);
-  }
-  let logger: Logger;
-  let signal = io.signal;
-  let listen: Address = opts.listen;
-  let maxConns: number;
-  let reusePort = false;
-  let tellPrimaryListening = () => {};
-  if (workers > 1) {
-    // A worker of `--workers N`: the primary already fitted its share of --max-conns to the open-file limit.
-    const worker = workerSetup(io.signal);
-    logger = createLogger(opts, io.stderr, workerLogOptions(worker.quiet));
-    signal = worker.signal;
-    maxConns = worker.maxConns;
-    listen = worker.listen(listen);
-    // Each worker its own socket on the port (SO_REUSEPORT): the kernel hashes each connection
-    // to one of them, so simultaneous clients (iperf3's 4 streams) spread over the workers;
-    // with one shared socket whichever worker was waiting in accept() took them all.
-    reusePort = true;
-    tellPrimaryListening = worker.listening;
-  } else {
-    logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
-    const room = await ensureFdLimit({
-      maxConns: opts.maxConns,
-      defaultMaxConns: DEFAULT_MAX_CONNS,
-      fdsPerClient: FDS_PER_CLIENT,
-      logger,
-      relaunch: opts.raiseFdLimit === true,
-    });
-    if (room.relaunched) return room.exitCode;
-    maxConns = room.maxConns;
-  }
-
+  const proc = await listenerProcess({ ...opts, workers, maxConns: opts.maxConns, defaultMaxConns: DEFAULT_MAX_CONNS, fdsPerClient: FDS_PER_CLIENT, raiseFdLimit: opts.raiseFdLimit === true }, io);
+  if (proc.role === 'done') return proc.exitCode;
+  const { logger, signal, listen, maxConns, reusePort } = proc;
   const parts = listenerParts(opts, logger, 'forward');
-  if (workers > 1 && parts.metrics) {
-    // The primary serves --metrics, adding up what each worker counts.
-    offerToPrimary(parts.metrics.metrics);
-    parts.metrics = { metrics: parts.metrics.metrics };
-  }
+  parts.metrics = proc.metrics(parts.metrics);
   const forwarder = new Forwarder(opts, logger, io.stderr, parts.metrics?.metrics);
   await serve({
     address: listen,
@@ -114,7 +78,7 @@ export async function runForward(opts: ForwardOptions, io: ModeIO): Promise<numb
     drainTimeoutMs: opts.drainTimeoutMs ?? DEFAULT_FORWARD_DRAIN_TIMEOUT_MS,
     reusePort,
     onListening: (listener) => {
-      tellPrimaryListening();
+      proc.listening();
       logger.event('forwarding', `forwarding ${listener.label} → ${forwarder.targetLabel}`, { address: listener.label, target: forwarder.targetLabel });
       opts.onListening?.(listener);
     },

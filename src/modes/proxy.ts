@@ -6,10 +6,11 @@
  * share and runs the listener.
  */
 import type { Address } from '../endpoints/index';
-import { Logger, type LogOptions } from '../log';
+import type { LogOptions } from '../log';
 import { DEFAULT_CLOSE_WAIT_MS } from '../relay';
 import { serve, listenerParts, DEFAULT_MAX_CONNS, type ListenerModeOptions } from '../runtime/listener';
-import { ensureFdLimit } from '../runtime/fdlimit';
+import { listenerProcess } from '../runtime/workers';
+import { UsageError } from '../errors';
 import { ProxyAuth, type AuthOptions } from '../proxy/auth';
 import { NameMap, type NameMapOptions } from '../proxy/names';
 import { DestRules } from '../proxy/dest-rules';
@@ -47,13 +48,18 @@ export interface ProxyOptions extends ListenerModeOptions, LogOptions {
   raiseFdLimit?: boolean;
   /** How often --auth-file and --map-file are looked at (ms; tests make it short). */
   pollMs?: number;
+  /** --workers: processes listening on the port (default 1: this process serves alone). */
+  workers?: number;
 }
 
 /** Runs the proxy until stopped; resolves with the exit code. */
 export async function runProxy(opts: ProxyOptions, io: ModeIO): Promise<number> {
-  const logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
-  const room = await ensureFdLimit({ maxConns: opts.maxConns, defaultMaxConns: DEFAULT_MAX_CONNS, fdsPerClient: FDS_PER_CLIENT, logger, relaunch: opts.raiseFdLimit === true });
-  if (room.relaunched) return room.exitCode;
+  const workers = opts.workers ?? 1;
+  if (workers > 1 && opts.allowLink) throw new UsageError('--allow-link works with one process for now: drop --workers');
+  // With --workers each worker is this same proxy: it reads --auth-file and --map-file itself.
+  const proc = await listenerProcess({ ...opts, workers, maxConns: opts.maxConns, defaultMaxConns: DEFAULT_MAX_CONNS, fdsPerClient: FDS_PER_CLIENT, raiseFdLimit: opts.raiseFdLimit === true }, io);
+  if (proc.role === 'done') return proc.exitCode;
+  const { logger } = proc;
 
   const reloads =
     (what: string) =>
@@ -67,10 +73,17 @@ export async function runProxy(opts: ProxyOptions, io: ModeIO): Promise<number> 
   try {
     // A missing or bad file stops us here, before anything listens (exit 2).
     await Promise.all([auth.ready, map.ready]);
+    // Access control, --accept-proxy-protocol, --metrics and --allow-link, as every listening mode.
+    const rules = new DestRules({ allow: opts.allowDest, deny: opts.denyDest });
+    const parts = listenerParts(opts, logger, 'proxy');
+    // Under --workers a worker only counts; the primary serves the sum.
+    parts.metrics = proc.metrics(parts.metrics);
+    const metrics = parts.metrics?.metrics;
     const dialer = new Dialer({
+      metrics,
       map,
       onlyMapped: opts.onlyMapped,
-      rules: new DestRules({ allow: opts.allowDest, deny: opts.denyDest }),
+      rules,
       hops: opts.via,
       connectTimeoutMs: opts.connectTimeoutMs,
     });
@@ -81,16 +94,18 @@ export async function runProxy(opts: ProxyOptions, io: ModeIO): Promise<number> 
       closeWaitMs: opts.closeWaitMs ?? DEFAULT_CLOSE_WAIT_MS,
       idleTimeoutMs: opts.idleTimeoutMs,
       handshakeTimeoutMs: opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
+      metrics,
     });
     await serve({
-      address: opts.listen,
+      address: proc.listen,
       logger,
-      signal: io.signal,
-      // Access control, --accept-proxy-protocol, --metrics and --allow-link, as every listening mode.
-      ...listenerParts(opts, logger, 'proxy'),
-      maxConns: room.maxConns,
+      signal: proc.signal,
+      ...parts,
+      maxConns: proc.maxConns,
       drainTimeoutMs: opts.drainTimeoutMs,
+      reusePort: proc.reusePort,
       onListening: (listener) => {
+        proc.listening();
         const hops = opts.via.map((h) => formatHostPort(h.host, h.port));
         const via = hops.length ? `, upstream via ${hops.join(' → ')}` : '';
         const login = auth.required ? ', login required' : '';

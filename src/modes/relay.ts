@@ -13,6 +13,10 @@ import type { Listener } from '../endpoints/types';
 import type { ModeIO } from '../io';
 import { runTunnelRelay } from '../tunnel/relay-server';
 import { readTokenFile, type PortSet, type TokenEntry } from '../tunnel/tokens';
+import { Metrics, serveMetrics, type MetricsServer } from '../metrics';
+import type { TcpAddress } from '../endpoints/index';
+import type { AcceptProxyOptions } from '../accept-proxy';
+import type { AllowLinkOptions } from '../allow-link';
 
 export interface RelayOptions extends LogOptions {
   /** --control: where agents connect. */
@@ -38,6 +42,12 @@ export interface RelayOptions extends LogOptions {
   domain?: string;
   /** --public-tls: tunnels' public ports speak TLS with --cert/--key. */
   publicTls?: boolean;
+  /** --metrics: where to serve Prometheus metrics (tunnels by name, agents, public clients). */
+  metrics?: TcpAddress;
+  /** --accept-proxy-protocol: public clients come through a balancer that names them in a PROXY header. */
+  acceptProxy?: AcceptProxyOptions;
+  /** --allow-link and its companions (needs --allow-file): friends let in to every tunnel by a link. */
+  allowLink?: AllowLinkOptions & { trustedProxies?: string[] };
   onControlListening?: (listener: Listener) => void;
   onTunnel?: (info: { name: string; port: number }) => void;
 }
@@ -62,7 +72,22 @@ export async function runRelay(opts: RelayOptions, io: ModeIO): Promise<number> 
     control = { scheme: 'tls', ...opts.control, tls: { cert, key } };
   }
   const tokens: () => TokenEntry[] = opts.tokenFile ? () => readTokenFile(opts.tokenFile!) : () => [{ name: 'default', token: opts.token! }];
+  const metrics = opts.metrics ? new Metrics('relay') : undefined;
+  let metricsServer: MetricsServer | undefined;
+  try {
+    if (metrics) metricsServer = await serveMetrics(metrics, opts.metrics!, logger);
+    await relayUntilStopped(opts, io, logger, control, fingerprint, tokens, metrics);
+  } finally {
+    await metricsServer?.close();
+  }
+  return 0;
+}
+
+async function relayUntilStopped(opts: RelayOptions, io: ModeIO, logger: Logger, control: Address, fingerprint: string | undefined, tokens: () => TokenEntry[], metrics: Metrics | undefined): Promise<void> {
   await runTunnelRelay({
+    metrics,
+    acceptProxy: opts.acceptProxy,
+    allowLink: opts.allowLink,
     control,
     publicHost: opts.publicHost,
     ports: opts.ports,
@@ -87,5 +112,4 @@ export async function runRelay(opts: RelayOptions, io: ModeIO): Promise<number> 
     tls: opts.cert && opts.key ? { cert: opts.cert.pem, key: opts.key.pem } : undefined,
     publicTls: opts.publicTls,
   });
-  return 0;
 }

@@ -20,6 +20,7 @@ import { connectAddress, type TcpAddress } from '../endpoints/index';
 import { HopError, type HopAddress } from '../endpoints/hop';
 import type { NameMap } from './names';
 import { Reply, type ReplyCode } from '../endpoints/socks-wire';
+import type { Metrics, UpstreamFailureCause } from '../metrics';
 
 /** How a refused or failed request shows in the log ("how it ended"). */
 export type DialFailure = 'denied by rule' | 'not mapped' | 'refused upstream' | 'unreachable' | 'upstream timeout' | 'hop failed' | 'aborted';
@@ -29,9 +30,30 @@ export class DialFailed extends Error {
     message: string,
     readonly reason: DialFailure,
     readonly reply: ReplyCode,
+    /** Set when the name did not resolve ('unreachable' then means DNS, for --metrics). */
+    readonly dns = false,
   ) {
     super(message);
     this.name = 'DialFailed';
+  }
+
+  /** For --metrics: refused by a rule (the client's fault, not the upstream's), or why connecting failed. */
+  get metricsCause(): { rule: true } | { rule: false; cause: UpstreamFailureCause } | undefined {
+    switch (this.reason) {
+      case 'denied by rule':
+      case 'not mapped':
+        return { rule: true };
+      case 'refused upstream':
+        return { rule: false, cause: 'refused' };
+      case 'upstream timeout':
+        return { rule: false, cause: 'timeout' };
+      case 'unreachable':
+        return { rule: false, cause: this.dns ? 'dns' : 'unreachable' };
+      case 'hop failed':
+        return { rule: false, cause: 'hop' };
+      case 'aborted':
+        return undefined;
+    }
   }
 
   /** The HTTP status an HTTP proxy answers with. */
@@ -63,6 +85,8 @@ export interface DialerOptions {
   hops?: readonly HopAddress[];
   /** Give up connecting after this many ms (per request, all addresses and hops together). */
   connectTimeoutMs: number;
+  /** --metrics: rule refusals and upstream connect failures are counted here, where every request dials. */
+  metrics?: Metrics;
 }
 
 /** How many of a name's addresses are tried before giving up. */
@@ -110,7 +134,7 @@ export class Dialer {
         }
         const code = (err as NodeJS.ErrnoException).code;
         const why = code === 'EAI_AGAIN' ? 'name lookup failed (DNS not reachable right now)' : 'name not found';
-        throw new DialFailed(`${target.host}: ${why}`, 'unreachable', Reply.hostUnreachable);
+        throw new DialFailed(`${target.host}: ${why}`, 'unreachable', Reply.hostUnreachable, true);
       }
     }
     const allowed: string[] = [];
@@ -124,14 +148,27 @@ export class Dialer {
     return { route, ...target, addresses: allowed };
   }
 
-  /** Routes and connects; throws DialFailed. */
+  /** Routes and connects; throws DialFailed. Every SOCKS and HTTP request's upstream goes through here. */
   async dial(host: string, port: number, signal?: AbortSignal): Promise<Dialed> {
+    const metrics = this.opts.metrics;
+    if (!metrics) return this.routeAndConnect(host, port, signal);
+    try {
+      return await this.routeAndConnect(host, port, signal);
+    } catch (err) {
+      const m = err instanceof DialFailed ? err.metricsCause : { rule: false as const, cause: upstreamFailureCauseOf(err as Error) };
+      if (m?.rule) metrics.connectionRefused('rule');
+      else if (m) metrics.upstreamConnectFailed(m.cause);
+      throw err;
+    }
+  }
+
+  private async routeAndConnect(host: string, port: number, signal?: AbortSignal): Promise<Dialed> {
     const { route, host: targetHost, port: targetPort, addresses } = await this.route(host, port);
     const timeoutMs = this.opts.connectTimeoutMs;
     if (this.viaHops) {
       const next = addresses[0] ?? targetHost;
       try {
-        // Each hop is given at most the connect timeout to answer (the chain is src/endpoints' via).
+        // The connect timeout bounds the whole chain (connectAddress, src/endpoints/registry.ts).
         const target: TcpAddress = { scheme: 'tcp', host: next, port: targetPort, hostGiven: true, via: [...this.opts.hops!] };
         const conn = await connectAddress(target, { timeoutMs, signal });
         return { ...route, resolved: `${formatHostPort(next, targetPort)} via ${this.opts.hops!.map((h) => formatHostPort(h.host, h.port)).join(', ')}`, conn };
@@ -158,6 +195,11 @@ export class Dialer {
     }
     throw last ?? new DialFailed(`connection to ${formatHostPort(targetHost, targetPort)} timed out`, 'upstream timeout', Reply.ttlExpired);
   }
+}
+
+/** The cause of an error that is not a DialFailed (a hop's own failure). */
+function upstreamFailureCauseOf(err: Error & { code?: string }): UpstreamFailureCause {
+  return err instanceof HopError ? 'hop' : 'other';
 }
 
 /** A connect error as a DialFailed with the reply code RFC 1928 has for it. */

@@ -16,6 +16,7 @@ import { HandshakeEnded, HandshakeReader } from '../endpoints/handshake-reader';
 import { readSocksRequest, socks4Reply, socks5Reply, SocksRefused, type SocksRequest } from './socks-server';
 import { Reply, SOCKS4, SOCKS5, type ReplyCode } from '../endpoints/socks-wire';
 import { UdpAssociation } from './udp-associate';
+import type { Metrics } from '../metrics';
 
 export interface ProxyHandlerOptions {
   auth: ProxyAuth;
@@ -27,6 +28,8 @@ export interface ProxyHandlerOptions {
   idleTimeoutMs?: number;
   /** Time a client has to complete its handshake (SOCKS) or send its first request head (HTTP). */
   handshakeTimeoutMs: number;
+  /** --metrics. */
+  metrics?: Metrics;
 }
 
 /** Default time to complete a handshake. */
@@ -55,8 +58,17 @@ export class ProxyHandler {
     });
   }
 
-  /** Serves one accepted client; resolves with its log line's contents when it is over. */
+  /**
+   * Serves one accepted client; resolves with its log line's contents when it is over. The one
+   * place where every client connection ends, whatever its protocol: counted here for --metrics.
+   */
   async handle(conn: Connection, ctx: ConnectionContext): Promise<ConnectionSummary> {
+    const summary = await this.serve(conn, ctx);
+    this.opts.metrics?.proxyTunnelEnded(String(summary.fields?.protocol ?? 'unknown'), proxyOutcome(summary.reason));
+    return summary;
+  }
+
+  private async serve(conn: Connection, ctx: ConnectionContext): Promise<ConnectionSummary> {
     const stream = conn.stream;
     const reader = new HandshakeReader(stream, { timeoutMs: this.opts.handshakeTimeoutMs, signal: ctx.signal });
     let first: number;
@@ -157,9 +169,39 @@ export class ProxyHandler {
     };
   }
 
+  /** Every failed login, SOCKS or HTTP (one HTTP connection may fail several): logged and counted. */
   private authFailed(client: string, user: string | undefined): void {
+    this.opts.metrics?.connectionRefused('auth');
     this.opts.logger.warn('auth-failed', `failed login from ${client}${user !== undefined ? ` as user '${printable(user)}'` : ''}`, { client, user });
   }
+}
+
+/** How a proxy connection ended, as the metrics label it: the log's words, from a fixed list. */
+const OUTCOMES = new Set([
+  'eof',
+  'reset',
+  'idle',
+  'close-wait',
+  'error',
+  'drain timeout',
+  'refused upstream',
+  'denied by rule',
+  'not mapped',
+  'unreachable',
+  'upstream timeout',
+  'upstream error',
+  'hop failed',
+  'auth failed',
+  'bad request',
+  'command not supported',
+  'handshake timeout',
+  'closed during handshake',
+  'not a proxy request',
+]);
+
+/** A connection's end reason as a metrics label: anything outside the list is 'other' (bounded series). */
+export function proxyOutcome(reason: string): string {
+  return OUTCOMES.has(reason) ? reason : 'other';
 }
 
 /** " (socks5, user alice) → app.test:80 (mapped to 127.0.0.1:8000)". */

@@ -80,17 +80,6 @@ export function refuseForDatagrams(opts: ListenerModeOptions): void {
 }
 
 /**
- * For a listening mode that does not run through serve() yet: refuses (exit 2) the listener
- * options it would otherwise silently ignore.
- */
-export function refuseListenerExtras<T extends ListenerModeOptions>(opts: T, mode: string): T {
-  if (opts.acceptProxy) throw new UsageError(`--accept-proxy-protocol is not available in ${mode} yet`);
-  if (opts.metrics) throw new UsageError(`--metrics is not available in ${mode} yet`);
-  if (opts.allowLink) throw new UsageError(`--allow-link is not available in ${mode} yet`);
-  return opts;
-}
-
-/**
  * What a listening mode's options ask serve() to run around its handler: access control, the
  * PROXY pre-step, metrics, allow links. Built in this order: allow links first prune expired grants
  * from the allow file, before the access control reads it.
@@ -125,6 +114,8 @@ export interface ServeOptions {
   /** Stop accepting and drain when aborted. */
   signal: AbortSignal;
   access?: AccessControl;
+  /** The access control is shared with other listeners (relay's tunnels): its owner closes it, not this stop. */
+  sharedAccess?: boolean;
   /** Reads a PROXY header from each connection first; its client address replaces the connection's. */
   proxy?: ProxyAcceptor;
   /** Counts connection events, served on their own HTTP endpoint while the listener runs. */
@@ -168,7 +159,7 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
     stopping = true;
     await listener?.close();
     await opts.allowLinks?.close();
-    opts.access?.close();
+    if (!opts.sharedAccess) opts.access?.close();
     for (const c of preStepping) c.stream.destroy();
     for (const abort of handshaking.values()) abort.abort();
   };
@@ -266,7 +257,8 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
     const id = nextId++;
     accepted++;
     if (opts.maxAccepts !== undefined && accepted >= opts.maxAccepts) void stopAccepting();
-    metrics?.connectionAccepted();
+    // Its bytes are read from its socket at each scrape: nothing per chunk here.
+    const counted = metrics?.connectionAccepted(conn.stream);
     logger.event('open', `connection from ${who}${via ? ` (via ${via})` : ''}`, { ...baseFields, id });
     const abort = new AbortController();
     const started = Date.now();
@@ -277,7 +269,7 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
       .then(
         (summary) => {
           const ms = Date.now() - started;
-          metrics?.connectionClosed(summary?.reason ?? 'closed', summary?.received ?? 0, summary?.sent ?? 0, ms);
+          if (counted) metrics!.connectionClosed(counted, summary?.reason ?? 'closed', ms, summary ?? undefined);
           if (summary) {
             logger.event(
               'close',
@@ -289,7 +281,7 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
           }
         },
         (err: Error) => {
-          metrics?.connectionClosed('error', 0, 0, Date.now() - started);
+          if (counted) metrics!.connectionClosed(counted, 'error', Date.now() - started);
           logger.error('error', `${who}: ${err.message}`, { ...baseFields, id, error: err.message });
           conn.stream.destroy();
         },

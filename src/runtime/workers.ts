@@ -1,11 +1,12 @@
 /**
- * `--workers N` (forward today): N processes share one listening socket (node:cluster), so a
- * relay is not capped by one event loop on one core. Everything about --workers is in this file
- * (a switch to reusePort stays here). The primary binds nothing itself and relays nothing:
- * it makes room in the open-file limit, starts the workers (each one is sockcat running the same
- * forward command), replaces a worker that dies, and on SIGINT/SIGTERM tells every worker to stop
- * accepting and drain, then exits once they are all gone. Each worker is an ordinary forward
- * (access control, --proxy-protocol, logging, drain) with its share of --max-conns.
+ * `--workers N` (forward, proxy): N processes listen on one port, so a relay is not capped by one
+ * event loop on one core. Everything about --workers is in this file; a mode calls
+ * `listenerProcess()` once and learns whether it is the primary (done), a worker, or alone. The
+ * primary binds nothing itself and relays nothing: it makes room in the open-file limit, starts
+ * the workers (each one is sockcat running the same command), replaces a worker that dies, and on
+ * SIGINT/SIGTERM tells every worker to stop accepting and drain, then exits once they are all
+ * gone. Each worker is an ordinary instance of the mode (access control, --accept-proxy-protocol,
+ * logins and maps, logging, drain) with its share of --max-conns.
  *
  * The kernel spreads the connections: on Node >= 22.12 (the pinned Node of the binary) each
  * worker binds its own socket on the port with SO_REUSEPORT and the kernel hashes every new
@@ -18,9 +19,10 @@ import cluster, { type Worker } from 'node:cluster';
 import net from 'node:net';
 import os from 'node:os';
 import type { Address, TcpAddress } from '../endpoints/index';
-import { clusterMetricsSource, serveMetrics } from '../metrics';
+import { clusterMetricsSource, offerToPrimary, serveMetrics } from '../metrics';
 import { ensureFdLimit, isStandaloneBinary } from './fdlimit';
-import { Logger, type LoggerOptions, type LogOptions } from '../log';
+import { createLogger, Logger, type LoggerOptions, type LogOptions } from '../log';
+import type { ServedMetrics } from './listener';
 import { UsageError } from '../errors';
 import type { ModeIO } from '../io';
 
@@ -32,7 +34,7 @@ const WORKER_ENV = 'SOCKCAT_WORKER';
 const MAX_DEATHS = 5;
 const DEATH_WINDOW_MS = 10_000;
 /** Events only one worker logs: the others share the same socket, so the same line again would only confuse. */
-const STARTUP_EVENTS = new Set(['listening', 'exposed', 'forwarding']);
+const STARTUP_EVENTS = new Set(['listening', 'exposed', 'forwarding', 'proxy', 'auth-file', 'map-file']);
 
 /** What the primary tells a worker (JSON in SOCKCAT_WORKER). */
 interface WorkerSettings {
@@ -80,8 +82,8 @@ export function parseWorkers(value: unknown): number {
   return n;
 }
 
-/** Whether this process is a worker started by a forward --workers primary. */
-export function isForwardWorker(): boolean {
+/** Whether this process is a worker started by a --workers primary. */
+export function isListenerWorker(): boolean {
   return cluster.isWorker && process.env[WORKER_ENV] !== undefined;
 }
 
@@ -129,7 +131,7 @@ export interface PrimaryOptions extends LogOptions {
 }
 
 /**
- * The primary: runs `workers` forward processes until the signal stops them; resolves with the
+ * The primary: runs `workers` processes of the mode until the signal stops them; resolves with the
  * exit code (0 after a graceful stop, the first worker's code if it cannot start, 1 if workers
  * keep dying).
  */
@@ -278,4 +280,69 @@ class WorkerPool {
     this.logger.warn('worker', `worker ${pid} died (${how}); starting a new one`, { pid, reason: how });
     this.fork(true);
   }
+}
+
+/** What a listening mode runs as: the primary that has finished, or a process that serves. */
+export type ListenerProcess =
+  | { role: 'done'; exitCode: number }
+  | {
+      role: 'alone' | 'worker';
+      logger: Logger;
+      /** Aborted by a signal to this process or, in a worker, by the primary's stop. */
+      signal: AbortSignal;
+      /** LISTEN, with the port the primary picked for a port 0. */
+      listen: Address;
+      /** This process's --max-conns, fitted to the open-file limit. */
+      maxConns: number;
+      /** Listen with SO_REUSEPORT (a worker: each its own socket on the port). */
+      reusePort: boolean;
+      /** Tell the primary the listener is up (nothing when alone). */
+      listening: () => void;
+      /** The mode's metrics as this process serves them: a worker only counts, the primary serves the sum. */
+      metrics: (m: ServedMetrics | undefined) => ServedMetrics | undefined;
+    };
+
+export interface ListenerProcessOptions extends LogOptions {
+  workers: number;
+  listen: Address;
+  maxConns: number | undefined;
+  defaultMaxConns: number;
+  fdsPerClient: number;
+  raiseFdLimit: boolean;
+  metrics?: TcpAddress;
+}
+
+/**
+ * The one place a listening mode asks about --workers: with N > 1 the first call (the primary)
+ * runs the workers until stopped and returns 'done'; in a worker it returns the worker's share
+ * and signal; with one process it fits --max-conns to the open-file limit (or runs sockcat again
+ * with a higher one: 'done' too).
+ */
+export async function listenerProcess(opts: ListenerProcessOptions, io: ModeIO): Promise<ListenerProcess> {
+  if (opts.workers > 1 && !isListenerWorker()) return { role: 'done', exitCode: await runWorkerPrimary(opts, io) };
+  if (opts.workers > 1) {
+    const worker = workerSetup(io.signal);
+    return {
+      role: 'worker',
+      logger: createLogger(opts, io.stderr, workerLogOptions(worker.quiet)),
+      signal: worker.signal,
+      listen: worker.listen(opts.listen),
+      maxConns: worker.maxConns,
+      // Each worker its own socket on the port (SO_REUSEPORT): the kernel hashes each connection
+      // to one of them, so simultaneous clients (iperf3's 4 streams) spread over the workers;
+      // with one shared socket whichever worker was waiting in accept() took them all.
+      reusePort: true,
+      listening: worker.listening,
+      metrics: (m) => {
+        if (!m) return undefined;
+        // The primary serves --metrics, adding up what each worker counts.
+        offerToPrimary(m.metrics);
+        return { metrics: m.metrics };
+      },
+    };
+  }
+  const logger = createLogger(opts, io.stderr);
+  const room = await ensureFdLimit({ maxConns: opts.maxConns, defaultMaxConns: opts.defaultMaxConns, fdsPerClient: opts.fdsPerClient, logger, relaunch: opts.raiseFdLimit });
+  if (room.relaunched) return { role: 'done', exitCode: room.exitCode };
+  return { role: 'alone', logger, signal: io.signal, listen: opts.listen, maxConns: room.maxConns, reusePort: false, listening: () => {}, metrics: (m) => m };
 }

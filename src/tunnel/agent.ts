@@ -24,6 +24,7 @@ import { NetError, describeError } from '../errors';
 import { Channel } from './channel';
 import { proveToken, ProtocolError, PROTOCOL_VERSION, type Message } from './protocol';
 import { Mux, type MuxStream, type OpenInfo } from './mux';
+import type { CountedConnection, Metrics } from '../metrics';
 
 export const DEFAULT_HEARTBEAT_MS = 5000;
 export const BACKOFF_FIRST_MS = 500;
@@ -67,6 +68,8 @@ export interface AgentOptions {
   signal: AbortSignal;
   /** Told every time the tunnel is (re)established. */
   onPublic?: (info: { host: string; port: number; name: string }) => void;
+  /** --metrics: the tunnel up or down, its clients and their bytes. */
+  metrics?: Metrics;
 }
 
 /** A refusal that reconnecting cannot fix (wrong token, wrong certificate): the agent exits. */
@@ -90,7 +93,9 @@ export async function runAgent(opts: AgentOptions): Promise<number> {
       session = await AgentSession.open(opts, port);
       attempt = 0;
       port = session.port;
+      opts.metrics?.tunnelUp(session.name, true);
       const reason = await session.run();
+      opts.metrics?.tunnelUp(session.name, false);
       if (signal.aborted) return 0;
       logger.warn('disconnected', `lost the relay ${relayLabel}: ${reason}`, { relay: relayLabel, reason });
     } catch (err) {
@@ -302,8 +307,11 @@ class AgentSession {
       return;
     }
     this.locals.add(local);
+    let counted: CountedConnection | undefined;
     try {
       if (this.opts.proxyProtocol) local.write(encodeProxyHeader(this.opts.proxyProtocol, open.client, open.server));
+      // --metrics: counted on the connection to LOCAL (what it is written is `in`), after the PROXY header.
+      counted = this.opts.metrics?.tunnelConnectionOpened(this.name, local, { towardsService: true });
       // The stream's FIN is in-band and ordered after its data: an EOF from it is a real end. A
       // reset (RST frame, or the relay lost) reaches LOCAL as a reset.
       const result = await relay(stream, local, {
@@ -319,6 +327,7 @@ class AgentSession {
       );
     } finally {
       this.locals.delete(local);
+      if (counted) this.opts.metrics!.tunnelConnectionClosed(this.name, counted);
     }
   }
 }

@@ -13,8 +13,9 @@
  */
 import { listenAddress, formatAddress, type Address, type Connection, type Listener } from '../endpoints/index';
 import { relay, resetStream } from '../relay';
-import { serve, DEFAULT_MAX_CONNS, type ConnectionSummary } from '../runtime/listener';
+import { serve, listenerParts, DEFAULT_MAX_CONNS, type ConnectionSummary } from '../runtime/listener';
 import { createAccessControl, type AccessControl, type AccessOptions } from '../access';
+import type { ProxyAcceptor } from '../accept-proxy';
 import { formatDuration, type Logger } from '../log';
 import { NetError } from '../errors';
 import { Channel } from './channel';
@@ -26,6 +27,9 @@ import type { HostPort } from '../endpoints/address';
 import { formatHostPort } from '../endpoints/address';
 import { routeConnection, type NamedRoute } from './http-router';
 import { generateName } from './names';
+import type { Metrics } from '../metrics';
+import type { AcceptProxyOptions } from '../accept-proxy';
+import type { AllowLinks, AllowLinkOptions } from '../allow-link';
 
 /** How long a connection to the control port may take to prove itself. */
 export const HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -64,6 +68,12 @@ export interface TunnelRelayOptions {
   onRouterListening?: (proto: 'http' | 'https', listener: Listener) => void;
   /** Told each tunnel that opens (tests read the public port here). */
   onTunnel?: (info: { name: string; port: number }) => void;
+  /** --metrics: public clients through serve(), and per tunnel (token name) here. */
+  metrics?: Metrics;
+  /** --accept-proxy-protocol: the public listeners read a PROXY header from a --trusted-proxy first. */
+  acceptProxy?: AcceptProxyOptions;
+  /** --allow-link: visitors of a link join the public side's allow list (--allow-file). */
+  allowLink?: AllowLinkOptions & { trustedProxies?: string[] };
 }
 
 /** One public client being carried: its socket and its stream to the agent. */
@@ -96,13 +106,23 @@ class TunnelRelay {
   /** Public connections across all tunnels (--max-conns counts them all). */
   liveClients = 0;
   readonly access: AccessControl | undefined;
+  /** The PROXY pre-step of every public listener: the client it names is the one agents are told of. */
+  readonly proxy: ProxyAcceptor | undefined;
+  /** The allow-link endpoint, feeding `access` (one for every tunnel). */
+  private readonly allowLinks: AllowLinks | undefined;
 
   constructor(readonly opts: TunnelRelayOptions) {
     this.logger = opts.logger;
-    this.access = createAccessControl(opts.access, opts.logger);
+    // The same parts as every listening mode's, shared by all the tunnels' public listeners.
+    const parts = listenerParts({ access: opts.access, acceptProxy: opts.acceptProxy, allowLink: opts.allowLink }, opts.logger, 'relay');
+    this.access = parts.access;
+    this.proxy = parts.proxy;
+    this.allowLinks = parts.allowLinks;
   }
 
   async run(): Promise<void> {
+    // A bad allow file stops us here (exit 2), before any agent is let in.
+    await this.access?.ready;
     const listener = await listenAddress(this.opts.control, {
       onConnection: (conn) => this.onControlConnection(conn),
       onAcceptError: (err) => this.logger.error('accept-error', `${formatAddress(this.opts.control)}: accept failed: ${err.message}`),
@@ -116,9 +136,13 @@ class TunnelRelay {
         const where = this.opts[proto];
         if (where) routers.push((await this.openRouter(proto, where, stopRouters.signal)).done);
       }
+      await this.allowLinks?.start();
     } catch (err) {
       stopRouters.abort();
       await listener.close();
+      await Promise.all(routers);
+      await this.allowLinks?.close();
+      this.access?.close();
       throw err;
     }
     this.opts.onControlListening?.(listener);
@@ -129,6 +153,7 @@ class TunnelRelay {
     stopRouters.abort();
     await listener.close();
     await Promise.all(routers);
+    await this.allowLinks?.close();
     this.access?.close();
     await Promise.all([...this.sessions.values()].map((s) => s.end('the relay is stopping')));
   }
@@ -142,7 +167,10 @@ class TunnelRelay {
         logger: this.logger,
         signal,
         access: this.access,
+        sharedAccess: true,
+        proxy: this.proxy,
         maxConns: this.opts.maxConns ?? DEFAULT_MAX_CONNS,
+        metrics: this.opts.metrics && { metrics: this.opts.metrics },
         onListening: (l) => {
           const port = (l.address as HostPort).port;
           this.routerBases.push({ proto, port });
@@ -216,6 +244,7 @@ class TunnelRelay {
     let entry: TokenEntry | undefined;
     for (const e of entries) if (checkProof(msg.mac, e.token, 'control', nonce) && !entry) entry = e;
     if (!entry) {
+      this.opts.metrics?.tunnelAuthFailed();
       refuse(channel, 'wrong token: the relay knows no agent with this token');
       this.logger.warn('refused', `refused agent ${who}: wrong token`, { client: who, reason: 'wrong token' });
       throw new ProtocolError('wrong token');
@@ -384,7 +413,10 @@ class Session implements NamedRoute {
         logger: this.logger,
         signal: this.stopPublic.signal,
         access: this.relayServer.access,
+        sharedAccess: true,
+        proxy: this.relayServer.proxy,
         maxConns: opts.maxConns ?? DEFAULT_MAX_CONNS,
+        metrics: opts.metrics && { metrics: opts.metrics },
         onListening: (l) => {
           this.publicLabel = l.label;
           resolve((l.address as { port: number }).port);
@@ -396,6 +428,7 @@ class Session implements NamedRoute {
 
   /** After `ready` was sent: the control connection carries streams from now on. */
   start(): void {
+    this.relayServer.opts.metrics?.tunnelUp(this.entry.name, true);
     const mux = new Mux(this.control.detach(), { role: 'relay', onClose: (reason) => void this.end(`control connection lost (${reason.message})`) });
     this.mux = mux;
     this.heartbeat = setInterval(() => {
@@ -443,14 +476,19 @@ class Session implements NamedRoute {
     const stream = this.mux.open({ client: wire(conn.remote), server: wire(conn.local) });
     const live: LiveConn = { client, stream };
     this.live.add(live);
+    let counted: ReturnType<NonNullable<typeof opts.metrics>['tunnelConnectionOpened']> | undefined;
     try {
       if (head) stream.write(head);
+      // --metrics: the client's bytes, read from its socket at each scrape, from its first byte
+      // (the request head --http read to route it included, as the client sent it).
+      counted = opts.metrics?.tunnelConnectionOpened(this.entry.name, client, { fromStart: true });
       // The agent's EOF is a FIN frame ordered after its data; a reset (RST frame, the agent
       // gone) destroys the stream with ECONNRESET, and the client is reset too.
       const result = await relay(client, stream, { propagateReset: true, resetOnFailure: { a: true } });
       return { received: result.aToB, sent: result.bToA, reason: result.reason, text: ` (tunnel ${this.entry.name})`, fields: { agent: this.entry.name } };
     } finally {
       this.live.delete(live);
+      if (counted) opts.metrics!.tunnelConnectionClosed(this.entry.name, counted);
       this.relayServer.liveClients--;
     }
   }
@@ -464,6 +502,7 @@ class Session implements NamedRoute {
     void (async () => {
       clearInterval(this.heartbeat);
       this.relayServer.forget(this);
+      if (this.heartbeat) this.relayServer.opts.metrics?.tunnelUp(this.entry.name, false);
       // Reset first: serve()'s own stop would close the clients with a FIN, a cut that looks complete.
       for (const c of this.live) resetStream(c.client);
       if (this.mux) this.mux.close(new ProtocolError(reason));

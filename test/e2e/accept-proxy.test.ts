@@ -5,6 +5,7 @@ import { Duplex } from 'node:stream';
 import { cliStartedPerTest, runCli } from '../helpers/cli';
 import { connect, readAll, tcpServer } from '../helpers/net';
 import { decodeProxyHeader, encodeProxyV1, encodeProxyV2 } from '../../src/proxy-protocol';
+import { startAgent, startRelay } from '../helpers/tunnel';
 
 const sockcat = cliStartedPerTest();
 
@@ -112,6 +113,29 @@ describe('--accept-proxy-protocol (CLI)', () => {
     const port = await l.listeningPort();
     expect(await through(port, encodeProxyV1(client, front), 'echo me')).toBe('echo me');
     await l.waitForStderr(/connection from 203\.0\.113\.5:44321/);
+  });
+
+  it('relay: the client a header names is the one the agent logs, --deny checks and LOCAL is told of', async () => {
+    const backend = await headerBackend();
+    const r = await startRelay(sockcat, ['--accept-proxy-protocol', '--trusted-proxy', '127.0.0.1', '--deny', '203.0.113.66']);
+    const agent = await startAgent(sockcat, backend.port, r, ['--proxy-protocol', 'v1']);
+    for (const v of ['v1', 'v2'] as const) {
+      const header = v === 'v1' ? encodeProxyV1(client, front) : encodeProxyV2(client, front);
+      expect(await through(agent.publicPort, header, `hello ${v}`)).toBe(`hello ${v}`);
+    }
+    // LOCAL's own header, from the agent, names the client the balancer named.
+    expect(backend.headers.map((h) => (h.status === 'done' && h.header.command === 'proxy' ? `${h.header.source.address}:${h.header.source.port}` : h.status))).toEqual(['203.0.113.5:44321', '203.0.113.5:44321']);
+    await agent.cli.waitForStderr(/connection from 203\.0\.113\.5:44321/);
+    // --deny acts on the named client; a source that is not a trusted proxy is closed.
+    expect(await through(agent.publicPort, encodeProxyV1({ address: '203.0.113.66', port: 1 }, front), 'no')).toBe('');
+    await r.cli.waitForStderr(/refused 203\.0\.113\.66:1: denied by --deny/);
+    const direct = net.connect({ port: agent.publicPort, host: '127.0.0.1', localAddress: '127.0.0.2' });
+    direct.on('error', () => {});
+    const closed = readAll(direct).catch(() => Buffer.alloc(0));
+    direct.end(encodeProxyV1(client, front));
+    expect((await closed).length).toBe(0);
+    await r.cli.waitForStderr(/127\.0\.0\.2:\d+ is not a --trusted-proxy/);
+    expect(backend.headers).toHaveLength(2);
   });
 
   it.each([false, true])('under --tls: the header comes first, then the TLS handshake (header and ClientHello in one segment: %s)', async (together) => {

@@ -1,6 +1,7 @@
 import { describe, it, expect, afterAll } from 'vitest';
 import fs from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
@@ -8,6 +9,7 @@ import { promisify } from 'node:util';
 import { cliStartedPerTest, runCli, type RunningCli } from '../helpers/cli';
 import { connect, readAll, tcpServer, waitFor } from '../helpers/net';
 import { encodeProxyV1 } from '../../src/proxy-protocol';
+import { startAgent, startRelay } from '../helpers/tunnel';
 
 const sockcat = cliStartedPerTest();
 const run = promisify(execFile);
@@ -56,6 +58,46 @@ async function start(dir: string, extra: string[] = []): Promise<{ cli: RunningC
 }
 
 describe('allow links (CLI, MySafeIP-style)', () => {
+  it('relay: a link lets a friend into every tunnel; the allow file stays watched after a tunnel ends; refused flags', async () => {
+    const dir = tmpdir();
+    const allowFile = path.join(dir, 'allow.txt');
+    fs.writeFileSync(allowFile, '192.0.2.1\n');
+    const id = await newLink(path.join(dir, 'links.txt'), 'cousin');
+    const echo = await tcpServer((s) => s.pipe(s));
+    const relay = await startRelay(sockcat, ['--allow-file', allowFile, '--allow-link', '0', '--allow-link-file', path.join(dir, 'links.txt')]);
+    const links = Number((await relay.cli.waitForStderr(/allow links on http:\/\/127\.0\.0\.1:(\d+)\/LINKID/))[1]);
+    const first = await startAgent(sockcat, echo.port, relay);
+    expect(await letIn(first.publicPort)).toBe(false);
+    expect((await visit(`http://127.0.0.1:${links}/${id}`)).code).toBe(200);
+    expect(await letIn(first.publicPort)).toBe(true);
+    await relay.cli.waitForStderr(/127\.0\.0\.1 let in for 12 h by link cousin/);
+    // The first tunnel goes; the relay's allow file (shared by every tunnel) is still watched:
+    // a line added by hand lets a new address into the next tunnel.
+    first.cli.kill('SIGTERM');
+    await relay.cli.waitForStderr(/agent default .* gone after/, 15_000);
+    const second = await startAgent(sockcat, echo.port, relay);
+    expect(await letIn(second.publicPort)).toBe(true);
+    const from3 = async () => {
+      const s = net.connect({ port: second.publicPort, host: '127.0.0.1', localAddress: '127.0.0.3', allowHalfOpen: true });
+      s.on('error', () => {});
+      const got = readAll(s).catch(() => Buffer.alloc(0));
+      s.end('knock');
+      return (await got).toString() === 'knock';
+    };
+    expect(await from3()).toBe(false);
+    fs.appendFileSync(allowFile, '127.0.0.3\n');
+    let in3 = false;
+    for (let i = 0; i < 40 && !in3; i++) {
+      in3 = await from3();
+      if (!in3) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(in3).toBe(true);
+    await echo.close();
+    const r = await runCli(['relay', '--control', '0', '--token', 'tunnel-test-token-0123456789', '--drain-timeout', '5']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--drain-timeout is not available in relay/);
+  }, 60_000);
+
   it('allow-link new prints a 144-bit URL-safe ID and appends ID LABEL [TTL]', async () => {
     const dir = tmpdir();
     const file = path.join(dir, 'links.txt');

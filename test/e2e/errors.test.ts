@@ -96,6 +96,11 @@ describe('errors: one plain line and the right exit code', () => {
     expect(version.code).toBe(0);
     // sockcat's version and the Node it runs on: the pinned one, as in the standalone binary.
     expect(version.stdout.toString().trim()).toBe(`sockcat ${pkg.version} (node ${pinnedNodeVersion()})`);
+    // A lone --version is answered before the CLI loads (src/version-early.ts); with another
+    // flag it goes through yargs: the same line either way.
+    const throughYargs = await runCli(['--no-stats', '--version']);
+    expect(throughYargs.code).toBe(0);
+    expect(throughYargs.stdout.toString()).toBe(version.stdout.toString());
   });
 
   it('connect -w gives up on a server that never answers the handshake → 1', async () => {

@@ -1,36 +1,11 @@
 import { describe, it, expect } from 'vitest';
 import net from 'node:net';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
-import { cliStartedPerTest, runCli, type RunningCli } from '../helpers/cli';
+import { cliStartedPerTest, runCli } from '../helpers/cli';
+import { metricsPort, scrape, value } from '../helpers/metrics';
 import { connect, exchange, readAll, tcpServer, randomBytes, waitFor } from '../helpers/net';
 import { joinRoom } from '../helpers/room';
 
 const sockcat = cliStartedPerTest();
-const run = promisify(execFile);
-
-/** Scrapes with curl, the way an operator checks an exporter. */
-async function scrape(port: number): Promise<string> {
-  const { stdout } = await run('curl', ['-sf', '--max-time', '5', `http://127.0.0.1:${port}/metrics`]);
-  return stdout;
-}
-
-/** One series' value, 0 when absent (Prometheus counters with no event yet). */
-function value(text: string, name: string, labels: Record<string, string>): number {
-  const want = Object.entries(labels);
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name + '{') && !line.startsWith(name + ' ')) continue;
-    const m = /^[^{ ]+(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!m) continue;
-    const got = Object.fromEntries([...(m[1] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
-    if (want.every(([k, v]) => got[k] === v) && Object.keys(got).length === want.length) return Number(m[2]);
-  }
-  return 0;
-}
-
-async function metricsPort(cli: RunningCli): Promise<number> {
-  return Number((await cli.waitForStderr(/metrics on http:\/\/127\.0\.0\.1:(\d+)\/metrics/))[1]);
-}
 
 describe('--metrics (CLI, scraped with curl)', () => {
   it('forward: exact counts of accepted, live, closed, refused, bytes and durations across a load', async () => {
@@ -87,6 +62,59 @@ describe('--metrics (CLI, scraped with curl)', () => {
     expect(fwd.stderr()).not.toMatch(new RegExp(`:${mport}\\b.*connection from|connection from .* → .*:${mport}`));
     await echo.close();
   });
+
+  it('forward: a scrape during a long transfer shows the bytes so far, and exactly what was sent at the end', async () => {
+    let got = 0;
+    let backendSocket: net.Socket | undefined;
+    const backend = await tcpServer((s) => {
+      backendSocket = s;
+      s.on('data', (c: Buffer) => (got += c.length));
+      s.on('end', () => s.end());
+    });
+    const fwd = sockcat(['forward', '-v', '--metrics', '0', '0', `127.0.0.1:${backend.port}`]);
+    const port = await fwd.listeningPort();
+    const mport = await metricsPort(fwd);
+    const mode = { mode: 'forward' };
+    const client = await connect(port);
+    let back = 0;
+    client.on('data', (c: Buffer) => (back += c.length));
+    const ended = new Promise((r) => client.once('end', r));
+    /** Scrapes until `name` reads `want` (a write completes a moment after its bytes arrive). */
+    const scrapeUntil = async (name: string, labels: Record<string, string>, want: number) => {
+      let t = '';
+      for (let i = 0; i < 50; i++) {
+        t = await scrape(mport);
+        if (value(t, name, labels) === want) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      return t;
+    };
+    let sent = 0;
+    // Three stretches of one transfer, the connection open throughout: each scrape sees the total so far.
+    for (const n of [1_000_000, 3_000_000, 7]) {
+      if (!client.write(randomBytes(n))) await new Promise((r) => client.once('drain', r));
+      sent += n;
+      await waitFor(() => got === sent, 20_000, `${sent} bytes at the backend`);
+      const t = await scrapeUntil('sockcat_bytes_total', { direction: 'in', ...mode }, sent);
+      expect(value(t, 'sockcat_bytes_total', { direction: 'in', ...mode })).toBe(sent);
+      expect(value(t, 'sockcat_connections_live', mode)).toBe(1);
+      expect(value(t, 'sockcat_connections_closed_total', { reason: 'eof', ...mode })).toBe(0);
+    }
+    backendSocket!.write(randomBytes(654_321));
+    await waitFor(() => back === 654_321, 20_000, 'the reply at the client');
+    let t = await scrapeUntil('sockcat_bytes_total', { direction: 'out', ...mode }, 654_321);
+    expect(value(t, 'sockcat_bytes_total', { direction: 'out', ...mode })).toBe(654_321);
+    client.end();
+    await ended;
+    await fwd.waitForStderr(/closed .*: 4000007 bytes in, 654321 bytes out/);
+    t = await scrape(mport);
+    expect(value(t, 'sockcat_connections_live', mode)).toBe(0);
+    expect(value(t, 'sockcat_connections_closed_total', { reason: 'eof', ...mode })).toBe(1);
+    expect(value(t, 'sockcat_bytes_total', { direction: 'in', ...mode })).toBe(4_000_007);
+    expect(value(t, 'sockcat_bytes_total', { direction: 'out', ...mode })).toBe(654_321);
+    client.destroy();
+    await backend.close();
+  }, 60_000);
 
   it('forward: upstream connect failures by cause; denied clients by reason', async () => {
     const gone = await tcpServer(() => {});

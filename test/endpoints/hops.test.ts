@@ -1,6 +1,7 @@
 /**
  * Proxy hops as overlays (address.via): through microsocks (SOCKS5) and ncat's HTTP proxy
- * (CONNECT), one hop and two, to a local echo server; a refusing hop is named in the error.
+ * (CONNECT), one hop and two, to a local echo server; a refusing hop is named in the error;
+ * the connect timeout bounds the whole chain, not each hop.
  */
 import { describe, it, expect, afterEach } from 'vitest';
 import net from 'node:net';
@@ -79,6 +80,59 @@ describe('proxy hops (--via)', () => {
     const closed = await freePort();
     await expect(echoThrough([`http-connect:127.0.0.1:${port}`], closed)).rejects.toThrow(new RegExp(`hop 1 \\(127\\.0\\.0\\.1:${port}\\): connection to 127\\.0\\.0\\.1:${closed} (refused|failed|timed out) \\(5\\d\\d`));
     await echo.close();
+  });
+
+  it('the connect timeout bounds the whole chain: a slow first hop leaves less time for a silent second one', async () => {
+    // Hop 1 answers its greeting only after 800 ms, then connects on at once; hop 2 accepts and
+    // never answers. With a 1.2 s budget the chain must fail at ~1.2 s naming hop 2; with the
+    // timeout per hop it took 0.8 + 1.2 = 2 s.
+    const silent = await tcpServer(() => {});
+    const slow = await tcpServer((s) => {
+      let buf = Buffer.alloc(0);
+      let state: 'greeting' | 'waiting' | 'request' | 'done' = 'greeting';
+      s.on('error', () => {});
+      s.on('data', (c: Buffer) => {
+        buf = Buffer.concat([buf, c]);
+        if (state === 'greeting' && buf.length >= 3) {
+          buf = buf.subarray(2 + buf[1]);
+          state = 'waiting';
+          setTimeout(() => {
+            state = 'request';
+            s.write(Buffer.from([5, 0]));
+            s.emit('data', Buffer.alloc(0));
+          }, 800);
+        } else if (state === 'request' && buf.length >= 10 && buf[3] === 1) {
+          state = 'done';
+          const up = net.connect({ host: [...buf.subarray(4, 8)].join('.'), port: buf.readUInt16BE(8) }, () => {
+            s.write(Buffer.from([5, 0, 0, 1, 0, 0, 0, 0, 0, 0]));
+            s.pipe(up).pipe(s);
+          });
+          up.on('error', () => s.destroy());
+          s.on('close', () => up.destroy());
+        }
+      });
+    });
+    const addr = { ...parseAddress(`127.0.0.1:9`, 'connect'), via: [`socks5:127.0.0.1:${slow.port}`, `socks5:127.0.0.1:${silent.port}`].map(parseHop) };
+    const started = Date.now();
+    const err = await connectAddress(addr, { timeoutMs: 1200 }).then(
+      () => undefined,
+      (e: Error & { code?: string }) => e,
+    );
+    const took = Date.now() - started;
+    expect(err?.message).toBe(`hop 2 (127.0.0.1:${silent.port}): no answer within 1.2 s (the connect timeout covers the whole chain)`);
+    expect(err?.code).toBe('ETIMEDOUT');
+    expect(took).toBeGreaterThanOrEqual(1150);
+    // Well under the 2 s the per-hop timeout took (the margin is for a loaded machine).
+    expect(took).toBeLessThan(1850);
+    await silent.close();
+    await slow.close();
+  });
+
+  it('a single hop that accepts and never answers is named, with the same wording', async () => {
+    const silent = await tcpServer(() => {});
+    const addr = { ...parseAddress(`127.0.0.1:9`, 'connect'), via: [parseHop(`socks5:127.0.0.1:${silent.port}`)] };
+    await expect(connectAddress(addr, { timeoutMs: 300 })).rejects.toThrow(`hop 1 (127.0.0.1:${silent.port}): no answer within 0.3 s (the connect timeout covers the whole chain)`);
+    await silent.close();
   });
 
   it('a hop is not an address of its own', () => {

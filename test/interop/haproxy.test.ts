@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { cliStartedPerTest } from '../helpers/cli';
 import { readAll, tcpServer, waitFor } from '../helpers/net';
 import { decodeProxyHeader } from '../../src/proxy-protocol';
+import { metricsPort, scrapeUntil, value } from '../helpers/metrics';
 
 const has = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -101,11 +102,13 @@ describe.skipIf(!has('haproxy'))('behind HAProxy (send-proxy and send-proxy-v2)'
       s.on('error', () => {});
     });
     const relay = (port: string) =>
-      sockcat(['forward', '-v', '--accept-proxy-protocol', '--trusted-proxy', '127.0.0.1', '--deny', '127.0.0.9', '--proxy-protocol', 'v1', `127.0.0.1:${port}`, `127.0.0.1:${backend.port}`]);
+      sockcat(['forward', '-v', '--metrics', '0', '--accept-proxy-protocol', '--trusted-proxy', '127.0.0.1', '--deny', '127.0.0.9', '--proxy-protocol', 'v1', `127.0.0.1:${port}`, `127.0.0.1:${backend.port}`]);
     const one = relay('0');
     const p1 = await one.listeningPort();
+    const m1 = await metricsPort(one);
     const two = relay('0');
     const p2 = await two.listeningPort();
+    const m2 = await metricsPort(two);
 
     // examples/haproxy/haproxy.cfg with this test's ports, a quicker check, and a private stats socket.
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sockcat-haproxy-'));
@@ -144,6 +147,23 @@ describe.skipIf(!has('haproxy'))('behind HAProxy (send-proxy and send-proxy-v2)'
     const denied = await client(front, '127.0.0.9', 'let me in');
     expect(denied.reply).toBe('');
     await waitFor(() => /refused 127\.0\.0\.9:\d+: denied by --deny 127\.0\.0\.9/.test(one.stderr() + two.stderr()), 5000, 'the deny log line');
+    // A client that skips HAProxy and connects straight to an instance: not a trusted proxy.
+    const direct = await client(p2, '127.0.0.2', 'no header');
+    expect(direct.reply).toBe('');
+
+    // Prometheus's view of the two instances (scraped with curl): the clients' bytes, to the byte
+    // (HAProxy's checks connect and send nothing), the denied one, the one that skipped HAProxy.
+    const sent = results.reduce((n, _, i) => n + `hello ${i}`.length, 0);
+    const both = async (name: string, labels: Record<string, string>) => {
+      const [a, b] = await Promise.all([m1, m2].map((m) => scrapeUntil(m, [])));
+      return value(a, name, { mode: 'forward', ...labels }) + value(b, name, { mode: 'forward', ...labels });
+    };
+    for (let i = 0; i < 50 && (await both('sockcat_bytes_total', { direction: 'out' })) !== sent; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(await both('sockcat_bytes_total', { direction: 'in' })).toBe(sent);
+    expect(await both('sockcat_bytes_total', { direction: 'out' })).toBe(sent);
+    expect(await both('sockcat_connections_refused_total', { reason: 'denied' })).toBe(1);
+    expect(await both('sockcat_connections_refused_total', { reason: 'untrusted-proxy' })).toBe(1);
+    expect(await both('sockcat_connections_accepted_total', {})).toBeGreaterThanOrEqual(20);
 
     // Kill one instance; once HAProxy's check marks it down, every new connection gets through.
     one.child.kill('SIGKILL');

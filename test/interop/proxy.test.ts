@@ -201,6 +201,27 @@ describe('--via chains', () => {
     expect(r3.stderr).toMatch(/^sockcat: hop 1 \(127\.0\.0\.1:\d+\): asks for a login/);
   });
 
+  it('the connect timeout covers the whole chain: a hop that accepts and never answers', async () => {
+    const a = await startProxy([]);
+    const silent = await tcpServer(() => {});
+    cleanups.push(silent.close);
+    const r = await runCli(['connect', '-w', '1', '127.0.0.1:9', '--via', `socks5://127.0.0.1:${a.port}`, '--via', `socks5://127.0.0.1:${silent.port}`], { stdin: '' });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`sockcat: hop 2 (127.0.0.1:${silent.port}): no answer within 1 s (the connect timeout covers the whole chain)\n`);
+    // proxy --via: the client gets "TTL expired" (6) and the log says why.
+    const p = await startProxy(['--connect-timeout', '1', '--via', `socks5://127.0.0.1:${a.port}`, '--via', `http://127.0.0.1:${silent.port}`]);
+    const s = net.connect(p.port, '127.0.0.1');
+    s.on('error', () => {});
+    s.write(Buffer.from([5, 1, 0, 5, 1, 0, 1, 127, 0, 0, 1, 0, 9]));
+    const reply = await new Promise<Buffer>((resolve) => {
+      let got = Buffer.alloc(0);
+      s.on('data', (c: Buffer) => (got = Buffer.concat([got, c])));
+      s.on('close', () => resolve(got));
+    });
+    expect([...reply.subarray(0, 4)]).toEqual([5, 0, 5, 6]);
+    await p.proc.waitForStderr(new RegExp(`hop 2 \\(127\\.0\\.0\\.1:${silent.port}\\): no answer within 1 s .*\\(upstream timeout\\)`));
+  });
+
   it('hops over TLS: socks5+tls:// and https:// to a sockcat proxy listening with --tls', async () => {
     const echo = await tcpServer((s) => s.pipe(s));
     cleanups.push(echo.close);

@@ -48,6 +48,41 @@ function openFdCount(): number {
   }
 }
 
+/** How often, at most, the open-file limit being reached is said (once per wave, not once per client). */
+export const FD_EXHAUSTION_LOG_INTERVAL_MS = 10_000;
+
+/**
+ * Watches a listener's descriptors: when the open-file limit is (nearly) reached, the system
+ * turns new clients away before sockcat ever sees them (libuv accepts and closes them at
+ * EMFILE, silently), so this says it, once per interval. Cheap: /proc/self/fd is read only
+ * while the listener holds at least a quarter of the limit in clients.
+ */
+export class FdExhaustionWatch {
+  private readonly soft = readFdLimits()?.soft ?? Infinity;
+  private lastSaid = -Infinity;
+
+  constructor(
+    private readonly say: (text: string, fields: Record<string, number>) => void,
+    private readonly intervalMs = FD_EXHAUSTION_LOG_INTERVAL_MS,
+  ) {}
+
+  /** After each accepted connection, with the number of connections held. */
+  check(held: number): void {
+    if (this.soft === Infinity || held < this.soft / 4) return;
+    // readdir holds one descriptor of its own while it reads.
+    const inUse = openFdCount() - 1;
+    if (inUse < this.soft - 4) return;
+    const now = Date.now();
+    if (now - this.lastSaid < this.intervalMs) return;
+    this.lastSaid = now;
+    this.say(`open-file limit ${this.soft} reached (${inUse} in use, ${held} clients): new clients are turned away until some leave; raise it with ulimit -n`, {
+      limit: this.soft,
+      in_use: inUse,
+      clients: held,
+    });
+  }
+}
+
 /** How many clients fit under a soft limit, at `fdsPerClient` each. */
 export function clientCapacity(soft: number, fdsPerClient: number, inUse = openFdCount()): number {
   if (soft === Infinity) return Infinity;

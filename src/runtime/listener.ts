@@ -13,6 +13,7 @@ import { ProxyAcceptor, type AcceptProxyOptions } from '../accept-proxy';
 import { Metrics, serveMetrics, type MetricsServer } from '../metrics';
 import { AllowLinks, type AllowLinkOptions } from '../allow-link';
 import type { TcpAddress } from '../endpoints/index';
+import { FdExhaustionWatch } from './fdlimit';
 
 /** What a connection handler reports when its connection is over, for the "closed" log line. */
 export interface ConnectionSummary {
@@ -164,6 +165,7 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
     for (const abort of handshaking.values()) abort.abort();
   };
 
+  const fdWatch = new FdExhaustionWatch((text, fields) => logger.warn('fd-limit', text, fields));
   /** Connections whose PROXY header is still being read (closed on stop). */
   const preStepping = new Set<Connection>();
   /** Connections in their overlay's handshake (TLS), aborted on stop. */
@@ -177,6 +179,7 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
       conn.stream.destroy();
       return;
     }
+    fdWatch.check(live.size + handshaking.size + preStepping.size + 1);
     if (!opts.proxy) return admit(conn);
     if (preStepping.size >= maxConns) {
       logger.event('limit', `refused ${conn.remote.label}: ${maxConns} connections already waiting for their PROXY header`, { client: conn.remote.label, reason: 'limit', max_conns: maxConns });

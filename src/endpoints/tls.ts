@@ -280,7 +280,11 @@ async function wrapTls(inner: Connection, addr: TlsAddress, opts: WrapOptions): 
       socket.destroy();
       if (err instanceof NetError) return reject(err);
       // TLS words first: a reset during the handshake means "not TLS / wants a certificate", not just "reset".
-      const words = describeTlsError(err, where) ?? describeError(err, { action: 'connect', address: where });
+      const code = String((err as NodeJS.ErrnoException)?.code ?? '');
+      // An alert about a certificate, received while we presented ours: the server refused it
+      // (TLS 1.2 refuses during the handshake; our own verification failures are not alerts).
+      const refusedOurs = addr.tls?.clientCert && CERTIFICATE_ALERT.test(code) ? `${where}: the server rejected our client certificate (${code.replace(/^ERR_SSL_(TLSV1_)?ALERT_/, 'alert ').toLowerCase().replace(/_/g, ' ')}): is --client-cert signed by a CA it trusts?` : undefined;
+      const words = refusedOurs ?? describeTlsError(err, where) ?? describeError(err, { action: 'connect', address: where });
       reject(new NetError(words, (err as NodeJS.ErrnoException)?.code));
     };
     const timer = setTimeout(() => fail(new NetError(`TLS handshake with ${where} timed out after ${TLS_HANDSHAKE_TIMEOUT_MS / 1000} s`, 'ETIMEDOUT')), TLS_HANDSHAKE_TIMEOUT_MS);
@@ -304,6 +308,9 @@ async function wrapTls(inner: Connection, addr: TlsAddress, opts: WrapOptions): 
   // The peers' addresses are the carrier's.
   return { ...inner, stream: socket };
 }
+
+/** Alerts a server sends about the client certificate it was shown. */
+export const CERTIFICATE_ALERT = /ALERT_(BAD_CERTIFICATE|UNKNOWN_CA|CERTIFICATE_UNKNOWN|CERTIFICATE_EXPIRED|CERTIFICATE_REVOKED|UNSUPPORTED_CERTIFICATE|ACCESS_DENIED|DECRYPT_ERROR)/;
 
 /** Server key and certificate: the user's files, or an ephemeral pair announced with its fingerprint. */
 async function serverCredentials(addr: TlsAddress, log: TransportLog | undefined): Promise<{ key: Buffer | string; cert: Buffer | string }> {
@@ -351,11 +358,22 @@ async function tlsAcceptor(addr: TlsAddress, opts: { log?: TransportLog }): Prom
   });
   const pending = new Map<net.Socket, Pending>();
   const perSource = new Map<string, number>();
+  if (s.requireClientCert) {
+    // Node refuses an untrusted client certificate by closing the connection, with a FIN and no
+    // alert: to a client whose stdin is already at EOF that looks like an exchange that simply
+    // ended. Take that refusal over (refuseCertificate below). The first keylog line comes during
+    // the handshake, before Node's verdict; a client sending no certificate at all is still
+    // refused by OpenSSL itself, with its certificate_required alert.
+    server.on('keylog', (_line: Buffer, socket: tls.TLSSocket) => {
+      (socket as unknown as { _rejectUnauthorized?: boolean })._rejectUnauthorized = false;
+    });
+  }
 
   server.on('secureConnection', (socket: tls.TLSSocket) => {
     publishSecureSocket({ socket, carrier: carrierOf(socket), role: 'server' });
     const p = pending.get(carrierOf(socket)!);
     if (!p) return void socket.destroy();
+    if (s.requireClientCert && !socket.authorized) return refuseCertificate(socket, p);
     // From now on a FIN only ends the client's direction: a reply after it still gets through.
     socket.allowHalfOpen = true;
     // 'secureConnection' fires while Node is still decrypting the records that came with the
@@ -389,7 +407,11 @@ async function tlsAcceptor(addr: TlsAddress, opts: { log?: TransportLog }): Prom
       }
       if (raw.destroyed) return Promise.reject(new NetError(`client ${who} was gone before the TLS handshake`, 'ECONNRESET'));
       return new Promise<Connection>((resolve, reject) => {
+        let settled = false;
         const done = () => {
+          // Once: an abort (listener stopping) and a late verdict must not both count the source down.
+          if (settled) return;
+          settled = true;
           pending.delete(raw);
           const left = (perSource.get(source) ?? 1) - 1;
           if (left > 0) perSource.set(source, left);
@@ -422,6 +444,56 @@ async function tlsAcceptor(addr: TlsAddress, opts: { log?: TransportLog }): Prom
       });
     },
   };
+}
+
+/** The TLS alert for a client certificate refused for `reason` (an OpenSSL verify code). */
+function alertFor(reason: string): number {
+  if (reason === 'CERT_HAS_EXPIRED') return 45; // certificate_expired
+  if (reason === 'CERT_REVOKED') return 44; // certificate_revoked
+  if (/ISSUER|SELF_SIGNED|UNABLE_TO_VERIFY_LEAF|INVALID_CA|CERT_UNTRUSTED/.test(reason)) return 48; // unknown_ca
+  return 42; // bad_certificate
+}
+
+/** How long a refused client may take to close after its refusal before we reset it anyway. */
+const REFUSAL_LINGER_MS = 1000;
+
+/**
+ * Refuses a client whose certificate did not verify, so that the client sees a failure, never a
+ * clean close. Under TLS 1.2 the handshake is not over for the client yet: a fatal alert
+ * (unknown_ca…) tells it why. Under TLS 1.3 the client's handshake is already over and an alert
+ * would have to be encrypted with keys Node does not let us use (sent in clear, clients report
+ * "bad record type"), so a reset says it. The reset waits for the client's EOF, or
+ * REFUSAL_LINGER_MS: a client that shuts down its side *after* our reset
+ * arrived loses the error (its kernel reports it to that last write, whose failure Node ignores,
+ * and then reads a plain EOF: the very "clean close" this avoids).
+ */
+function refuseCertificate(socket: tls.TLSSocket, p: Pending): void {
+  const reason = String(socket.authorizationError ?? 'UNABLE_TO_GET_ISSUER_CERT');
+  const raw = carrierOf(socket);
+  socket.on('error', () => {});
+  // A client whose stdin was already at EOF sent close_notify and FIN with its Finished: Node
+  // would answer them with our own FIN.
+  socket.allowHalfOpen = true;
+  let done = false;
+  const reset = () => {
+    if (done) return;
+    done = true;
+    clearTimeout(timer);
+    // The TCP carrier first (destroying the TLS socket would close it with a FIN), then the
+    // runtime is told, which destroys what is left.
+    if (raw && !raw.destroyed) raw.resetAndDestroy();
+    socket.destroy();
+    p.reject(new NetError(`refused ${p.who}: its client certificate is not trusted (${reason})`, reason));
+  };
+  // Never from inside the TLS layer's own callbacks (closing its handle there crashes Node).
+  const soon = () => setImmediate(reset);
+  const timer = setTimeout(reset, REFUSAL_LINGER_MS);
+  // What it sends meanwhile is read and dropped; its EOF is the cue.
+  socket.on('data', () => {});
+  socket.on('end', soon);
+  socket.on('close', soon);
+  // A fatal alert record (level 2) in clear: a TLS 1.2 client still waits for our Finished.
+  if (raw && socket.getProtocol() !== 'TLSv1.3') raw.write(Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, alertFor(reason)]), () => {});
 }
 
 /** Certificate verification failures (client side): what is wrong with the certificate, and the way out. */

@@ -11,6 +11,7 @@ import { relay, type RelayResult } from '../relay';
 import { describeError, NetError } from '../errors';
 import { interruptedExitCode, type ModeIO } from '../io';
 import { runUdpConnect } from './udp-connect';
+import { CERTIFICATE_ALERT } from '../endpoints/tls';
 
 export interface ConnectOptions extends LogOptions {
   address: Address;
@@ -61,7 +62,8 @@ export async function runConnect(opts: ConnectOptions, io: ModeIO): Promise<numb
     { remote: conn.remote.label, bytes_in: result.aToB, bytes_out: result.bToA, duration_ms: result.durationMs, reason: result.reason },
   );
   if (rejectedClientCertificate(opts.address, result)) {
-    logger.error('rejected', `${label}: the server rejected our client certificate (it ${result.reason === 'reset' ? 'reset' : 'closed'} the connection right after the TLS handshake, before sending anything: is --client-cert signed by a CA it trusts?)`);
+    const how = result.reason === 'reset' ? 'it reset the connection' : result.reason === 'error' ? `it sent ${String((result.error as NodeJS.ErrnoException)?.code ?? 'an alert').replace(/^ERR_SSL_(TLSV1_)?ALERT_/, 'the alert ').toLowerCase().replace(/_/g, ' ')}` : 'it closed the connection';
+    logger.error('rejected', `${label}: the server rejected our client certificate (${how} right after the TLS handshake, before sending anything: is --client-cert signed by a CA it trusts?)`);
     return 1;
   }
   return exitCodeFor(result, label, logger, io.signal);
@@ -77,7 +79,7 @@ export async function runConnect(opts: ConnectOptions, io: ModeIO): Promise<numb
 function rejectedClientCertificate(address: Address, result: RelayResult): boolean {
   if (address.scheme !== 'tls' || !address.tls?.clientCert || result.aToB > 0) return false;
   if (result.reason === 'reset') return true;
-  if (result.reason === 'error') return /ALERT_(BAD_CERTIFICATE|UNKNOWN_CA|CERTIFICATE_UNKNOWN|CERTIFICATE_EXPIRED|CERTIFICATE_REVOKED|UNSUPPORTED_CERTIFICATE|ACCESS_DENIED|DECRYPT_ERROR)/.test(String((result.error as NodeJS.ErrnoException)?.code));
+  if (result.reason === 'error') return CERTIFICATE_ALERT.test(String((result.error as NodeJS.ErrnoException)?.code));
   return result.firstEof === 'a';
 }
 

@@ -32,7 +32,7 @@ export interface RelayOptions extends LogOptions {
   /** --cert/--key for the control channel; without them an ephemeral certificate. */
   cert?: PemFile;
   key?: PemFile;
-  /** --insecure: plain-text control and data connections. */
+  /** --insecure: a plain-text control connection. */
   insecure?: boolean;
   access?: AccessOptions;
   maxConns?: number;

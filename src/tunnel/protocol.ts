@@ -5,8 +5,8 @@
  * ProtocolError: never anything else, with memory bounded by MAX_FRAME_BYTES.
  *
  * Frames: a 4-byte big-endian length, then that many bytes of UTF-8 JSON (one object with a
- * `type`). Frames carry only control messages; the bytes of a tunnelled connection travel raw on
- * their own data connection once its `open` frame has been read (see ARCHITECTURE.md).
+ * `type`). They carry the handshake only: once the relay says `ready`, the same connection
+ * carries the public clients' streams in mux.ts's binary frames (see ARCHITECTURE.md).
  *
  * Every connection to the control port starts the same way: the agent says `hello` (so a plain
  * agent facing a TLS relay, or the reverse, fails at once with a clear reason), the relay answers
@@ -16,7 +16,8 @@
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 
-export const PROTOCOL_VERSION = 1;
+/** 2: streams multiplexed over the control connection (1 had a data connection per client). */
+export const PROTOCOL_VERSION = 2;
 /** No frame is larger: a peer announcing more is cut off before anything is buffered. */
 export const MAX_FRAME_BYTES = 16 * 1024;
 /** Bytes of the challenge nonce. */
@@ -45,20 +46,7 @@ export type Message =
   /** relay → agent: the tunnel is up. */
   | { type: 'ready'; session: string; port: number; name: string; urls?: string[] }
   /** relay → agent: refused, with the reason in words; the relay closes after it. */
-  | { type: 'error'; message: string; retry?: boolean }
-  /** agent → relay on a data connection: join the pool of `session`. */
-  | { type: 'data'; session: string; mac: string }
-  /** relay → agent on a pooled data connection: a public client arrived; raw bytes follow. */
-  | { type: 'open'; id: number; client: WireAddress; server: WireAddress }
-  /** relay → agent: every pooled data connection is taken and `count` clients wait. */
-  | { type: 'need'; count: number }
-  /** Either way: the sender read a clean EOF from its side of connection `id` (passed on as FIN). */
-  | { type: 'fin'; id: number }
-  /** Either way: connection `id` failed on the sender's side; reset yours. */
-  | { type: 'reset'; id: number }
-  /** Heartbeats, either way. */
-  | { type: 'ping' }
-  | { type: 'pong' };
+  | { type: 'error'; message: string; retry?: boolean };
 
 /** One frame's bytes for a message. */
 export function encodeFrame(msg: Message): Buffer {
@@ -110,7 +98,7 @@ export class FrameReader {
     return parseMessage(body);
   }
 
-  /** Bytes read past the last whole frame (the raw bytes after an `open`). */
+  /** Bytes read past the last whole frame (the first mux frames after `ready`). */
   takeRest(): Buffer {
     const rest = this.buffered;
     this.buffered = Buffer.alloc(0);
@@ -130,11 +118,6 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
 const isUint = (v: unknown, max: number): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= max;
 const isHex = (v: unknown, bytes: number): v is string => typeof v === 'string' && v.length === bytes * 2 && /^[0-9a-f]+$/.test(v);
 const isShortString = (v: unknown, max: number): v is string => typeof v === 'string' && v.length <= max;
-
-function wireAddress(v: unknown): WireAddress | undefined {
-  if (!isObject(v) || !isShortString(v.address, 64) || !isUint(v.port, 65535)) return undefined;
-  return { address: v.address, port: v.port };
-}
 
 /** Checks one frame's body field by field; anything unexpected is a ProtocolError. */
 export function parseMessage(body: Buffer): Message {
@@ -173,25 +156,6 @@ export function parseMessage(body: Buffer): Message {
     case 'error':
       if (!isShortString(v.message, 1000) || (v.retry !== undefined && typeof v.retry !== 'boolean')) throw bad('message');
       return { type: 'error', message: v.message, retry: v.retry as boolean | undefined };
-    case 'data':
-      if (!isHex(v.session, 16) || !isHex(v.mac, 32)) throw bad('fields');
-      return { type: 'data', session: v.session, mac: v.mac };
-    case 'open': {
-      const client = wireAddress(v.client);
-      const server = wireAddress(v.server);
-      if (!isUint(v.id, 2 ** 52) || !client || !server) throw bad('fields');
-      return { type: 'open', id: v.id, client, server };
-    }
-    case 'need':
-      if (!isUint(v.count, 1_000_000)) throw bad('count');
-      return { type: 'need', count: v.count };
-    case 'fin':
-    case 'reset':
-      if (!isUint(v.id, 2 ** 52)) throw bad('id');
-      return { type: v.type, id: v.id };
-    case 'ping':
-    case 'pong':
-      return { type: v.type };
     default:
       throw new ProtocolError(`unknown message type '${v.type.slice(0, 20)}'`);
   }

@@ -1,13 +1,13 @@
 /**
  * The relay side of a tunnel (`sockcat relay`): accepts agents on the control address, checks
- * their token, opens one public listener per agent, and joins every public client to one of the
- * agent's pooled data connections with the shared relay.
+ * their token, opens one public listener per agent, and carries every public client as a stream
+ * multiplexed over the agent's control connection (mux.ts), joined with the shared relay.
  *
  * - An agent that goes (its control connection closes, or 3 heartbeats pass in silence) has its
  *   public listener closed at once, its clients reset (RST: their transfer was cut) and its
  *   port remembered for its token name, so the same agent reconnecting gets it back.
- * - A data connection's EOF is passed on to the public client only once the agent confirmed it
- *   on the control channel (`fin`): a FIN from a killed agent is a reset for the client.
+ * - A stream's EOF is its FIN frame, ordered after its data: a killed agent ends the connection,
+ *   which resets every stream, so its clients are reset, never ended.
  * - Anything a stranger sends to the control port is a handshake that fails with a logged reason:
  *   one bad peer never disturbs the agents being served.
  */
@@ -20,6 +20,7 @@ import { formatDuration, type Logger } from '../log';
 import { NetError } from '../errors';
 import { Channel } from './channel';
 import { checkProof, encodeFrame, newNonce, newSessionId, ProtocolError, PROTOCOL_VERSION, type Message } from './protocol';
+import { Mux, type MuxStream } from './mux';
 import { formatPortSet, portInSet, type PortSet, type TokenEntry } from './tokens';
 import type { Duplex } from 'node:stream';
 import type { HostPort } from '../endpoints/address';
@@ -32,10 +33,6 @@ import type { AllowLinks, AllowLinkOptions } from '../allow-link';
 
 /** How long a connection to the control port may take to prove itself. */
 export const HANDSHAKE_TIMEOUT_MS = 10_000;
-/** How long a public client waits for a data connection from the agent before it is reset. */
-export const DATA_WAIT_MS = 30_000;
-/** Idle data connections one agent may park at the relay. */
-const MAX_POOLED = 256;
 /** Unauthenticated connections to the control port at once; more are dropped at accept. */
 const MAX_PENDING_HANDSHAKES = 512;
 /** Heartbeat bounds the relay accepts from an agent. */
@@ -79,19 +76,10 @@ export interface TunnelRelayOptions {
   allowLink?: AllowLinkOptions & { trustedProxies?: string[] };
 }
 
-interface Pending {
-  resolve: (s: Duplex) => void;
-  reject: (e: Error) => void;
-  timer: NodeJS.Timeout;
-}
-
-/** The fate of one tunnelled connection's EOF from the agent: confirmed (fin) or not (reset). */
+/** One public client being carried: its socket and its stream to the agent. */
 interface LiveConn {
   client: Duplex;
-  data: Duplex;
-  /** 'fin' or 'reset' once the agent said so. */
-  verdict?: 'fin' | 'reset';
-  wake?: () => void;
+  stream: MuxStream;
 }
 
 /** Runs the relay until the signal aborts. Rejects if the control address cannot be opened. */
@@ -239,18 +227,11 @@ class TunnelRelay {
       throw new ProtocolError(`protocol version ${hello.version}`);
     }
     const nonce = newNonce();
+    // Past the proof the connection carries multiplexed streams (mux.ts), not messages.
+    channel.rawAfterNext();
     channel.send({ type: 'challenge', nonce });
     const msg = await channel.next(HANDSHAKE_TIMEOUT_MS, 'proof of the token');
-    if (msg.type === 'data') {
-      const session = this.sessions.get(msg.session);
-      if (!session || !checkProof(msg.mac, session.entry.token, 'data', nonce, msg.session)) {
-        refuse(channel, 'unknown tunnel session or wrong proof (the relay restarted? the agent reconnects by itself)');
-        throw new ProtocolError('data connection for an unknown session or with a wrong proof');
-      }
-      session.addDataConnection(channel.detach());
-      return;
-    }
-    if (msg.type !== 'auth') throw new ProtocolError(`expected auth or data, got '${msg.type}'`);
+    if (msg.type !== 'auth') throw new ProtocolError(`expected auth, got '${msg.type}'`);
     let entries: TokenEntry[];
     try {
       entries = this.opts.tokens();
@@ -385,15 +366,10 @@ function refuse(channel: Channel, message: string, retry = false): void {
   channel.stream.end(encodeFrame({ type: 'error', message, retry }));
 }
 
-/** One connected agent: its control channel, public listener, pooled data connections and live clients. */
+/** One connected agent: its multiplexed control connection, public listener and live clients. */
 class Session implements NamedRoute {
-  private readonly pool: Duplex[] = [];
-  /** What addDataConnection() hung on each parked connection, to take it off again. */
-  private readonly parked = new Map<Duplex, { onClose: () => void; onData: () => void }>();
-  private readonly waiting: Pending[] = [];
-  private readonly live = new Map<number, LiveConn>();
-  /** Verdicts that came before their connection was known (bounded). */
-  private nextId = 1;
+  private readonly live = new Set<LiveConn>();
+  private mux: Mux | undefined;
   private readonly stopPublic = new AbortController();
   private served: Promise<unknown> | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
@@ -450,12 +426,13 @@ class Session implements NamedRoute {
     });
   }
 
+  /** After `ready` was sent: the control connection carries streams from now on. */
   start(): void {
     this.relayServer.opts.metrics?.tunnelUp(this.entry.name, true);
-    this.control.setHandler((m) => this.onControlMessage(m));
-    this.control.onClosed((reason) => void this.end(`control connection lost (${reason.message})`));
+    const mux = new Mux(this.control.detach(), { role: 'relay', onClose: (reason) => void this.end(`control connection lost (${reason.message})`) });
+    this.mux = mux;
     this.heartbeat = setInterval(() => {
-      if (Date.now() - this.control.lastSeen > 3 * this.heartbeatMs) {
+      if (Date.now() - mux.lastSeen > 3 * this.heartbeatMs) {
         void this.end(`no heartbeat for ${formatDuration(3 * this.heartbeatMs)}`);
         return;
       }
@@ -463,7 +440,7 @@ class Session implements NamedRoute {
         void this.end('its token was removed from the token file');
         return;
       }
-      this.control.send({ type: 'ping' });
+      mux.ping();
     }, this.heartbeatMs);
   }
 
@@ -474,81 +451,6 @@ class Session implements NamedRoute {
     } catch {
       return false;
     }
-  }
-
-  private onControlMessage(m: Message): void {
-    switch (m.type) {
-      case 'ping':
-        this.control.send({ type: 'pong' });
-        return;
-      case 'pong':
-        return;
-      case 'fin':
-      case 'reset': {
-        const c = this.live.get(m.id);
-        if (!c) return;
-        c.verdict ??= m.type;
-        if (m.type === 'reset') resetStream(c.client);
-        c.wake?.();
-        return;
-      }
-      default:
-        this.control.close(new ProtocolError(`unexpected '${m.type}' on the control channel`));
-    }
-  }
-
-  /** A data connection the agent opened: give it to a waiting client, or park it. */
-  addDataConnection(data: Duplex): void {
-    if (this.ended) return void data.destroy();
-    const waiter = this.waiting.shift();
-    if (waiter) {
-      clearTimeout(waiter.timer);
-      // Clients still waiting: keep the agent opening, or a burst is served a pool-size at a time.
-      if (this.waiting.length) this.control.send({ type: 'need', count: this.waiting.length });
-      return waiter.resolve(data);
-    }
-    if (this.pool.length >= MAX_POOLED) return void data.destroy();
-    this.pool.push(data);
-    const onClose = () => {
-      const i = this.pool.indexOf(data);
-      if (i >= 0) this.pool.splice(i, 1);
-      this.parked.delete(data);
-    };
-    // Parked connections are read by nobody; an agent that sends on one before `open` is misbehaving.
-    const onData = () => data.destroy();
-    this.parked.set(data, { onClose, onData });
-    data.once('close', onClose);
-    data.on('error', () => {});
-    data.once('data', onData);
-    data.resume();
-  }
-
-  private takeDataConnection(): Promise<Duplex> {
-    while (this.pool.length) {
-      const data = this.pool.shift()!;
-      const hooks = this.parked.get(data);
-      this.parked.delete(data);
-      if (hooks) {
-        data.off('close', hooks.onClose);
-        data.off('data', hooks.onData);
-      }
-      if (data.destroyed) continue;
-      data.pause();
-      return Promise.resolve(data);
-    }
-    return new Promise((resolve, reject) => {
-      const p: Pending = {
-        resolve,
-        reject,
-        timer: setTimeout(() => {
-          const i = this.waiting.indexOf(p);
-          if (i >= 0) this.waiting.splice(i, 1);
-          reject(new Error(`the agent opened no data connection within ${DATA_WAIT_MS / 1000} s`));
-        }, DATA_WAIT_MS),
-      };
-      this.waiting.push(p);
-      this.control.send({ type: 'need', count: this.waiting.length });
-    });
   }
 
   /** One public client (`stream`: its socket, or the TLS socket over it), `head` sent ahead of its bytes. */
@@ -566,85 +468,45 @@ class Session implements NamedRoute {
       resetStream(client);
       return { received: 0, sent: 0, reason: `${max} connections already open across all tunnels (--max-conns)` };
     }
+    if (this.ended || !this.mux || this.mux.closed) {
+      resetStream(client);
+      return { received: 0, sent: 0, reason: 'no tunnel', fields: { error: 'the agent is gone' } };
+    }
     this.relayServer.liveClients++;
+    const stream = this.mux.open({ client: wire(conn.remote), server: wire(conn.local) });
+    const live: LiveConn = { client, stream };
+    this.live.add(live);
+    let counted: ReturnType<NonNullable<typeof opts.metrics>['tunnelConnectionOpened']> | undefined;
     try {
-      let data: Duplex;
-      try {
-        data = await this.takeDataConnection();
-      } catch (err) {
-        resetStream(client);
-        return { received: 0, sent: 0, reason: 'no tunnel', fields: { error: (err as Error).message } };
-      }
-      if (client.destroyed) {
-        data.destroy();
-        return { received: 0, sent: 0, reason: 'client gone before the tunnel opened' };
-      }
-      const id = this.nextId++;
-      const live: LiveConn = { client, data };
-      this.live.set(id, live);
-      data.write(encodeFrame({ type: 'open', id, client: wire(conn.remote), server: wire(conn.local) }));
-      if (head) data.write(head);
+      if (head) stream.write(head);
       // --metrics: the client's bytes, read from its socket at each scrape, from its first byte
       // (the request head --http read to route it included, as the client sent it).
-      const counted = opts.metrics?.tunnelConnectionOpened(this.entry.name, client, { fromStart: true });
-      const result = await relay(client, data, {
-        propagateReset: true,
-        resetOnFailure: { a: true },
-        // The client's EOF travels as a `fin` on the control channel, ahead of the data connection's FIN.
-        onEof: (from) => {
-          if (from === 'a') this.control.send({ type: 'fin', id });
-        },
-        eofGate: { b: () => this.verdict(live) },
-      });
-      this.live.delete(id);
-      if (counted) opts.metrics!.tunnelConnectionClosed(this.entry.name, counted);
-      if (result.reason !== 'eof' && live.verdict !== 'reset') this.control.send({ type: 'reset', id });
+      counted = opts.metrics?.tunnelConnectionOpened(this.entry.name, client, { fromStart: true });
+      // The agent's EOF is a FIN frame ordered after its data; a reset (RST frame, the agent
+      // gone) destroys the stream with ECONNRESET, and the client is reset too.
+      const result = await relay(client, stream, { propagateReset: true, resetOnFailure: { a: true } });
       return { received: result.aToB, sent: result.bToA, reason: result.reason, text: ` (tunnel ${this.entry.name})`, fields: { agent: this.entry.name } };
     } finally {
+      this.live.delete(live);
+      if (counted) opts.metrics!.tunnelConnectionClosed(this.entry.name, counted);
       this.relayServer.liveClients--;
     }
-  }
-
-  /** Whether the agent confirmed its end of `live` with a fin (false: reset, agent gone, or no word within 3 heartbeats). */
-  private verdict(live: LiveConn): Promise<boolean> {
-    if (live.verdict) return Promise.resolve(live.verdict === 'fin');
-    if (this.ended) return Promise.resolve(false);
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        live.wake = undefined;
-        resolve(false);
-      }, 3 * this.heartbeatMs);
-      live.wake = () => {
-        clearTimeout(timer);
-        live.wake = undefined;
-        resolve(live.verdict === 'fin');
-      };
-    });
   }
 
   /** Ends the tunnel: frees the public port at once and resets every client it carried. */
   end(reason: string): Promise<void> {
     if (this.ended) return this.ended;
     let resolveEnded!: () => void;
-    // Set before anything below runs: closing the control channel calls end() again.
+    // Set before anything below runs: closing the connection calls end() again.
     this.ended = new Promise<void>((r) => (resolveEnded = r));
     void (async () => {
       clearInterval(this.heartbeat);
       this.relayServer.forget(this);
       if (this.heartbeat) this.relayServer.opts.metrics?.tunnelUp(this.entry.name, false);
-      this.control.close(new ProtocolError(reason));
       // Reset first: serve()'s own stop would close the clients with a FIN, a cut that looks complete.
-      for (const c of this.live.values()) {
-        c.verdict ??= 'reset';
-        resetStream(c.client);
-        c.data.destroy();
-        c.wake?.();
-      }
-      for (const d of this.pool.splice(0)) d.destroy();
-      for (const w of this.waiting.splice(0)) {
-        clearTimeout(w.timer);
-        w.reject(new Error(`agent gone: ${reason}`));
-      }
+      for (const c of this.live) resetStream(c.client);
+      if (this.mux) this.mux.close(new ProtocolError(reason));
+      else this.control.close(new ProtocolError(reason));
       this.stopPublic.abort();
       await this.served?.catch(() => {});
       if (this.publicLabel) {

@@ -157,6 +157,70 @@ describe('mutual TLS', () => {
     await srv.waitForStderr(/refused 127\.0\.0\.1:\d+: its client certificate is not trusted \(DEPTH_ZERO_SELF_SIGNED_CERT\)/);
   });
 
+  it.each([
+    ['stdin at EOF (</dev/null)', ''],
+    ['one line then EOF (echo hi |)', 'hi\n'],
+  ])('refuses a client certificate signed by someone else, %s: exit 1 every time, never a clean-looking end (issue 16 #9)', async (_what, stdin) => {
+    // Before: our EOF crossed the server's close, and the refusal read as an empty exchange (exit 0).
+    const { port } = await server();
+    for (let i = 0; i < 4; i++) {
+      const r = await runCli(['connect', '--ca', certs.cert, '--client-cert', certs.strangerCert, '--client-key', certs.strangerKey, `tls:localhost:${port}`], { stdin });
+      expect(r.stderr).toMatch(/^sockcat: tls:localhost:\d+: the server rejected our client certificate/m);
+      expect(r.code).toBe(1);
+    }
+  });
+
+  it.each([
+    ['TLSv1.3', 'a reset', /ECONNRESET/],
+    ['TLSv1.2', 'an unknown_ca alert', /ALERT_UNKNOWN_CA/],
+  ] as const)('the listener refuses an untrusted client certificate under %s with %s, never a clean close', async (version, _how, expected) => {
+    const { port } = await server();
+    for (const endAtOnce of [true, false]) {
+      const outcome = await new Promise<string>((resolve) => {
+        const c = tls.connect({
+          port,
+          host: '127.0.0.1',
+          servername: 'localhost',
+          ca: fs.readFileSync(certs.cert),
+          cert: fs.readFileSync(certs.strangerCert),
+          key: fs.readFileSync(certs.strangerKey),
+          maxVersion: version,
+          allowHalfOpen: true,
+        } as tls.ConnectionOptions);
+        const seen: string[] = [];
+        c.on('secureConnect', () => endAtOnce && c.end());
+        c.on('data', () => seen.push('data'));
+        c.on('end', () => seen.push('end'));
+        c.on('error', (e: NodeJS.ErrnoException) => seen.push(`error ${e.code}`));
+        c.on('close', () => resolve(seen.join(',')));
+      });
+      expect(outcome).not.toMatch(/end|data/);
+      expect(outcome).toMatch(expected);
+    }
+  });
+
+  it('refuses a client certificate with an alert (an OpenSSL server), stdin at EOF: connect exits 1', async () => {
+    const port = await new Promise<number>((resolve) => {
+      const probe = net.createServer().listen(0, '127.0.0.1', () => {
+        const p = (probe.address() as net.AddressInfo).port;
+        probe.close(() => resolve(p));
+      });
+    });
+    const server = spawn('openssl', ['s_server', '-accept', `127.0.0.1:${port}`, '-cert', certs.cert, '-key', certs.key, '-Verify', '1', '-CAfile', certs.ca, '-verify_return_error', '-quiet'], { stdio: ['pipe', 'ignore', 'ignore'] });
+    try {
+      let r: Awaited<ReturnType<typeof runCli>> | undefined;
+      for (let attempt = 0; attempt < 40; attempt++) {
+        r = await runCli(['connect', '--ca', certs.cert, '--client-cert', certs.strangerCert, '--client-key', certs.strangerKey, `tls:localhost:${port}`], { stdin: '' });
+        if (!/connection refused/.test(r.stderr)) break;
+        await new Promise((res) => setTimeout(res, 250));
+      }
+      expect(r!.stderr).toMatch(/^sockcat: .*the server rejected our client certificate/m);
+      expect(r!.code).toBe(1);
+    } finally {
+      server.kill();
+    }
+  });
+
   it('refuses a client certificate with an alert (an OpenSSL server): connect exits 1 and says the server rejected it', async () => {
     // A free port for openssl s_server: bind port 0, note it, let it go.
     const port = await new Promise<number>((resolve) => {

@@ -1,7 +1,8 @@
 import { runConnect } from '../modes/connect';
 import { DEFAULT_QUIT_AFTER_MS } from '../modes/udp-connect';
-import { addressFromArgs, commonFromArgs, secondsOption, settleAddresses, withCommonOptions, withIdleTimeout, examplesEpilog } from './options';
+import { addressFromArgs, commonFromArgs, refuseTyped, secondsOption, settleAddresses, withCommonOptions, withIdleTimeout, examplesEpilog } from './options';
 import type { CommandFactory } from './types';
+import { UsageError } from '../errors';
 import { withVia, withViaOption } from './via';
 
 export const connectCommand: CommandFactory = (env) => ({
@@ -27,6 +28,13 @@ export const connectCommand: CommandFactory = (env) => ({
       ),
   handler: async (argv) => {
     const [address] = settleAddresses([{ address: addressFromArgs(argv.address, argv.port, 'connect'), role: 'connect', primary: true }], argv, ['connect']);
+    if (address.scheme === 'udp') {
+      // -w has no default, --shutdown defaults to true: argv says whether they were typed.
+      const typed = [argv.wait !== undefined ? '--wait' : '', argv.shutdown === false ? '--no-shutdown' : ''].filter(Boolean);
+      if (typed.length) throw new UsageError(`${typed.join(', ')}: for streams only; a UDP client has no connection to wait for and no write side to shut down (see --quit-after)`);
+    } else {
+      refuseTyped(env.args, ['quit-after'], 'to UDP (-u, udp:…): a stream client quits when the server closes');
+    }
     const code = await runConnect(
       {
         address: withVia(address, argv.via),

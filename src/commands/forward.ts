@@ -2,7 +2,7 @@ import { parseWorkers } from '../runtime/workers';
 import { runForward, DEFAULT_FORWARD_CONNECT_TIMEOUT_MS, DEFAULT_FORWARD_DRAIN_TIMEOUT_MS } from '../modes/forward';
 import { UsageError } from '../errors';
 import type { ProxyVersion } from '../proxy-protocol';
-import { addressFromArgs, addressText, commonFromArgs, listenerFromArgs, secondsOption, settleAddresses, withCommonOptions, withListenerOptions, withRelayOptions, withUdpIdle, examplesEpilog } from './options';
+import { addressFromArgs, addressText, commonFromArgs, refuseTyped, listenerFromArgs, secondsOption, settleAddresses, withCommonOptions, withListenerOptions, withRelayOptions, withUdpIdle, examplesEpilog } from './options';
 import type { CommandFactory } from './types';
 import { withVia, withViaOption } from './via';
 
@@ -68,6 +68,12 @@ export const forwardCommand: CommandFactory = (env) => ({
       argv,
       ['listen', 'connect'],
     );
+    if (listen.scheme === 'udp' || target.scheme === 'udp') {
+      // A UDP forward has no connection to time out, half-close or drain: its peers are forgotten after --udp-idle.
+      refuseTyped(env.args, ['close-wait', 'idle-timeout', 'connect-timeout', 'drain-timeout'], 'to TCP (stream) forwards, not to UDP: a UDP peer is forgotten after --udp-idle SECS');
+    } else {
+      refuseTyped(env.args, ['udp-idle'], 'to UDP forwards (udp:…), not to TCP: use --idle-timeout');
+    }
     const connectTimeoutMs = secondsOption(argv.connectTimeout, '--connect-timeout');
     if (connectTimeoutMs === 0) throw new UsageError('--connect-timeout must be more than 0 seconds');
     const workers = parseWorkers(argv.workers);

@@ -1,7 +1,7 @@
 import { runListen } from '../modes/listen';
 import { UsageError } from '../errors';
 import { execInsteadOfListen } from './habits';
-import { addressFromArgs, addressText, bytesOption, commonFromArgs, listenerFromArgs, secondsOption, settleAddresses, withCommonOptions, withIdleTimeout, withListenerOptions, withUdpIdle, examplesEpilog } from './options';
+import { addressFromArgs, addressText, bytesOption, commonFromArgs, refuseTyped, listenerFromArgs, secondsOption, settleAddresses, withCommonOptions, withIdleTimeout, withListenerOptions, withUdpIdle, examplesEpilog } from './options';
 import type { CommandFactory } from './types';
 
 export const listenCommand: CommandFactory = (env) => ({
@@ -37,6 +37,12 @@ export const listenCommand: CommandFactory = (env) => ({
   handler: async (argv) => {
     if (argv.e !== undefined || argv.c !== undefined) throw execInsteadOfListen(env.args, argv as { e?: string; c?: string; address?: string; port?: string }, addressText(argv.address, argv.port));
     const [address] = settleAddresses([{ address: addressFromArgs(argv.address, argv.port, 'listen'), role: 'listen', primary: true }], argv, ['listen']);
+    if (address.scheme === 'udp') {
+      refuseTyped(env.args, ['drain-timeout'], 'to stream listeners (TCP, TLS, unix), not to UDP: there is no connection to drain');
+      if (argv.shutdown === false) throw new UsageError('--no-shutdown applies to streams: UDP has no write side to shut down');
+    } else {
+      refuseTyped(env.args, ['udp-idle'], 'to UDP listeners (-u, udp:…), not to streams: use --idle-timeout');
+    }
     if (argv.metrics !== undefined && !argv.keepOpen && !argv.echo) throw new UsageError('--metrics is for servers that keep running: add -k');
     if (argv.allowLink !== undefined && !argv.keepOpen && !argv.echo) throw new UsageError('--allow-link is for servers that keep running: add -k');
     if (argv.echo && argv.keepOpen === false && argv.crlf) throw new UsageError('--crlf applies to stdin, which --echo does not read');

@@ -340,3 +340,24 @@ export function examplesEpilog(examples: Array<[command: string, meaning: string
   if (notes) lines.push('', notes);
   return lines.join('\n');
 }
+
+/** Whether the user typed `--NAME` (or `--NAME=…`, or its camelCase form) before any `--`: flags with a default are always in argv. */
+export function flagGiven(args: readonly string[], name: string): boolean {
+  const forms = [`--${name}`, `--${camel(name)}`];
+  for (const a of args) {
+    if (a === '--') return false;
+    if (forms.some((f) => a === f || a.startsWith(`${f}=`))) return true;
+  }
+  return false;
+}
+
+/**
+ * Refuses (exit 2) the flags of `names` the user typed when they mean nothing here: `why` says
+ * what they apply to ("to TCP forwards, not to UDP: use --udp-idle"; the verb is added).
+ */
+export function refuseTyped(args: readonly string[], names: readonly string[], why: string): void {
+  const typed = names.filter((n) => flagGiven(args, n));
+  if (typed.length === 0) return;
+  const list = typed.map((n) => `--${n}`).join(', ');
+  throw new UsageError(`${list} ${typed.length > 1 ? 'apply' : 'applies'} ${why}`);
+}

@@ -43,6 +43,36 @@ describe('transport flags that no address takes are refused', () => {
   });
 });
 
+describe('mode × flag combinations that mean nothing are refused, not ignored (issue 16 #6, issue 9)', () => {
+  // Each row: a command line whose flag the mode would have silently ignored before, and the line it now gets.
+  it.each([
+    ['forward', ['--close-wait', '5', 'udp:127.0.0.1:0', 'udp:127.0.0.1:9'], /^sockcat: --close-wait applies to TCP \(stream\) forwards, not to UDP/],
+    ['forward', ['--idle-timeout=5', 'udp:127.0.0.1:0', 'udp:127.0.0.1:9'], /^sockcat: --idle-timeout applies to TCP \(stream\) forwards, not to UDP/],
+    ['forward', ['--connect-timeout', '5', 'udp:127.0.0.1:0', 'udp:127.0.0.1:9'], /^sockcat: --connect-timeout applies to TCP \(stream\) forwards/],
+    ['forward', ['--drain-timeout', '5', 'udp:127.0.0.1:0', 'udp:127.0.0.1:9'], /^sockcat: --drain-timeout applies to TCP \(stream\) forwards/],
+    ['forward', ['--close-wait', '1', '--drain-timeout', '1', 'udp:127.0.0.1:0', 'udp:127.0.0.1:9'], /^sockcat: --close-wait, --drain-timeout apply to TCP/],
+    ['forward', ['--udp-idle', '5', '127.0.0.1:0', '127.0.0.1:9'], /^sockcat: --udp-idle applies to UDP forwards \(udp:…\), not to TCP/],
+    ['listen', ['--udp-idle', '5', '0'], /^sockcat: --udp-idle applies to UDP listeners/],
+    ['listen', ['-u', '--drain-timeout', '5', '0'], /^sockcat: --drain-timeout applies to stream listeners/],
+    ['listen', ['-u', '--no-shutdown', '0'], /^sockcat: --no-shutdown applies to streams: UDP has no write side/],
+    ['connect', ['-u', '-w', '3', '127.0.0.1:9'], /^sockcat: --wait: for streams only/],
+    ['connect', ['-u', '--no-shutdown', '127.0.0.1:9'], /^sockcat: --no-shutdown: for streams only/],
+    ['connect', ['--quit-after', '5', '127.0.0.1:9'], /^sockcat: --quit-after applies to UDP/],
+  ] as const)('%s %j: exit 2, one line', async (mode, args, why) => {
+    await refused([mode, ...args], why);
+  });
+
+  it.each([
+    ['forward', ['--udp-idle', '5', 'udp:127.0.0.1:0', 'udp:127.0.0.1:9']],
+    ['forward', ['--close-wait', '5', '--connect-timeout', '2', '127.0.0.1:0', '127.0.0.1:9']],
+    ['listen', ['-u', '--udp-idle', '5', '0']],
+  ] as const)('%s %j: taken where it means something (still running after 1.5 s)', async (mode, args) => {
+    const r = await runCli([mode, ...args], { timeoutMs: 1500 });
+    expect(r.stderr).not.toMatch(/applies|apply to|for streams only/);
+    expect(r.code).not.toBe(2);
+  });
+});
+
 describe("a mode's --help lists only its flags", () => {
   it('connect lists no server flag; listen lists no client TLS flag', async () => {
     const connect = (await runCli(['connect', '--help'])).stdout.toString();

@@ -69,9 +69,26 @@ export function connectNetSocket(target: net.NetConnectOpts, ctx: ErrorContext, 
   });
 }
 
-/** Wraps an established socket as a Connection. */
-export function socketConnection(socket: net.Socket): Connection {
-  return { stream: socket, remote: socketPeer(socket, 'remote'), local: socketPeer(socket, 'local') };
+/**
+ * Wraps an established socket as a Connection. With `lazy`, each address is asked of the kernel
+ * (getpeername/getsockname) only when first read, and kept: for sockets whose users read them
+ * while the socket is open (an accepted client's `local`, the proxy's upstream `remote`), one
+ * syscall per connection saved each. Without it both are read now, for callers that read them
+ * after the socket has closed (forward's log line names its upstream).
+ */
+export function socketConnection(socket: net.Socket, lazy = false): Connection {
+  if (!lazy) return { stream: socket, remote: socketPeer(socket, 'remote'), local: socketPeer(socket, 'local') };
+  let remote: Peer | undefined;
+  let local: Peer | undefined;
+  return {
+    stream: socket,
+    get remote() {
+      return (remote ??= socketPeer(socket, 'remote'));
+    },
+    get local() {
+      return (local ??= socketPeer(socket, 'local'));
+    },
+  };
 }
 
 /**
@@ -139,7 +156,8 @@ export const tcpTransport: Transport<TcpAddress> = {
   },
   async listen(addr, opts): Promise<Listener> {
     const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false, noDelay: true }, (socket) =>
-      opts.onConnection(socketConnection(socket)),
+      // Lazy: the runtime reads `remote` at once; `local` only a mode that needs it (exec, PROXY header).
+      opts.onConnection(socketConnection(socket, true)),
     );
     await bindServer(server, addr, formatHostPort(addr.host, addr.port), opts);
     const bound: TcpAddress = { scheme: 'tcp', ...boundHostPort(server, addr) };

@@ -187,7 +187,8 @@ export class Dialer {
       if (left <= 0) break;
       try {
         const socket = await connectTcpSocket({ host: ip, port: targetPort, hostGiven: true }, { timeoutMs: left, signal });
-        return { ...route, resolved: formatHostPort(ip, targetPort), conn: socketConnection(socket) };
+        // Lazy addresses: the proxy reads only `local` (the BND address of its reply), while open.
+        return { ...route, resolved: formatHostPort(ip, targetPort), conn: socketConnection(socket, true) };
       } catch (err) {
         last = failureOf(err as NodeJS.ErrnoException, formatHostPort(ip, targetPort));
         if (signal?.aborted) break;

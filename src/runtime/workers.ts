@@ -319,6 +319,9 @@ export interface ListenerProcessOptions extends LogOptions {
  * with a higher one: 'done' too).
  */
 export async function listenerProcess(opts: ListenerProcessOptions, io: ModeIO): Promise<ListenerProcess> {
+  // N processes share a port (SO_REUSEPORT); a socket path can be bound by one process only, and
+  // each new worker took the previous one's socket for a stale one (or died on it).
+  if (opts.workers > 1 && !('port' in opts.listen)) throw new UsageError(`--workers needs a TCP or TLS LISTEN address (a port the workers share), not ${opts.listen.scheme}:`);
   if (opts.workers > 1 && !isListenerWorker()) return { role: 'done', exitCode: await runWorkerPrimary(opts, io) };
   if (opts.workers > 1) {
     const worker = workerSetup(io.signal);

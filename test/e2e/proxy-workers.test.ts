@@ -104,6 +104,17 @@ describe('sockcat proxy --workers (CLI)', () => {
     }
   });
 
+  it('refuses --workers on a unix socket: only one process can bind a path (exit 2, one line)', async () => {
+    for (const mode of [['proxy'], ['forward']]) {
+      const sock = path.join(os.tmpdir(), `sockcat-workers-${process.pid}-${mode[0]}.sock`);
+      const args = mode[0] === 'proxy' ? ['proxy', '--workers', '2', `unix:${sock}`] : ['forward', '--workers', '2', `unix:${sock}`, '127.0.0.1:9'];
+      const r = await sockcat(args).exited;
+      expect(r.code).toBe(2);
+      expect(r.stderr).toBe("sockcat: --workers needs a TCP or TLS LISTEN address (a port the workers share), not unix: (see 'sockcat --help')\n");
+      expect(fs.existsSync(sock)).toBe(false);
+    }
+  });
+
   it('refuses --workers with a bad count (exit 2, one line)', async () => {
     const p = sockcat(['proxy', '--workers', '0', '127.0.0.1:0']);
     const r = await p.exited;

@@ -10,7 +10,7 @@ import tls from 'node:tls';
 import { spawn } from 'node:child_process';
 import { startCli, runCli, type RunningCli } from '../helpers/cli';
 import { makeTestCerts, type TestCerts } from '../helpers/tls';
-import { readAll, waitFor } from '../helpers/net';
+import { readAll, sleep, waitFor } from '../helpers/net';
 
 let certs: TestCerts;
 const running: RunningCli[] = [];
@@ -392,6 +392,31 @@ describe('TLS listener: access control and limits before any TLS work (issue 16 
     // Dropped because of the FIN, not because the 10 s handshake timeout ran out.
     await server.waitForStderr(/client 127\.0\.0\.1:\d+ closed the connection during the TLS handshake/);
     expect(server.stderr()).not.toMatch(/timed out/);
+  });
+
+  it('pending handshakes are bounded in all: 256 silent ones from 16 addresses, the next (from a 17th) is refused and logged', async () => {
+    const { server, port } = await tlsEcho('--cert', certs.cert, '--key', certs.key);
+    const silent: net.Socket[] = [];
+    try {
+      for (let source = 2; source < 18; source++) {
+        await Promise.all(
+          Array.from({ length: 16 }, () => new Promise<void>((resolve) => {
+            const s = net.connect({ port, host: '127.0.0.1', localAddress: `127.0.0.${source}` });
+            s.on('error', () => resolve());
+            s.once('connect', () => resolve());
+            silent.push(s);
+          })),
+        );
+      }
+      await sleep(200);
+      const late = net.connect({ port, host: '127.0.0.1', localAddress: '127.0.0.99' });
+      late.on('error', () => {});
+      late.on('data', () => {});
+      await server.waitForStderr(/refused 127\.0\.0\.99:\d+: 256 TLS handshakes already in progress/);
+      late.destroy();
+    } finally {
+      for (const s of silent) s.destroy();
+    }
   });
 
   it('pending handshakes from one source are bounded: past 16 silent ones, the next is refused and logged', async () => {

@@ -45,7 +45,9 @@ export const listenCommand: CommandFactory = (env) => ({
     }
     if (argv.metrics !== undefined && !argv.keepOpen && !argv.echo) throw new UsageError('--metrics is for servers that keep running: add -k');
     if (argv.allowLink !== undefined && !argv.keepOpen && !argv.echo) throw new UsageError('--allow-link is for servers that keep running: add -k');
-    if (argv.echo && argv.keepOpen === false && argv.crlf) throw new UsageError('--crlf applies to stdin, which --echo does not read');
+    // With or without -k: --echo wins, stdin is never read.
+    if (argv.echo && argv.crlf) throw new UsageError('--crlf applies to stdin, which --echo does not read');
+    if (argv.echo && argv.shutdown === false) throw new UsageError('--no-shutdown applies to stdin EOF, which --echo does not read: it ends its side when the client ends its own');
     if (argv.maxQueue !== undefined && (!argv.keepOpen || argv.echo || address.scheme === 'udp')) {
       throw new UsageError('--max-queue caps the stdin queued for each client of listen -k over a stream (TCP, TLS, unix): not with --echo, -u or a single client');
     }

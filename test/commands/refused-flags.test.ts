@@ -58,6 +58,8 @@ describe('mode × flag combinations that mean nothing are refused, not ignored (
     ['connect', ['-u', '-w', '3', '127.0.0.1:9'], /^sockcat: --wait: for streams only/],
     ['connect', ['-u', '--no-shutdown', '127.0.0.1:9'], /^sockcat: --no-shutdown: for streams only/],
     ['connect', ['--quit-after', '5', '127.0.0.1:9'], /^sockcat: --quit-after applies to UDP/],
+    ['listen', ['-k', '--echo', '--crlf', '0'], /^sockcat: --crlf applies to stdin, which --echo does not read/],
+    ['listen', ['--echo', '--no-shutdown', '0'], /^sockcat: --no-shutdown applies to stdin EOF, which --echo does not read/],
   ] as const)('%s %j: exit 2, one line', async (mode, args, why) => {
     await refused([mode, ...args], why);
   });

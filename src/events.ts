@@ -23,11 +23,11 @@ export interface RefusedEvent {
   fields?: LogFields;
 }
 
-/** A connection over. A server names its `client`; a client (connect) names the `remote` it reached. */
+/** A connection over. A server names its `client`; a client (connect) names the `server` it reached. */
 export interface ClosedEvent {
   id?: number;
   client?: string;
-  remote?: string;
+  server?: string;
   bytesIn: number;
   bytesOut: number;
   durationMs: number;

@@ -1,5 +1,6 @@
 /**
- * The one room for logging. Errors always print; connection events print with -v. With
+ * The one room for logging. Errors always print; connection events print with -v. Text lines
+ * start with the time (`sockcat: 21:04:05.123 connection from …`). With
  * --log-format json every event is one JSON object per line, for log tools. The connection
  * events of every mode (open, refused, closed with bytes each way) are worded here, once.
  *
@@ -100,6 +101,15 @@ export class Logger implements ConnectionSubscriber {
     this.write('error', event, text, fields);
   }
 
+  /**
+   * A half-close, with -v, worded the same in every mode: `127.0.0.1:5555 closed its side` when a
+   * peer sends its FIN, `stdin closed; shutting down our write side` when we send ours. `side`
+   * names, in JSON, the end that closed: client, server, upstream (forward) or program (exec).
+   */
+  halfClosed(side: 'client' | 'server' | 'upstream' | 'program', text: string, fields: LogFields = {}): void {
+    this.event('eof', text, { side, ...fields });
+  }
+
   /** A connection (or datagram peer) is open. */
   opened(e: OpenedEvent): void {
     const text = e.datagrams ? `datagrams from ${e.client}` : `connection from ${e.client}`;
@@ -113,8 +123,8 @@ export class Logger implements ConnectionSubscriber {
 
   /** A connection is over: bytes each way, how long, why. */
   closed(e: ClosedEvent): void {
-    const who = e.client ?? e.remote!;
-    const fields: LogFields = e.client !== undefined ? { client: e.client, id: e.id } : { remote: e.remote };
+    const who = e.client ?? e.server!;
+    const fields: LogFields = e.client !== undefined ? { client: e.client, id: e.id } : { server: e.server };
     const all = { ...fields, ...e.fields, bytes_in: e.bytesIn, bytes_out: e.bytesOut, duration_ms: e.durationMs, reason: e.reason };
     const counts = `${e.bytesIn} bytes in, ${e.bytesOut} bytes out`;
     if (e.datagrams) return this.event('close', `forgot ${who}: ${counts} (${e.reason})`, all);
@@ -134,7 +144,7 @@ export class Logger implements ConnectionSubscriber {
       if (!('message' in obj)) obj.message = text;
       this.stderr.write(JSON.stringify(obj) + '\n');
     } else {
-      this.stderr.write(`sockcat: ${text}\n`);
+      this.stderr.write(`sockcat: ${clockTime(new Date())} ${text}\n`);
     }
   }
 }
@@ -144,6 +154,16 @@ export type { LogFields };
 /** The logger every mode builds from its -v and --log-format, writing to io.stderr. */
 export function createLogger(opts: LogOptions, stderr: Writable, extra: Pick<LoggerOptions, 'fields' | 'mute'> = {}): Logger {
   return new Logger({ stderr, verbose: opts.verbose, format: opts.logFormat, quiet: opts.quiet, ...extra });
+}
+
+/**
+ * "21:04:05.123": local time to the millisecond, the start of every text log line (JSON lines have
+ * their ISO `time`). Local, because a student compares it with the clock on the wall; the date is
+ * left out, as in tcpdump's and ss's default output.
+ */
+export function clockTime(d: Date): string {
+  const two = (n: number) => String(n).padStart(2, '0');
+  return `${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}.${String(d.getMilliseconds()).padStart(3, '0')}`;
 }
 
 /** "1.2 s", "35 ms". */

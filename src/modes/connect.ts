@@ -43,7 +43,7 @@ export async function runConnect(opts: ConnectOptions, io: ModeIO): Promise<numb
     if (interrupted !== undefined) return interrupted;
     throw err;
   }
-  logger.event('connected', `connected to ${conn.remote.label} from ${conn.local.label}`, { remote: conn.remote.label, local: conn.local.label });
+  logger.event('connected', `connected to ${conn.remote.label} from ${conn.local.label}`, { server: conn.remote.label, local: conn.local.label });
   const stdio = new StdioStream(io.stdin, io.stdout, { crlf: opts.crlf, endOutput: io.endStdout });
   const dump = opts.hex ? hexDumper(io.stderr, { a: '<', b: '>' }) : undefined;
   const result = await relay(conn.stream, stdio, {
@@ -54,12 +54,12 @@ export async function runConnect(opts: ConnectOptions, io: ModeIO): Promise<numb
     idleTimeoutMs: opts.idleTimeoutMs,
     signal: io.signal,
     onData: dump,
-    onEof: (side) => logger.event('eof', side === 'a' ? `${label} closed its side` : 'stdin closed; shutting down our write side', { side: side === 'a' ? 'server' : 'client' }),
+    onEof: (side) => (side === 'a' ? logger.halfClosed('server', `${label} closed its side`) : logger.halfClosed('client', 'stdin closed; shutting down our write side')),
   });
   logger.event(
     'close',
     `closed ${conn.remote.label}: ${result.aToB} bytes in, ${result.bToA} bytes out, ${formatDuration(result.durationMs)} (${result.reason})`,
-    { remote: conn.remote.label, bytes_in: result.aToB, bytes_out: result.bToA, duration_ms: result.durationMs, reason: result.reason },
+    { server: conn.remote.label, bytes_in: result.aToB, bytes_out: result.bToA, duration_ms: result.durationMs, reason: result.reason },
   );
   if (rejectedClientCertificate(opts.address, result)) {
     const how = result.reason === 'reset' ? 'it reset the connection' : result.reason === 'error' ? `it sent ${String((result.error as NodeJS.ErrnoException)?.code ?? 'an alert').replace(/^ERR_SSL_(TLSV1_)?ALERT_/, 'the alert ').toLowerCase().replace(/_/g, ' ')}` : 'it closed the connection';

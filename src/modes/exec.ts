@@ -70,7 +70,7 @@ export async function runExec(opts: ExecOptions, io: ModeIO): Promise<number> {
   };
   process.on('exit', killAllNow);
 
-  async function handle(conn: Connection, ctx: { signal: AbortSignal }): Promise<ConnectionSummary> {
+  async function handle(conn: Connection, ctx: { id: number; signal: AbortSignal }): Promise<ConnectionSummary> {
     const who = conn.remote.label;
     if (children.size + starting >= maxChildren) {
       logger.warn('limit', `refused ${who}: ${maxChildren} children already running (--max-children)`, { client: who, reason: 'max-children', max_children: maxChildren });
@@ -102,6 +102,10 @@ export async function runExec(opts: ExecOptions, io: ModeIO): Promise<number> {
       idleTimeoutMs: opts.idleTimeoutMs,
       signal: ctx.signal,
       onData: opts.hex ? hexDumper(io.stderr, { a: `< ${who}`, b: `> ${who}` }) : undefined,
+      onEof: (side) =>
+        side === 'a'
+          ? logger.halfClosed('client', `${who} closed its side (the program's stdin is closed)`, { client: who, pid: child.pid })
+          : logger.halfClosed('program', `${command.argv0} (pid ${child.pid ?? '-'}) closed its stdout; shutting down our write side to ${who}`, { client: who, pid: child.pid }),
     });
     const exit = await child.exited;
     metrics?.childExited();

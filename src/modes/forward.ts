@@ -131,6 +131,10 @@ class Forwarder {
       idleTimeoutMs: this.opts.idleTimeoutMs,
       signal: ctx.signal,
       propagateReset: true,
+      onEof: (side) =>
+        side === 'a'
+          ? this.logger.halfClosed('client', `${client.remote.label} closed its side`, { client: client.remote.label, id: ctx.id })
+          : this.logger.halfClosed('upstream', `${this.targetLabel} closed its side (for ${client.remote.label})`, { client: client.remote.label, id: ctx.id, upstream: upstream.remote.label }),
       onData: this.opts.hex ? hexDumper(this.stderr, { a: `< ${client.remote.label}`, b: `> ${this.targetLabel}` }) : undefined,
     });
     return this.summary(result, upstream);

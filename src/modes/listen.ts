@@ -9,7 +9,7 @@ import { Duplex, PassThrough, type Writable } from 'node:stream';
 import type { Address, Connection } from '../endpoints/index';
 import { StdioStream, LfToCrlf, stdinLingerMs } from '../endpoints/stdio';
 import { hexDumper } from '../hexdump';
-import { createLogger, Logger, type LogOptions } from '../log';
+import { createLogger, type LogOptions } from '../log';
 import { relay, resetStream, type RelayResult } from '../relay';
 import { DEFAULT_MAX_QUEUE } from './broadcast';
 import { serve, listenerServeOptions, refuseForDatagrams, type ConnectionSummary, type ListenerModeOptions } from '../runtime/listener';
@@ -43,6 +43,11 @@ export async function runListen(opts: ListenOptions, io: ModeIO): Promise<number
   const dumpFor = (conn: Connection) =>
     opts.hex ? hexDumper(io.stderr, { a: `< ${conn.remote.label}`, b: `> ${conn.remote.label}` }) : undefined;
   const summarize = (r: RelayResult): ConnectionSummary => ({ received: r.aToB, sent: r.bToA, reason: r.reason });
+  /** -v: the client's FIN as connect -v says the server's, and ours (`ours` says why we send it). */
+  const eofFor = (conn: Connection, id: number, ours: string) => (side: 'a' | 'b') =>
+    side === 'a'
+      ? logger.halfClosed('client', `${conn.remote.label} closed its side`, { client: conn.remote.label, id })
+      : logger.halfClosed('server', `${ours}; shutting down our write side to ${conn.remote.label}`, { client: conn.remote.label, id });
   let exitCode = 0;
 
   const common = listenerServeOptions(opts, logger, io.signal, 'listen');
@@ -53,7 +58,7 @@ export async function runListen(opts: ListenOptions, io: ModeIO): Promise<number
       handle: async (conn, ctx) => {
         // The relay joined to a PassThrough is an echo: what comes in goes back, with
         // backpressure, and the client's EOF is echoed as our EOF once everything is sent.
-        const r = await relay(conn.stream, new PassThrough(), { idleTimeoutMs: opts.idleTimeoutMs, signal: ctx.signal, onData: dumpFor(conn) });
+        const r = await relay(conn.stream, new PassThrough(), { idleTimeoutMs: opts.idleTimeoutMs, signal: ctx.signal, onData: dumpFor(conn), onEof: eofFor(conn, ctx.id, 'all echoed') });
         return summarize(r);
       },
     });
@@ -74,6 +79,7 @@ export async function runListen(opts: ListenOptions, io: ModeIO): Promise<number
           idleTimeoutMs: opts.idleTimeoutMs,
           signal: ctx.signal,
           onData: dumpFor(conn),
+          onEof: eofFor(conn, ctx.id, 'stdin closed'),
         });
         exitCode = exitCodeFor(r, conn.remote.label, logger, io.signal);
         return summarize(r);
@@ -105,6 +111,7 @@ export async function runListen(opts: ListenOptions, io: ModeIO): Promise<number
           idleTimeoutMs: opts.idleTimeoutMs,
           signal: ctx.signal,
           onData: dumpFor(conn),
+          onEof: eofFor(conn, ctx.id, 'stdin closed'),
         });
         return { ...summarize(r), reason: overflowed ? 'slow' : r.reason };
       },

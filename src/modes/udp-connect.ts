@@ -22,7 +22,7 @@ export async function runUdpConnect(opts: ConnectOptions, io: ModeIO): Promise<n
   const where = udpLabel(addr);
   const socket = await connectUdpSocket(addr);
   const local = peerLabel(socket.address());
-  logger.event('connected', `sending to ${where} from ${local}`, { remote: where, local });
+  logger.event('connected', `sending to ${where} from ${local}`, { server: where, local });
   const dump = opts.hex ? hexDumper(io.stderr, { in: '<', out: '>' }) : undefined;
   const quitAfterMs = opts.quitAfterMs ?? DEFAULT_QUIT_AFTER_MS;
   // -C: each line typed ends in CRLF, as line protocols over UDP (SIP, syslog) may want.
@@ -99,7 +99,7 @@ export async function runUdpConnect(opts: ConnectOptions, io: ModeIO): Promise<n
 
   socket.close();
   logger.event('close', `done with ${where}: ${bytesIn} bytes in, ${bytesOut} bytes out, ${formatDuration(Date.now() - started)}`, {
-    remote: where,
+    server: where,
     bytes_in: bytesIn,
     bytes_out: bytesOut,
   });

@@ -234,7 +234,7 @@ describe('open-file limit (CLI)', () => {
   it('says clearly when the hard limit is too low', async () => {
     const backend = await echoBackend();
     const p = underLimit('-n 300', ['forward', '--max-conns', '1000', '0', `127.0.0.1:${backend.port}`]);
-    const m = await p.waitForStderr(/^sockcat: open-file limit is 300: at most ~(\d+) clients \(not 1000\); raise it with ulimit -n$/m);
+    const m = await p.waitForStderr(/^sockcat: \d\d:\d\d:\d\d\.\d{3} open-file limit is 300: at most ~(\d+) clients \(not 1000\); raise it with ulimit -n$/m);
     expect(Number(m[1])).toBeGreaterThan(100);
     expect(Number(m[1])).toBeLessThan(150);
     p.kill('SIGTERM');

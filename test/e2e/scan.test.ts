@@ -97,7 +97,7 @@ describe('sockcat scan (end to end)', () => {
     expect(r.code).toBe(1);
     expect(r.stdout.toString()).toBe('');
     expect(lines(r.stderr)).toHaveLength(1);
-    expect(r.stderr).toMatch(/^sockcat: no open port: scanned 2 ports on 127\.45\.67\.89 .*2 closed \(-v lists every port\)$/m);
+    expect(r.stderr).toMatch(/^sockcat: \d\d:\d\d:\d\d\.\d{3} no open port: scanned 2 ports on 127\.45\.67\.89 .*2 closed \(-v lists every port\)$/m);
   });
 
   it('scans a range wider than --concurrency and finds the one open port in it', async () => {

@@ -50,7 +50,7 @@ describe('sockcat wait (end to end)', () => {
     const port = await freePort();
     const r = await runCli(['wait', '--timeout', '2', `${HOST}:${port}`]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(new RegExp(`^sockcat: ${HOST.replace(/\./g, '\\.')}:${port} not ready after 2\\.0 s \\(\\d+ attempts\\); last: connection refused`));
+    expect(r.stderr).toMatch(new RegExp(`^sockcat: \\d\\d:\\d\\d:\\d\\d\\.\\d{3} ${HOST.replace(/\./g, '\\.')}:${port} not ready after 2\\.0 s \\(\\d+ attempts\\); last: connection refused`));
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
   });
 

@@ -152,7 +152,7 @@ describe('mutual TLS', () => {
     cli.child.stdin!.write(typed);
     const r = await cli.exited;
     expect(r.stdout.length).toBe(0);
-    expect(r.stderr).toMatch(/^sockcat: tls:localhost:\d+: the server rejected our client certificate/m);
+    expect(r.stderr).toMatch(/^sockcat: \d\d:\d\d:\d\d\.\d{3} tls:localhost:\d+: the server rejected our client certificate/m);
     expect(r.code).toBe(1);
     await srv.waitForStderr(/refused 127\.0\.0\.1:\d+: its client certificate is not trusted \(DEPTH_ZERO_SELF_SIGNED_CERT\)/);
   });
@@ -165,7 +165,7 @@ describe('mutual TLS', () => {
     const { port } = await server();
     for (let i = 0; i < 4; i++) {
       const r = await runCli(['connect', '--ca', certs.cert, '--client-cert', certs.strangerCert, '--client-key', certs.strangerKey, `tls:localhost:${port}`], { stdin });
-      expect(r.stderr).toMatch(/^sockcat: tls:localhost:\d+: the server rejected our client certificate/m);
+      expect(r.stderr).toMatch(/^sockcat: \d\d:\d\d:\d\d\.\d{3} tls:localhost:\d+: the server rejected our client certificate/m);
       expect(r.code).toBe(1);
     }
   });
@@ -214,7 +214,7 @@ describe('mutual TLS', () => {
         if (!/connection refused/.test(r.stderr)) break;
         await new Promise((res) => setTimeout(res, 250));
       }
-      expect(r!.stderr).toMatch(/^sockcat: .*the server rejected our client certificate/m);
+      expect(r!.stderr).toMatch(/^sockcat: \d\d:\d\d:\d\d\.\d{3} .*the server rejected our client certificate/m);
       expect(r!.code).toBe(1);
     } finally {
       server.kill();
@@ -238,7 +238,7 @@ describe('mutual TLS', () => {
         await new Promise((res) => setTimeout(res, 250));
       }
       expect(r!.code).toBe(1);
-      expect(r!.stderr).toMatch(/^sockcat: .*the server rejected our client certificate/m);
+      expect(r!.stderr).toMatch(/^sockcat: \d\d:\d\d:\d\d\.\d{3} .*the server rejected our client certificate/m);
     } finally {
       server.kill();
     }
@@ -290,7 +290,7 @@ describe('TLS listener: nothing lost when the server half-closes at once', () =>
       c.on('error', () => {});
       await readAll(c);
     }
-    await waitFor(() => (server.stderr().match(/closed /g) ?? []).length === clients, 10_000, 'every client closed');
+    await waitFor(() => (server.stderr().match(/ closed 127\.0\.0\.1:\d+: /g) ?? []).length === clients, 10_000, 'every client closed');
     const lines = server.stdout().toString().split('\n').filter(Boolean).sort();
     expect(lines).toEqual(Array.from({ length: clients }, (_, i) => `client ${i}`).sort());
   });

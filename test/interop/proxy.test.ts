@@ -230,7 +230,7 @@ describe('--via chains', () => {
     for (const scheme of ['socks5+tls', 'https']) {
       const r = await runCli(['connect', `127.0.0.1:${echo.port}`, '--via', `${scheme}://localhost:${port}?insecure`], { stdin: `over ${scheme}` });
       // Not verifying is said, once, and nothing else.
-      expect(r.stderr).toMatch(/^sockcat: --insecure: not verifying the certificate of tls:localhost:\d+[^\n]*\n$/);
+      expect(r.stderr).toMatch(/^sockcat: \d\d:\d\d:\d\d\.\d{3} --insecure: not verifying the certificate of tls:localhost:\d+[^\n]*\n$/);
       expect(r.stdout.toString()).toBe(`over ${scheme}`);
     }
     // Without ?insecure the ephemeral certificate is not trusted: the hop is named.

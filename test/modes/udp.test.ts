@@ -120,7 +120,7 @@ describe('connect -u', () => {
     sockets.splice(sockets.indexOf(p.socket), 1);
     const r = await runCli(['connect', '-u', `127.0.0.1:${port}`], { stdin: 'anyone?\n' });
     expect(r.code).toBe(1);
-    expect(r.stderr.trim().split('\n')).toEqual([`sockcat: udp:127.0.0.1:${port}: port unreachable — nothing listens on that UDP port`]);
+    expect(r.stderr).toMatch(new RegExp(`^sockcat: \\d\\d:\\d\\d:\\d\\d\\.\\d{3} udp:127\\.0\\.0\\.1:${port}: port unreachable — nothing listens on that UDP port\\n$`));
   });
 
   it('-u with --tls is a usage error', async () => {

@@ -49,7 +49,7 @@ describe('listener at the open-file limit', () => {
     }
     const lines = p.stderr().split('\n').filter((l) => /open-file limit/.test(l));
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatch(/^sockcat: open-file limit 64 reached \(\d+ in use, \d+ clients\): new clients are turned away until some leave; raise it with ulimit -n$/);
+    expect(lines[0]).toMatch(/^sockcat: \d\d:\d\d:\d\d\.\d{3} open-file limit 64 reached \(\d+ in use, \d+ clients\): new clients are turned away until some leave; raise it with ulimit -n$/);
     expect(p.stderr()).not.toMatch(/EMFILE|accept failed/);
     // Descriptors are free again: a new client is served.
     expect((await exchange(port, 'still here\n')).toString()).toBe('still here\n');

@@ -46,7 +46,7 @@ describe('open-file limit', () => {
     const max = (r as { maxConns: number }).maxConns;
     expect(max).toBeGreaterThan(400);
     expect(max).toBeLessThan(500);
-    expect(log.text()).toBe(`sockcat: open-file limit is 1024: at most ~${max} clients; raise it with ulimit -n\n`);
+    expect(log.text()).toMatch(new RegExp(`^sockcat: \\d\\d:\\d\\d:\\d\\d\\.\\d{3} open-file limit is 1024: at most ~${max} clients; raise it with ulimit -n\\n$`));
   });
 
   it('says nothing, even with -v, when the limit only trims the default by a few clients', async () => {
@@ -59,7 +59,7 @@ describe('open-file limit', () => {
   it('names an explicit --max-conns it cannot honour', async () => {
     const log = logger();
     await ensureFdLimit({ maxConns: 5000, defaultMaxConns: 10_000, fdsPerClient: 2, logger: log.logger, relaunch: false, limits: { soft: 4096, hard: 4096 } });
-    expect(log.text()).toMatch(/^sockcat: open-file limit is 4096: at most ~\d+ clients \(not 5000\); raise it with ulimit -n\n$/);
+    expect(log.text()).toMatch(/^sockcat: \d\d:\d\d:\d\d\.\d{3} open-file limit is 4096: at most ~\d+ clients \(not 5000\); raise it with ulimit -n\n$/);
   });
 
   it('re-runs sockcat as node plus its script when not a standalone binary', () => {

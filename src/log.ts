@@ -17,6 +17,8 @@ export interface LogOptions {
   verbose?: boolean;
   /** --log-format: text lines or one JSON object per event. */
   logFormat?: LogFormat;
+  /** -q: no start-up line and no notes, only warnings and errors. */
+  quiet?: boolean;
 }
 
 export interface LoggerOptions {
@@ -25,8 +27,10 @@ export interface LoggerOptions {
   format?: LogFormat;
   /** Fields added to every JSON event (forward --workers: the worker's pid). */
   fields?: LogFields;
+  /** -q: notices (the start-up line, notes) are not printed. */
+  quiet?: boolean;
   /** Events not printed at all (a worker leaves the start-up lines to the first one). */
-  quiet?: ReadonlySet<string>;
+  mute?: ReadonlySet<string>;
 }
 
 
@@ -55,7 +59,8 @@ export class Logger implements ConnectionSubscriber {
   readonly format: LogFormat;
   private readonly stderr: Writable;
   private readonly fields: LogFields;
-  private readonly quiet?: ReadonlySet<string>;
+  readonly quiet: boolean;
+  private readonly mute?: ReadonlySet<string>;
   private readonly failures: { count: number };
 
   constructor(opts: LoggerOptions) {
@@ -63,7 +68,8 @@ export class Logger implements ConnectionSubscriber {
     this.verbose = opts.verbose ?? false;
     this.format = opts.format ?? 'text';
     this.fields = opts.fields ?? {};
-    this.quiet = opts.quiet;
+    this.quiet = opts.quiet ?? false;
+    this.mute = opts.mute;
     this.failures = guardStream(opts.stderr);
   }
 
@@ -78,7 +84,13 @@ export class Logger implements ConnectionSubscriber {
     this.write('info', event, text, fields);
   }
 
-  /** Something the user should know even without -v (e.g. "listening on 0.0.0.0 is reachable from the network"). */
+  /** What a user reads without -v unless they asked for -q: the start-up line, a note on how their words were taken. */
+  notice(event: string, text: string, fields: LogFields = {}): void {
+    if (this.quiet) return;
+    this.write('info', event, text, fields);
+  }
+
+  /** Something the user should know even without -v, and even with -q (a problem, not news). */
   warn(event: string, text: string, fields: LogFields = {}): void {
     this.write('warn', event, text, fields);
   }
@@ -110,7 +122,7 @@ export class Logger implements ConnectionSubscriber {
   }
 
   private write(level: string, event: string, text: string, fields: LogFields): void {
-    if (this.quiet?.has(event)) return;
+    if (this.mute?.has(event)) return;
     // A stream that failed once (EPIPE) fails again: stop writing, keep counting.
     if (this.failures.count > 0 || this.stderr.destroyed || this.stderr.writableEnded) {
       this.failures.count++;
@@ -130,8 +142,8 @@ export class Logger implements ConnectionSubscriber {
 export type { LogFields };
 
 /** The logger every mode builds from its -v and --log-format, writing to io.stderr. */
-export function createLogger(opts: LogOptions, stderr: Writable, extra: Pick<LoggerOptions, 'fields' | 'quiet'> = {}): Logger {
-  return new Logger({ stderr, verbose: opts.verbose, format: opts.logFormat, ...extra });
+export function createLogger(opts: LogOptions, stderr: Writable, extra: Pick<LoggerOptions, 'fields' | 'mute'> = {}): Logger {
+  return new Logger({ stderr, verbose: opts.verbose, format: opts.logFormat, quiet: opts.quiet, ...extra });
 }
 
 /** "1.2 s", "35 ms". */

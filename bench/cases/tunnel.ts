@@ -16,9 +16,9 @@ import { X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { freePort, run, startServer, stopProcess, sleep, treeMemory, type Running } from '../lib/proc';
+import { freePort, killLeftovers, run, snapshotTree, startServer, stopProcess, sleep, treeMemory, type Running } from '../lib/proc';
 import { newMetric, type CaseResult } from '../lib/report';
-import { interleave, measure, measureCpsAndLatency, record, startAll, startSubject, stopAll, type Subject } from '../lib/subjects';
+import { interleave, measure, measureCpsAndLatency, record, startAll, startSubject, stopAll, type Started, type Subject } from '../lib/subjects';
 import { cTool, have, sockcat } from '../lib/tools';
 import type { BenchOptions } from '../run';
 
@@ -33,6 +33,7 @@ interface Keys {
   key: string;
   fingerprint: string;
   sshdConfig?: string;
+  sshdPid?: string;
   clientKey?: string;
 }
 
@@ -51,6 +52,7 @@ function makeKeys(sshdPort: number): Keys {
     spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', clientKey], { stdio: 'ignore' });
     fs.copyFileSync(`${clientKey}.pub`, path.join(dir, 'authorized_keys'));
     fs.mkdirSync('/run/sshd', { recursive: true });
+    keys.sshdPid = path.join(dir, 'sshd.pid');
     const sshdConfig = path.join(dir, 'sshd_config');
     fs.writeFileSync(
       sshdConfig,
@@ -59,7 +61,7 @@ function makeKeys(sshdPort: number): Keys {
         'ListenAddress 127.0.0.1',
         `HostKey ${hostKey}`,
         `AuthorizedKeysFile ${path.join(dir, 'authorized_keys')}`,
-        `PidFile ${path.join(dir, 'sshd.pid')}`,
+        `PidFile ${keys.sshdPid}`,
         'PermitRootLogin prohibit-password',
         'PasswordAuthentication no',
         'KbdInteractiveAuthentication no',
@@ -78,9 +80,18 @@ function makeKeys(sshdPort: number): Keys {
   return keys;
 }
 
-/** sh that runs the commands in the background and stops them all on SIGTERM. */
+/**
+ * sh that runs the commands in the background and, on SIGTERM, stops them one at a time in the
+ * order of $PIDS (a script lists a process before the one it depends on: ssh before sshd), each
+ * only once its own children are gone (up to 2 s), and waits for each to exit. Every process a
+ * script starts must be the shell's direct child with its PID in $PIDS: a subshell killed here
+ * would leave its children running (an ssh client in a retry loop was left over that way,
+ * holding the harness's stderr pipe so it never exited), and sshd's session process, once its
+ * parent is gone, is nobody's to reap (PID 1 here does not reap).
+ */
 function shell(script: string): [string, string[]] {
-  return ['sh', ['-c', `trap 'kill $PIDS 2>/dev/null; exit 0' TERM INT; PIDS=; ${script}; wait`]];
+  const stop = 'for p in $PIDS; do i=0; while [ $i -lt 40 ] && pgrep -P $p >/dev/null; do sleep 0.05; i=$((i+1)); done; kill $p 2>/dev/null; wait $p 2>/dev/null; done; exit 0';
+  return ['sh', ['-c', `trap '${stop}' TERM INT; PIDS=; ${script}; wait`]];
 }
 
 const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
@@ -97,27 +108,43 @@ function subjects(backend: number, keys: Keys, sshdPort: number): Subject[] {
           // The control port: one the kernel says is free.
           `CP=$(${q(process.execPath)} -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'); ` +
             `${sc} relay --control 127.0.0.1:$CP --token ${TOKEN} --cert ${q(keys.cert)} --key ${q(keys.key)} 2>/dev/null & PIDS="$PIDS $!"; ` +
-            `${sc} expose 127.0.0.1:${backend} --via 127.0.0.1:$CP --token ${TOKEN} --fingerprint ${keys.fingerprint} --remote-port ${p} 2>/dev/null & PIDS="$PIDS $!"`,
+            `${sc} expose 127.0.0.1:${backend} --via 127.0.0.1:$CP --token ${TOKEN} --fingerprint ${keys.fingerprint} --remote-port ${p} 2>/dev/null & PIDS="$! $PIDS"`,
         ),
     },
   ];
   if (keys.sshdConfig && keys.clientKey) {
     const ssh = [
       'ssh', '-N', '-p', String(sshdPort), '-i', q(keys.clientKey),
-      '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'ExitOnForwardFailure=yes', '-o', 'LogLevel=ERROR',
+      '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'ExitOnForwardFailure=yes', '-o', 'BatchMode=yes', '-o', 'LogLevel=ERROR',
       '-R', `127.0.0.1:$P:127.0.0.1:${backend}`, 'root@127.0.0.1',
     ].join(' ');
     list.push({
       name: SSH,
       command: (p) =>
         shell(
-          `P=${p}; /usr/sbin/sshd -D -e -f ${q(keys.sshdConfig!)} & PIDS="$PIDS $!"; ` +
-            // sshd needs a moment to listen; ssh retries until it does.
-            `(for i in $(seq 50); do ${ssh} && break; sleep 0.2; done) & PIDS="$PIDS $!"`,
+          `P=${p}; rm -f ${q(keys.sshdPid!)}; /usr/sbin/sshd -D -e -f ${q(keys.sshdConfig!)} & PIDS="$!"; ` +
+            // sshd writes its PID file once it listens (and removes it when it exits): wait for
+            // that, up to 5 s, then start ssh as the shell's own child so the trap stops it.
+            `i=0; while [ ! -s ${q(keys.sshdPid!)} ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done; ` +
+            `${ssh} & PIDS="$! $PIDS"`,
         ),
     });
   }
   return list;
+}
+
+/**
+ * Stops subjects and then every process their trees held when asked to stop (by PID and start
+ * time) that is still alive: sshd's per-connection process outlives its listener by design, and
+ * a subject must never leave one behind (it would hold the harness's pipes, and a port).
+ */
+async function stopSubjects(started: Started[]): Promise<void> {
+  const trees = started.flatMap((s) => (s.server ? [{ name: s.subject.name, tree: snapshotTree(s.server.pid) }] : []));
+  await stopAll(started);
+  for (const { name, tree } of trees) {
+    const n = await killLeftovers(tree);
+    if (n > 0) process.stderr.write(`tunnel: ${name}: stopped ${n} process(es) left behind\n`);
+  }
 }
 
 /** Starts the C echo backend; resolves with its port. */
@@ -178,7 +205,7 @@ export async function tunnelCase(o: BenchOptions): Promise<CaseResult> {
               }),
             );
           } finally {
-            await stopAll([st]);
+            await stopSubjects([st]);
           }
         });
       }
@@ -194,7 +221,7 @@ export async function tunnelCase(o: BenchOptions): Promise<CaseResult> {
         await sleep(300);
         await measureCpsAndLatency(o, started, { cps, p50, p99 }, (what) => process.stderr.write(`tunnel: ${what}\n`));
       } finally {
-        await stopAll(started);
+        await stopSubjects(started);
       }
       process.stderr.write(`tunnel: memory (${o.holdCount} idle connections)\n`);
       await interleave(o.memRounds, subjects(echo.port, keys, sshdPort), async (subject) => {
@@ -202,7 +229,7 @@ export async function tunnelCase(o: BenchOptions): Promise<CaseResult> {
         try {
           await record(mem, st, async (server) => ({ value: await idleMemory(server, o.holdCount) }));
         } finally {
-          await stopAll([st]);
+          await stopSubjects([st]);
         }
       });
     } finally {

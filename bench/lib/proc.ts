@@ -172,6 +172,57 @@ function statusKb(path: string, field: string): number {
   }
 }
 
+/**
+ * A live process's start time (clock ticks since boot), to tell it from a later process given the
+ * same PID; undefined once it has exited (a zombie included: it only waits to be reaped).
+ */
+function startTicks(pid: number): number | undefined {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+    return f[0] === 'Z' ? undefined : Number(f[19]);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The live processes of a tree, each with its start time: what `killLeftovers` may stop later. */
+export function snapshotTree(root: number): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const pid of processTree(root)) {
+    const t = startTicks(pid);
+    if (t !== undefined) out.set(pid, t);
+  }
+  return out;
+}
+
+/**
+ * Stops whatever is still alive of a snapshot taken with `snapshotTree` (same PID and same start
+ * time, so never a stranger that got a recycled PID) half a second after it was asked to stop:
+ * SIGTERM, then SIGKILL after `graceMs`.
+ * Resolves with how many had to be stopped. For a subject whose wrapper shell exited but left
+ * descendants behind (an sshd session, an ssh client).
+ */
+export async function killLeftovers(snapshot: Map<number, number>, graceMs = 2000): Promise<number> {
+  const alive = () => [...snapshot].filter(([pid, t]) => startTicks(pid) === t).map(([pid]) => pid);
+  // A moment to exit on their own (an sshd session ends once its client is gone).
+  for (let waited = 0; waited < 500 && alive().length > 0; waited += 50) await sleep(50);
+  const left = alive();
+  const signal = (pids: number[], sig: NodeJS.Signals) => {
+    for (const pid of pids) {
+      try {
+        process.kill(pid, sig);
+      } catch {
+        // Exited in between.
+      }
+    }
+  };
+  signal(left, 'SIGTERM');
+  for (let waited = 0; waited < graceMs && alive().length > 0; waited += 50) await sleep(50);
+  signal(alive(), 'SIGKILL');
+  return left.length;
+}
+
 /** Memory of a process tree in KiB: summed PSS (shared pages split between sharers), root's RSS, process count. */
 export function treeMemory(root: number): { pssKb: number; rssKb: number; processes: number } {
   const pids = processTree(root);

@@ -34,6 +34,7 @@ export const exposeCommand: CommandFactory = (env) => ({
       .option('connect-timeout', { type: 'number', default: 10, describe: 'Give up connecting to LOCAL after SECS; the public client is then reset' })
       .option('metrics', { type: 'string', describe: 'Serve Prometheus metrics on http://ADDR/metrics (PORT = 127.0.0.1:PORT): the tunnel, its clients and bytes' })
       .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'Access log on stderr: each public client\'s real address, bytes each way and time' })
+      .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'No start-up lines (public: …): only warnings and errors' })
       .option('log-format', { choices: ['text', 'json'] as const, default: 'text' as const, describe: 'Log lines for people (text) or one JSON object per event (json)' })
       .epilog(
         examplesEpilog([

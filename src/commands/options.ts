@@ -17,6 +17,7 @@ import { COMMAND_MARK } from './help-layout';
 export function withCommonOptions<T>(y: Argv<T>, roles: readonly Role[] = ['listen', 'connect'], kinds?: readonly string[]) {
   return withTransportOptions(y, roles, kinds)
     .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'Log connection events on stderr (listening, connection from, closed with byte counts)' })
+    .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'No start-up line (listening on …) and no notes: only warnings and errors' })
     .option('hex', { alias: 'x', type: 'boolean', default: false, describe: 'Hex dump of both directions on stderr, each chunk marked with its direction' })
     .option('log-format', { choices: ['text', 'json'] as const, default: 'text' as const, describe: 'Log lines for people (text) or one JSON object per event (json)' });
 }
@@ -210,6 +211,7 @@ export function addressText(first: unknown, second: unknown, what = 'address'): 
 export interface CommonArgs {
   [key: string]: unknown;
   verbose?: boolean;
+  quiet?: boolean;
   hex?: boolean;
   logFormat?: LogFormat;
 }
@@ -245,7 +247,13 @@ export function listOption(value: string | string[] | undefined, flag: string): 
 }
 
 export function commonFromArgs(argv: CommonArgs) {
-  return { verbose: argv.verbose, hex: argv.hex, logFormat: argv.logFormat };
+  return { verbose: argv.verbose, quiet: quietOption(argv), hex: argv.hex, logFormat: argv.logFormat };
+}
+
+/** -q, refused with -v: one asks for more lines, the other for fewer. */
+export function quietOption(argv: { verbose?: boolean; quiet?: boolean }): boolean {
+  if (argv.quiet && argv.verbose) throw new UsageError('-q (--quiet) and -v (--verbose) contradict each other: give one of them');
+  return argv.quiet === true;
 }
 
 /** Listener options in the modes' shape. */

@@ -23,6 +23,7 @@ export const relayCommand: CommandFactory = (env) => ({
       .option('domain', { type: 'string', describe: 'Parent domain of tunnel names (a wildcard DNS record *.DOMAIN points at the relay)' })
       .option('public-tls', { type: 'boolean', describe: "Tunnels' public ports speak TLS, terminated here with --cert/--key (MySocket's TLS sockets)" })
       .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'Log agents and public connections on stderr' })
+      .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'No start-up lines (listening on …): only warnings and errors' })
       .option('log-format', { choices: ['text', 'json'] as const, default: 'text' as const, describe: 'Log lines for people (text) or one JSON object per event (json)' })
       .epilog(
         examplesEpilog([

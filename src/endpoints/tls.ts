@@ -323,7 +323,8 @@ async function serverCredentials(addr: TlsAddress, log: TransportLog | undefined
   const eph = await generateEphemeralCertificate();
   if (s.saveCert !== undefined) saveCertificate(s.saveCert, eph.cert);
   const saved = s.saveCert === undefined ? '' : `; saved to ${s.saveCert} (clients: --ca ${s.saveCert}, curl --cacert ${s.saveCert})`;
-  (log ?? stderrLog).warn(
+  const l = log ?? stderrLog;
+  (l.notice ?? l.warn).call(l,
     'certificate',
     `no --cert given: using an ephemeral self-signed certificate (localhost, 127.0.0.1, ::1), SHA-256 fingerprint ${eph.fingerprint}${saved}`,
     { fingerprint: eph.fingerprint, file: s.saveCert },

@@ -67,7 +67,9 @@ export interface Listener {
 export interface TransportLog {
   /** Shown with -v (e.g. a failed handshake). */
   event(event: string, text: string, fields?: Record<string, string | number | boolean | null | undefined>): void;
-  /** Always shown (e.g. the fingerprint of an ephemeral certificate). */
+  /** Shown without -v, silenced by -q (e.g. the fingerprint of an ephemeral certificate); warn() where absent. */
+  notice?(event: string, text: string, fields?: Record<string, string | number | boolean | null | undefined>): void;
+  /** Always shown (e.g. the warning that --insecure skips verification). */
   warn(event: string, text: string, fields?: Record<string, string | number | boolean | null | undefined>): void;
 }
 

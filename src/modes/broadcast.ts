@@ -9,7 +9,7 @@
  */
 import type { Readable } from 'node:stream';
 import type { Address } from '../endpoints/index';
-import { Logger, type LogOptions } from '../log';
+import { createLogger, Logger, type LogOptions } from '../log';
 import { serve, listenerServeOptions, type ListenerModeOptions } from '../runtime/listener';
 import { Room, type Member } from '../broadcast/room';
 import { Chat, notice, type ChatNaming } from '../broadcast/chat';
@@ -50,7 +50,7 @@ export interface BroadcastOptions extends ListenerModeOptions, LogOptions {
 
 /** Runs the room until stopped; resolves with the exit code. stdin's EOF does not stop it. */
 export async function runBroadcast(opts: BroadcastOptions, io: ModeIO): Promise<number> {
-  const logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
+  const logger = createLogger(opts, io.stderr);
   const strings = CHAT_LANGUAGES[opts.lang ?? DEFAULT_CHAT_LANGUAGE];
   const clients = new Set<Member>();
   // Without a drain, a client that is behind would be cut off with its last lines still queued.

@@ -6,7 +6,7 @@
 import { connectAddress, formatAddress, type Address } from '../endpoints/index';
 import { StdioStream, stdinLingerMs } from '../endpoints/stdio';
 import { hexDumper } from '../hexdump';
-import { formatDuration, Logger, type LogOptions } from '../log';
+import { formatDuration, createLogger, Logger, type LogOptions } from '../log';
 import { relay, type RelayResult } from '../relay';
 import { describeError, NetError } from '../errors';
 import { interruptedExitCode, type ModeIO } from '../io';
@@ -32,7 +32,7 @@ export interface ConnectOptions extends LogOptions {
 export async function runConnect(opts: ConnectOptions, io: ModeIO): Promise<number> {
   // Datagrams are not a byte stream: UDP has its own client loop.
   if (opts.address.scheme === 'udp') return runUdpConnect(opts, io);
-  const logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
+  const logger = createLogger(opts, io.stderr);
   const label = formatAddress(opts.address);
   let conn;
   try {

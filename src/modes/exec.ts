@@ -17,7 +17,7 @@ import { ChildStream, type ChildCommand, type ChildExit } from '../endpoints/chi
 import { resolveProgram, resolveShell } from '../endpoints/program';
 import { eachLine } from '../lines';
 import { hexDumper } from '../hexdump';
-import { Logger, type LogOptions } from '../log';
+import { createLogger, Logger, type LogOptions } from '../log';
 import { relay, DEFAULT_CLOSE_WAIT_MS } from '../relay';
 import { serve, listenerServeOptions, type ConnectionSummary, type ListenerModeOptions } from '../runtime/listener';
 import { UsageError } from '../errors';
@@ -52,7 +52,7 @@ export interface ExecOptions extends ListenerModeOptions, LogOptions {
  */
 export async function runExec(opts: ExecOptions, io: ModeIO): Promise<number> {
   const command = commandFor(opts);
-  const logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
+  const logger = createLogger(opts, io.stderr);
   const maxChildren = opts.maxChildren ?? DEFAULT_MAX_CHILDREN;
   // A plain copy, made once: reading process.env goes through a native getter per key.
   const baseEnv = { ...(opts.env ?? process.env) };

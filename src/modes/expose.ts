@@ -4,7 +4,7 @@
  * address, and brings every public client home to LOCAL; see src/tunnel/agent.ts.
  */
 import type { Address } from '../endpoints/index';
-import { Logger, type LogOptions } from '../log';
+import { createLogger, Logger, type LogOptions } from '../log';
 import type { ProxyVersion } from '../proxy-protocol';
 import type { ModeIO } from '../io';
 import { runAgent, type RelayTarget } from '../tunnel/agent';
@@ -33,7 +33,7 @@ export interface ExposeOptions extends LogOptions {
 
 /** Runs the agent until stopped (0) or refused for good (1). */
 export async function runExpose(opts: ExposeOptions, io: ModeIO): Promise<number> {
-  const logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
+  const logger = createLogger(opts, io.stderr);
   if (opts.insecure) {
     logger.warn('insecure', '--insecure: talking to the relay in plain text; anyone in the path can read the tunnelled bytes', {});
   }

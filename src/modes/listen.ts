@@ -9,7 +9,7 @@ import { Duplex, PassThrough, type Writable } from 'node:stream';
 import type { Address, Connection } from '../endpoints/index';
 import { StdioStream, LfToCrlf, stdinLingerMs } from '../endpoints/stdio';
 import { hexDumper } from '../hexdump';
-import { Logger, type LogOptions } from '../log';
+import { createLogger, Logger, type LogOptions } from '../log';
 import { relay, resetStream, type RelayResult } from '../relay';
 import { DEFAULT_MAX_QUEUE } from './broadcast';
 import { serve, listenerServeOptions, refuseForDatagrams, type ConnectionSummary, type ListenerModeOptions } from '../runtime/listener';
@@ -39,7 +39,7 @@ export async function runListen(opts: ListenOptions, io: ModeIO): Promise<number
     refuseForDatagrams(opts);
     return runUdpListen(opts, io);
   }
-  const logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
+  const logger = createLogger(opts, io.stderr);
   const dumpFor = (conn: Connection) =>
     opts.hex ? hexDumper(io.stderr, { a: `< ${conn.remote.label}`, b: `> ${conn.remote.label}` }) : undefined;
   const summarize = (r: RelayResult): ConnectionSummary => ({ received: r.aToB, sent: r.bToA, reason: r.reason });

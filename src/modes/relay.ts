@@ -7,7 +7,7 @@ import { generateEphemeralCertificate, certificateFingerprint } from '../endpoin
 import type { Address, PemFile } from '../endpoints/index';
 import type { HostPort } from '../endpoints/address';
 import { formatHostPort } from '../endpoints/address';
-import { Logger, type LogOptions } from '../log';
+import { createLogger, Logger, type LogOptions } from '../log';
 import type { AccessOptions } from '../access';
 import type { Listener } from '../endpoints/types';
 import type { ModeIO } from '../io';
@@ -54,7 +54,7 @@ export interface RelayOptions extends LogOptions {
 
 /** Runs the relay until stopped; resolves with the exit code. Rejects if --control cannot be opened. */
 export async function runRelay(opts: RelayOptions, io: ModeIO): Promise<number> {
-  const logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
+  const logger = createLogger(opts, io.stderr);
   let control: Address;
   let fingerprint: string | undefined;
   if (opts.insecure) {
@@ -101,8 +101,8 @@ async function relayUntilStopped(opts: RelayOptions, io: ModeIO, logger: Logger,
       const how = fingerprint
         ? `TLS, ${opts.cert ? `certificate ${opts.cert.path}` : 'ephemeral certificate'} with SHA-256 fingerprint ${fingerprint}`
         : 'plain text (--insecure)';
-      logger.warn('relay', `relay: agents connect to ${where} (${how}); public listeners on ${opts.publicHost}`, { address: where, fingerprint, public_host: opts.publicHost });
-      if (fingerprint) logger.warn('relay-hint', `agents: sockcat expose LOCAL --via THIS_HOST:${(l.address as HostPort).port} --fingerprint ${fingerprint} --token-file FILE`, { fingerprint });
+      logger.notice('relay', `relay: agents connect to ${where} (${how}); public listeners on ${opts.publicHost}`, { address: where, fingerprint, public_host: opts.publicHost });
+      if (fingerprint) logger.notice('relay-hint', `agents: sockcat expose LOCAL --via THIS_HOST:${(l.address as HostPort).port} --fingerprint ${fingerprint} --token-file FILE`, { fingerprint });
       opts.onControlListening?.(l);
     },
     onTunnel: opts.onTunnel,

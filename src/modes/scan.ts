@@ -12,7 +12,7 @@ import net from 'node:net';
 import dgram from 'node:dgram';
 import dns from 'node:dns/promises';
 import fs from 'node:fs';
-import { formatDuration, Logger, type LogOptions } from '../log';
+import { formatDuration, createLogger, Logger, type LogOptions } from '../log';
 import { NetError, describeError } from '../errors';
 import type { ModeIO } from '../io';
 
@@ -44,7 +44,7 @@ export interface PortResult {
 
 /** Runs the scan; resolves with 0 if a port is open, 1 if none. A name that does not resolve rejects with a NetError. */
 export async function runScan(opts: ScanOptions, io: ModeIO): Promise<number> {
-  const logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
+  const logger = createLogger(opts, io.stderr);
   const proto = opts.udp ? 'udp' : 'tcp';
   const timeoutMs = opts.timeoutMs ?? DEFAULT_SCAN_TIMEOUT_MS;
   const addresses = await resolveHost(opts.host);

@@ -6,7 +6,7 @@
 import { connectUdpSocket, peerLabel, sendDatagrams, udpError, udpLabel } from '../endpoints/udp';
 import type { UdpAddress } from '../endpoints/udp';
 import { hexDumper } from '../hexdump';
-import { formatDuration, Logger } from '../log';
+import { formatDuration, createLogger, Logger } from '../log';
 import type { ConnectOptions } from './connect';
 import { interruptedExitCode, type ModeIO } from '../io';
 import { LfToCrlf } from '../endpoints/stdio';
@@ -17,7 +17,7 @@ export const DEFAULT_QUIT_AFTER_MS = 1000;
 
 /** Runs the UDP client; resolves with the exit code (0 done, 1 port unreachable or send failure). */
 export async function runUdpConnect(opts: ConnectOptions, io: ModeIO): Promise<number> {
-  const logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
+  const logger = createLogger(opts, io.stderr);
   const addr = opts.address as UdpAddress;
   const where = udpLabel(addr);
   const socket = await connectUdpSocket(addr);

@@ -7,11 +7,12 @@
 import type dgram from 'node:dgram';
 import type { RemoteInfo } from 'node:dgram';
 import { UsageError } from '../errors';
-import { formatAddress, isWildcardHost, type Address, type UdpAddress } from '../endpoints/index';
+import { announceListening } from '../runtime/listener';
+import { formatAddress, type Address, type UdpAddress } from '../endpoints/index';
 import { bindUdpSocket, connectUdpSocket, udpError, udpLabel } from '../endpoints/udp';
 import type { Listener } from '../endpoints/types';
 import { hexDumper } from '../hexdump';
-import { Logger, type LogFormat } from '../log';
+import { createLogger, Logger, type LogFormat } from '../log';
 import { createAccessControl, type AccessOptions } from '../access';
 import { DEFAULT_EVICT_SILENT_MS, PeerTable, type UdpPeer } from './udp-peers';
 import { ensureFdLimit } from '../runtime/fdlimit';
@@ -58,7 +59,7 @@ export async function runUdpForward(opts: UdpForwardOptions, io: ModeIO): Promis
   }
   const target = opts.target;
   const targetLabel = udpLabel(target);
-  const logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
+  const logger = createLogger(opts, io.stderr);
   // Each peer holds one upstream socket: fit the peer table to the open-file limit, as TCP
   // forward fits its clients (re-running with a higher limit when allowed).
   const room = await ensureFdLimit({ maxConns: opts.maxConns, defaultMaxConns: DEFAULT_MAX_PEERS, fdsPerClient: 1, logger, relaunch: opts.raiseFdLimit === true, clientsWord: 'UDP peers' });
@@ -66,8 +67,8 @@ export async function runUdpForward(opts: UdpForwardOptions, io: ModeIO): Promis
   const access = createAccessControl(opts.access, logger);
   await access?.ready;
   const { socket: front, bound, label } = await bindUdpSocket(opts.listen as UdpAddress);
-  logger.event('listening', `listening on ${label}, forwarding to ${targetLabel}`, { address: label, target: targetLabel });
-  if (isWildcardHost(bound.host)) logger.event('exposed', `${label} is reachable from the network, not only from this machine`, { address: label });
+  announceListening(logger, { label, address: bound });
+  logger.event('forwarding', `forwarding ${label} → ${targetLabel}`, { address: label, target: targetLabel });
   const dump = opts.hex ? hexDumper(io.stderr, {}) : undefined;
   let lastTraffic = Date.now();
 

@@ -9,10 +9,10 @@
  */
 import type { RemoteInfo } from 'node:dgram';
 import { bindUdpSocket, sendDatagrams } from '../endpoints/udp';
-import { isWildcardHost } from '../endpoints/address';
+import { announceListening } from '../runtime/listener';
 import type { UdpAddress } from '../endpoints/udp';
 import { hexDumper } from '../hexdump';
-import { formatDuration, Logger } from '../log';
+import { formatDuration, createLogger, Logger } from '../log';
 import { createAccessControl } from '../access';
 import { PeerTable, type UdpPeer } from './udp-peers';
 import type { ListenOptions } from './listen';
@@ -28,12 +28,11 @@ export const STDOUT_BACKLOG_LIMIT = 4 << 20;
 
 /** Runs the UDP server until stopped; resolves with the exit code. */
 export async function runUdpListen(opts: ListenOptions, io: ModeIO): Promise<number> {
-  const logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
+  const logger = createLogger(opts, io.stderr);
   const access = createAccessControl(opts.access, logger);
   await access?.ready;
   const { socket, bound, label } = await bindUdpSocket(opts.address as UdpAddress);
-  logger.event('listening', `listening on ${label}`, { address: label });
-  if (isWildcardHost(bound.host)) logger.event('exposed', `${label} is reachable from the network, not only from this machine`, { address: label });
+  announceListening(logger, { label, address: bound });
   // -k keeps every peer until --udp-idle; otherwise silent peers are forgotten after a minute so
   // the table (bounded by --max-conns) never fills up with peers long gone.
   const idleMs = opts.udpIdleMs ?? (opts.keepOpen ? undefined : DEFAULT_UDP_IDLE_MS);

@@ -6,7 +6,7 @@
  * one line saying what the last attempt saw (refused, unreachable, timed out, wrong banner…).
  */
 import { connectAddress, formatAddress, type Address } from '../endpoints/index';
-import { formatDuration, Logger, type LogOptions } from '../log';
+import { formatDuration, createLogger, Logger, type LogOptions } from '../log';
 import type { ModeIO } from '../io';
 
 /** Pause between two attempts. */
@@ -28,7 +28,7 @@ type Attempt = { ready: true } | { ready: false; why: string; /** The deadline s
 
 /** Resolves with 0 once the address is ready, 1 after the timeout. */
 export async function runWait(opts: WaitOptions, io: ModeIO): Promise<number> {
-  const logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
+  const logger = createLogger(opts, io.stderr);
   const label = formatAddress(opts.address);
   const timeoutMs = opts.timeoutMs ?? DEFAULT_WAIT_TIMEOUT_MS;
   const started = Date.now();

@@ -135,9 +135,37 @@ export interface ServeOptions {
   maxAccepts?: number;
   /** Listen with SO_REUSEPORT (see BindOptions.reusePort). */
   reusePort?: boolean;
+  /** What the start-up line says this listener is for, after the address ("public port of tunnel laptop"). */
+  announce?: string;
 }
 
 export const DEFAULT_MAX_CONNS = 10000;
+
+/**
+ * The start-up line every listener prints, without -v (-q silences it), so a server never starts
+ * on a blank screen: `listening on 127.0.0.1:9090 (loopback only)`, or `(all interfaces: reachable
+ * from the network)` — who can connect is the first thing a student (and an admin) needs to know.
+ * UDP modes and the relay's control port, which do not go through serve(), call it too.
+ */
+export function announceListening(logger: Logger, listener: Pick<Listener, 'label' | 'address'>, what?: string): void {
+  const addr = listener.address as Address & { host?: string };
+  const scope = typeof addr.host === 'string' ? reach(addr.host) : undefined;
+  const text = `listening on ${listener.label}${scope ? ` (${scope.words})` : ''}${what ? `: ${what}` : ''}`;
+  logger.notice('listening', text, { address: listener.label, reach: scope?.reach, for: what });
+}
+
+/** Who can connect to a listener bound to `host`. */
+function reach(host: string): { reach: string; words: string } {
+  if (isWildcardHost(host)) return { reach: 'all', words: 'all interfaces: reachable from the network' };
+  if (isLoopbackHost(host)) return { reach: 'loopback', words: 'loopback only' };
+  return { reach: 'interface', words: 'this interface: reachable from its network' };
+}
+
+/** 127.0.0.0/8, ::1 and ::ffff:127.x.y.z: only this machine can reach a listener there. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  return /^127\./.test(h) || /^::ffff:127\./.test(h) || h === '::1' || h === '0:0:0:0:0:0:0:1';
+}
 
 /**
  * Runs a server until `signal` is aborted (or maxAccepts clients were served) and every live
@@ -309,11 +337,6 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
     log: logger,
     reusePort: opts.reusePort,
   });
-  const addr = listener.address;
-  logger.event('listening', `listening on ${listener.label}`, { address: listener.label });
-  if ('host' in addr && isWildcardHost(addr.host)) {
-    logger.event('exposed', `${listener.label} is reachable from the network, not only from this machine`, { address: listener.label });
-  }
   try {
     if (opts.metrics?.address) metricsServer = await serveMetrics(opts.metrics.metrics, opts.metrics.address, logger);
     await opts.allowLinks?.start();
@@ -322,6 +345,8 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
     await metricsServer?.close();
     throw err;
   }
+  // Said once everything is up: a --metrics port already taken fails the start in one line.
+  announceListening(logger, listener, opts.announce);
   opts.onListening?.(listener);
 
   // Run until stopped: by the signal, or once maxAccepts clients have been served.

@@ -114,8 +114,8 @@ export function workerSetup(signal: AbortSignal): WorkerSettings & { signal: Abo
  * prints them. JSON events carry `worker` (the worker's PID): connection ids count per worker,
  * so a log tool pairs "open" and "close" by (worker, id).
  */
-export function workerLogOptions(quiet: boolean): Pick<LoggerOptions, 'fields' | 'quiet'> {
-  return { fields: { worker: process.pid }, quiet: quiet ? STARTUP_EVENTS : undefined };
+export function workerLogOptions(quiet: boolean): Pick<LoggerOptions, 'fields' | 'mute'> {
+  return { fields: { worker: process.pid }, mute: quiet ? STARTUP_EVENTS : undefined };
 }
 
 export interface PrimaryOptions extends LogOptions {
@@ -136,7 +136,7 @@ export interface PrimaryOptions extends LogOptions {
  * keep dying).
  */
 export async function runWorkerPrimary(opts: PrimaryOptions, io: ModeIO): Promise<number> {
-  const logger = new Logger({ stderr: io.stderr, verbose: opts.verbose, format: opts.logFormat });
+  const logger = createLogger(opts, io.stderr);
   // Each worker holds its own share of the clients: the limit is checked (and raised by running
   // sockcat again, which then becomes the primary) once here, and workers inherit it on fork.
   const share = (n: number) => Math.ceil(n / opts.workers);

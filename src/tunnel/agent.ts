@@ -242,8 +242,8 @@ class AgentSession {
       if (m.type === 'error') throw refusal(m, where);
       if (m.type !== 'ready') throw new NetError(`the relay ${where} sent '${m.type}' instead of ready`);
       const session = new AgentSession(opts, channel.detach(), m.port, m.name);
-      opts.logger.warn('public', `public: ${formatHostPort(opts.relay.host, m.port)}`, { relay: where, host: opts.relay.host, port: m.port, agent: m.name });
-      for (const url of m.urls ?? []) opts.logger.warn('public', `public: ${url}`, { relay: where, url, agent: m.name });
+      opts.logger.notice('public', `public: ${formatHostPort(opts.relay.host, m.port)}`, { relay: where, host: opts.relay.host, port: m.port, agent: m.name });
+      for (const url of m.urls ?? []) opts.logger.notice('public', `public: ${url}`, { relay: where, url, agent: m.name });
       if (opts.httpAuth && !m.urls?.length) opts.logger.warn('http-auth', '--http-auth protects the named HTTP routes only; this relay has none, and the port above is open', {});
       opts.onPublic?.({ host: opts.relay.host, port: m.port, name: m.name });
       return session;

@@ -13,7 +13,7 @@
  */
 import { listenAddress, formatAddress, type Address, type Connection, type Listener } from '../endpoints/index';
 import { relay, resetStream } from '../relay';
-import { serve, listenerParts, DEFAULT_MAX_CONNS, type ConnectionSummary } from '../runtime/listener';
+import { announceListening, serve, listenerParts, DEFAULT_MAX_CONNS, type ConnectionSummary } from '../runtime/listener';
 import { createAccessControl, type AccessControl, type AccessOptions } from '../access';
 import type { ProxyAcceptor } from '../accept-proxy';
 import { formatDuration, type Logger } from '../log';
@@ -128,7 +128,7 @@ class TunnelRelay {
       onAcceptError: (err) => this.logger.error('accept-error', `${formatAddress(this.opts.control)}: accept failed: ${err.message}`),
       log: this.logger,
     });
-    this.logger.event('listening', `relay control channel listening on ${listener.label}`, { address: listener.label });
+    announceListening(this.logger, listener, 'relay control channel (agents connect here)');
     const stopRouters = new AbortController();
     const routers: Array<Promise<unknown>> = [];
     try {
@@ -171,10 +171,11 @@ class TunnelRelay {
         proxy: this.proxy,
         maxConns: this.opts.maxConns ?? DEFAULT_MAX_CONNS,
         metrics: this.opts.metrics && { metrics: this.opts.metrics },
+        announce: `named tunnels over ${proto}`,
         onListening: (l) => {
           const port = (l.address as HostPort).port;
           this.routerBases.push({ proto, port });
-          this.logger.warn('router', `relay: named tunnels on ${routeUrl(proto, '*', domain, port)} (${l.label}, routed by ${proto === 'http' ? 'Host' : 'SNI'})`, { proto, address: l.label, domain });
+          this.logger.notice('router', `relay: named tunnels on ${routeUrl(proto, '*', domain, port)} (${l.label}, routed by ${proto === 'http' ? 'Host' : 'SNI'})`, { proto, address: l.label, domain });
           this.opts.onRouterListening?.(proto, l);
           // Wrapped: resolving with the promise itself would wait for the router to stop.
           resolve({ done: served });
@@ -417,6 +418,7 @@ class Session implements NamedRoute {
         proxy: this.relayServer.proxy,
         maxConns: opts.maxConns ?? DEFAULT_MAX_CONNS,
         metrics: opts.metrics && { metrics: opts.metrics },
+        announce: `public port of tunnel ${this.name}`,
         onListening: (l) => {
           this.publicLabel = l.label;
           resolve((l.address as { port: number }).port);

@@ -161,7 +161,7 @@ describe.each(['tcp', 'tls'] as const)('serve() access control over %s', (kind) 
       // A raw TLS client from the denied address: the server must close before any ServerHello.
       const port = (s.bound as { port: number }).port;
       const got = await new Promise<string>((resolve) => {
-        const t = tls.connect({ port, host: '127.0.0.1', localAddress: '127.0.0.2', servername: 'localhost', ca: fs.readFileSync(fx.certs.cert) });
+        const t = tls.connect({ port, host: '127.0.0.1', localAddress: '127.0.0.2', servername: 'localhost', ca: fs.readFileSync(fx.certs.cert) } as tls.ConnectionOptions);
         t.once('secureConnect', () => {
           handshakes++;
           resolve('handshake');

@@ -127,7 +127,8 @@ export async function runListen(opts: ListenOptions, io: ModeIO): Promise<number
  * Reads stdin once and hands every chunk to every connected client's tap. Each tap queues at
  * most `maxQueue` bytes: stdin is paused only while every client has a full read buffer, so
  * clients that keep up are never held back by one that does not; a client whose queue would
- * pass the cap is cut off (its `onOverflow`). Memory: at most maxQueue per client.
+ * pass the cap is cut off (its `onOverflow`). Memory: at most maxQueue (or one stdin chunk, when
+ * that is larger) per client.
  */
 class StdinFanout {
   private readonly taps = new Set<ClientTap>();
@@ -136,7 +137,9 @@ class StdinFanout {
   private readonly onData = (chunk: Buffer) => {
     let wantsMore = false;
     for (const tap of [...this.taps]) {
-      if (tap.readableLength + chunk.length > this.maxQueue) {
+      // A client with nothing queued takes any chunk (stdin reads up to 64 KiB at once, more than a
+      // small --max-queue): only one that has not read what it already had is over the cap.
+      if (tap.readableLength > 0 && tap.readableLength + chunk.length > this.maxQueue) {
         tap.overflow();
         continue;
       }

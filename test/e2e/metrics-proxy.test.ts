@@ -112,7 +112,7 @@ describe('proxy --metrics (scraped with curl)', () => {
     }
     for (const s of held) s.end();
     await Promise.all(held.map(ended));
-    await waitFor(() => (p.stderr().match(/closed (?!its side)/g) ?? []).length === 24, 10_000, '24 closes');
+    await waitFor(() => (p.stderr().match(/closed (?!its )/g) ?? []).length === 24, 10_000, '24 closes');
 
     t = await scrape(mport);
     const tunnels = (outcome: string) => value(t, 'sockcat_proxy_tunnels_total', { protocol: 'socks5', outcome, ...mode });
@@ -139,7 +139,7 @@ describe('proxy --metrics (scraped with curl)', () => {
     const curl = (args: string[]) => run('curl', ['-sS', '--max-time', '10', ...args, `http://127.0.0.1:${web.port}/`]);
     expect((await curl(['--socks5', `alice:secret@127.0.0.1:${port}`])).stdout).toBe('ok');
     expect((await curl(['-p', '-x', `http://alice:secret@127.0.0.1:${port}`])).stdout).toBe('ok');
-    await waitFor(() => (p.stderr().match(/closed (?!its side)/g) ?? []).length === 26, 10_000, '26 closes');
+    await waitFor(() => (p.stderr().match(/closed (?!its )/g) ?? []).length === 26, 10_000, '26 closes');
     t = await scrape(mport);
     expect(value(t, 'sockcat_proxy_tunnels_total', { protocol: 'socks5', outcome: 'eof', ...mode })).toBe(16);
     expect(value(t, 'sockcat_proxy_tunnels_total', { protocol: 'http-connect', outcome: 'eof', ...mode })).toBe(1);

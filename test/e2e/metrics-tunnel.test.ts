@@ -110,8 +110,8 @@ describe('relay and expose --metrics (scraped with curl on both sides)', () => {
     const longEnded = readAll(long);
     long.end();
     await longEnded;
-    await waitFor(() => (relay.cli.stderr().match(/closed (?!its side)/g) ?? []).length === 18, 15_000, '18 closes at the relay');
-    await waitFor(() => (alpha.cli.stderr().match(/closed (?!its side)/g) ?? []).length === 12, 15_000, '12 closes at the agent');
+    await waitFor(() => (relay.cli.stderr().match(/closed (?!its )/g) ?? []).length === 18, 15_000, '18 closes at the relay');
+    await waitFor(() => (alpha.cli.stderr().match(/closed (?!its )/g) ?? []).length === 12, 15_000, '12 closes at the agent');
 
     t = await scrape(rport);
     expect(value(t, 'sockcat_tunnel_connections_total', { tunnel: 'alpha', ...R })).toBe(12);
@@ -165,7 +165,7 @@ describe('relay and expose --metrics (scraped with curl on both sides)', () => {
       s.end(request);
       expect((await got).toString()).toBe(reply);
     }
-    await waitFor(() => (agent.cli.stderr().match(/closed (?!its side)/g) ?? []).length === 3, 10_000, '3 closes at the agent');
+    await waitFor(() => (agent.cli.stderr().match(/closed (?!its )/g) ?? []).length === 3, 10_000, '3 closes at the agent');
     const R = { tunnel: 'default', mode: 'relay' };
     const A = { tunnel: 'default', mode: 'expose' };
     let t = await scrapeUntil(rport, [['sockcat_tunnel_connections_total', R, 3], ['sockcat_tunnel_connections_live', R, 0]]);

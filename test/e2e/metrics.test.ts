@@ -45,7 +45,7 @@ describe('--metrics (CLI, scraped with curl)', () => {
 
     for (const s of [...held, ...more]) s.end('bye');
     await Promise.all([...held, ...more].map((s) => readAll(s)));
-    await waitFor(() => (fwd.stderr().match(/closed (?!its side)/g) ?? []).length === 130, 10_000, '130 closes');
+    await waitFor(() => (fwd.stderr().match(/closed (?!its )/g) ?? []).length === 130, 10_000, '130 closes');
 
     t = await scrape(mport);
     const total = sizes.reduce((a, b) => a + b, 0) + 30 * 3;
@@ -132,7 +132,7 @@ describe('--metrics (CLI, scraped with curl)', () => {
     const denied = net.connect({ port, host: '127.0.0.1', localAddress: '127.0.0.2', allowHalfOpen: true });
     denied.on('error', () => {});
     await readAll(denied).catch(() => undefined);
-    await waitFor(() => (fwd.stderr().match(/closed (?!its side)/g) ?? []).length === 3, 10_000, '3 closes');
+    await waitFor(() => (fwd.stderr().match(/closed (?!its )/g) ?? []).length === 3, 10_000, '3 closes');
     await fwd.waitForStderr(/refused 127\.0\.0\.2/);
     const t = await scrape(mport);
     expect(value(t, 'sockcat_upstream_connect_failures_total', { cause: 'refused', mode: 'forward' })).toBe(3);
@@ -155,7 +155,7 @@ describe('--metrics (CLI, scraped with curl)', () => {
     expect(value(t, 'sockcat_exec_children_live', { mode: 'exec' })).toBe(3);
     for (const s of held) s.end('x');
     await Promise.all(held.map((s) => readAll(s)));
-    await waitFor(() => (ex.stderr().match(/closed (?!its side)/g) ?? []).length === 3, 10_000, '3 closes');
+    await waitFor(() => (ex.stderr().match(/closed (?!its )/g) ?? []).length === 3, 10_000, '3 closes');
     t = await scrape(mport);
     expect(value(t, 'sockcat_exec_children_spawned_total', { mode: 'exec' })).toBe(3);
     expect(value(t, 'sockcat_exec_children_live', { mode: 'exec' })).toBe(0);
@@ -192,7 +192,7 @@ describe('--metrics (CLI, scraped with curl)', () => {
     const port = await fwd.listeningPort();
     let t: string;
     for (let i = 0; i < 30; i++) expect((await exchange(port, `n${i}`)).toString()).toBe(`n${i}`);
-    await waitFor(() => (fwd.stderr().match(/closed (?!its side)/g) ?? []).length === 30, 10_000, '30 closes');
+    await waitFor(() => (fwd.stderr().match(/closed (?!its )/g) ?? []).length === 30, 10_000, '30 closes');
     t = await scrape(mport);
     expect(value(t, 'sockcat_connections_accepted_total', { mode: 'forward' })).toBe(30);
     expect(value(t, 'sockcat_connections_closed_total', { reason: 'eof', mode: 'forward' })).toBe(30);

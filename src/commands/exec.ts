@@ -1,6 +1,9 @@
 import { runExec, DEFAULT_MAX_CHILDREN } from '../modes/exec';
 import { addressFromArgs, commonFromArgs, countOption, listenerFromArgs, secondsOption, settleAddresses, withCommonOptions, withListenerOptions, withRelayOptions, examplesEpilog } from './options';
 import type { CommandFactory } from './types';
+import { UsageError } from '../errors';
+import type { ChildCommand } from '../endpoints/child';
+import { resolveProgram, resolveShell } from '../endpoints/program';
 
 /** `sockcat exec ADDRESS -- PROGRAM [ARGS…]` / `--sh SCRIPT`: flags, help and examples; the work is runExec's. */
 export const execCommand: CommandFactory = (env) => ({
@@ -29,11 +32,11 @@ export const execCommand: CommandFactory = (env) => ({
       ),
   handler: async (argv) => {
     const program = [...((argv.program as string[] | undefined) ?? []), ...((argv['--'] as string[] | undefined) ?? [])].map(String);
+    const command = settleProgram(program, argv.sh as string | undefined);
     const code = await runExec(
       {
         address: settleAddresses([{ address: addressFromArgs(argv.address, undefined, 'listen'), role: 'listen', primary: true }], argv, ['listen'], ['stream'])[0],
-        program,
-        script: argv.sh,
+        command,
         stderrToClient: argv.stderr,
         maxChildren: countOption(argv.maxChildren, '--max-children'),
         closeWaitMs: secondsOption(argv.closeWait, '--close-wait'),
@@ -46,3 +49,19 @@ export const execCommand: CommandFactory = (env) => ({
     env.setExitCode(code);
   },
 });
+
+/**
+ * The command every connection runs, checked once before listening: the argv form
+ * ([PROGRAM, ARGS…], run without a shell, PROGRAM found in PATH now) or the shell form (`--sh`:
+ * /bin/sh -c SCRIPT). A missing or unknown program is a usage error.
+ */
+export function settleProgram(program: string[], script: string | undefined, env: NodeJS.ProcessEnv = process.env): ChildCommand {
+  if (script !== undefined && program.length > 0) throw new UsageError('give either a program (after --) or --sh SCRIPT, not both');
+  if (script !== undefined) {
+    if (script.trim() === '') throw new UsageError("--sh needs a script, e.g. --sh 'echo hello'");
+    return { file: resolveShell(), args: ['-c', script], argv0: 'sh' };
+  }
+  if (program.length === 0) throw new UsageError("missing program: sockcat exec ADDRESS -- PROGRAM [ARGS…], or --sh 'SCRIPT'");
+  const [name, ...args] = program;
+  return { file: resolveProgram(name, env), args, argv0: name };
+}

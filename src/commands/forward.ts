@@ -1,4 +1,7 @@
-import { parseWorkers } from '../runtime/workers';
+import { settleWorkers } from '../runtime/workers';
+import { refuseForDatagrams } from '../runtime/listener';
+import { addressKind, formatAddress } from '../endpoints/index';
+import { loopToSelf } from '../self-target';
 import { runForward, DEFAULT_FORWARD_CONNECT_TIMEOUT_MS, DEFAULT_FORWARD_DRAIN_TIMEOUT_MS } from '../modes/forward';
 import { UsageError } from '../errors';
 import type { ProxyVersion } from '../proxy-protocol';
@@ -68,17 +71,25 @@ export const forwardCommand: CommandFactory = (env) => ({
       argv,
       ['listen', 'connect'],
     );
-    if (listen.scheme === 'udp' || target.scheme === 'udp') {
+    const listener = listenerFromArgs(argv);
+    const workers = settleWorkers(argv);
+    const datagrams = addressKind(listen) === 'datagram' || addressKind(target) === 'datagram';
+    if (datagrams) {
+      if (addressKind(listen) !== addressKind(target)) throw new UsageError(`forwarding UDP needs udp: on both sides (got ${formatAddress(listen)} → ${formatAddress(target)})`);
       // A UDP forward has no connection to time out, half-close or drain: its peers are forgotten after --udp-idle.
       refuseTyped(env.args, ['close-wait', 'idle-timeout', 'connect-timeout', 'drain-timeout'], 'to TCP (stream) forwards, not to UDP: a UDP peer is forgotten after --udp-idle SECS');
+      if (argv.proxyProtocol !== undefined) throw new UsageError('--proxy-protocol applies to TCP streams, not to UDP');
+      refuseForDatagrams(listener);
+      // Datagrams of one client could land in any worker, each with its own upstream socket.
+      if (workers > 1) throw new UsageError('--workers applies to TCP forwards, not to UDP');
     } else {
       refuseTyped(env.args, ['udp-idle'], 'to UDP forwards (udp:…), not to TCP: use --idle-timeout');
     }
     const connectTimeoutMs = secondsOption(argv.connectTimeout, '--connect-timeout');
     if (connectTimeoutMs === 0) throw new UsageError('--connect-timeout must be more than 0 seconds');
-    const workers = parseWorkers(argv.workers);
-    // Each worker would make its own ephemeral certificate; only one could be in the file.
-    if (workers > 1 && argv.saveCert !== undefined) throw new UsageError('--save-cert and --workers: each worker makes its own ephemeral certificate; give them one with --cert/--key');
+    // A TARGET that is LISTEN itself would make every client an endless chain of connections (through --via it is reached from the last proxy, wherever that is).
+    const loop = argv.via === undefined ? await loopToSelf(listen, target) : undefined;
+    if (loop) throw new UsageError(loop);
     const code = await runForward(
       {
         listen,
@@ -90,7 +101,7 @@ export const forwardCommand: CommandFactory = (env) => ({
         udpIdleMs: secondsOption(argv.udpIdle, '--udp-idle'),
         raiseFdLimit: true,
         workers,
-        ...listenerFromArgs(argv),
+        ...listener,
         ...commonFromArgs(argv),
       },
       env.io,

@@ -2,6 +2,7 @@ import { runListen } from '../modes/listen';
 import { UsageError } from '../errors';
 import { execInsteadOfListen } from './habits';
 import { addressFromArgs, addressText, bytesOption, commonFromArgs, refuseTyped, listenerFromArgs, secondsOption, settleAddresses, withCommonOptions, withIdleTimeout, withListenerOptions, withUdpIdle, examplesEpilog } from './options';
+import { refuseForDatagrams } from '../runtime/listener';
 import type { CommandFactory } from './types';
 
 export const listenCommand: CommandFactory = (env) => ({
@@ -39,6 +40,7 @@ export const listenCommand: CommandFactory = (env) => ({
     const [address] = settleAddresses([{ address: addressFromArgs(argv.address, argv.port, 'listen'), role: 'listen', primary: true }], argv, ['listen']);
     if (address.scheme === 'udp') {
       refuseTyped(env.args, ['drain-timeout'], 'to stream listeners (TCP, TLS, unix), not to UDP: there is no connection to drain');
+      refuseForDatagrams(listenerFromArgs(argv));
       if (argv.shutdown === false) throw new UsageError('--no-shutdown applies to streams: UDP has no write side to shut down');
     } else {
       refuseTyped(env.args, ['udp-idle'], 'to UDP listeners (-u, udp:…), not to streams: use --idle-timeout');

@@ -2,7 +2,7 @@ import net from 'node:net';
 import { runProxy, DEFAULT_PROXY_CONNECT_TIMEOUT_MS, DEFAULT_PROXY_PORT } from '../modes/proxy';
 import { DEFAULT_HANDSHAKE_TIMEOUT_MS } from '../proxy/handler';
 import { viaFromArgs } from './via';
-import { parseWorkers } from '../runtime/workers';
+import { settleWorkers } from '../runtime/workers';
 import { UsageError } from '../errors';
 import type { Address } from '../endpoints/index';
 import { formatAddress } from '../endpoints/index';
@@ -86,9 +86,7 @@ export const proxyCommand: CommandFactory = (env) => ({
     if (connectTimeoutMs === 0) throw new UsageError('--connect-timeout must be more than 0 seconds');
     const handshakeTimeoutMs = secondsOption(argv.handshakeTimeout, '--handshake-timeout')!;
     if (handshakeTimeoutMs === 0) throw new UsageError('--handshake-timeout must be more than 0 seconds');
-    const workers = parseWorkers(argv.workers);
-    // Each worker would make its own ephemeral certificate; only one could be in the file.
-    if (workers > 1 && argv.saveCert !== undefined) throw new UsageError('--save-cert and --workers: each worker makes its own ephemeral certificate; give them one with --cert/--key');
+    const workers = settleWorkers(argv);
     const code = await runProxy(
       {
         listen,

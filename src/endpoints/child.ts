@@ -26,7 +26,6 @@ export interface ChildCommand {
 
 export interface ChildOptions {
   env?: NodeJS.ProcessEnv;
-  cwd?: string;
   /**
    * Where the child's stderr goes: 'pipe' exposes it as `ChildStream.stderr`; 'stdout' makes it
    * the same pipe as stdout, so both arrive in the order the child wrote them.
@@ -88,7 +87,7 @@ export class ChildStream extends Duplex {
     const [file, args] = merge ? ['/bin/sh', ['-c', 'exec "$@" 2>&1', cmd.argv0 ?? cmd.file, cmd.file, ...cmd.args]] : [cmd.file, cmd.args];
     // The child leads its own process group (and session), so the whole group can be signalled,
     // and a terminal's Ctrl-C reaches sockcat only, which then stops its children itself.
-    const child = await sharedSpawner().spawn({ file, args, argv0: merge ? undefined : cmd.argv0, env: opts.env, cwd: opts.cwd, stderr: !merge });
+    const child = await sharedSpawner().spawn({ file, args, argv0: merge ? undefined : cmd.argv0, env: opts.env, stderr: !merge });
     return new ChildStream(child, opts);
   }
 

@@ -33,7 +33,6 @@ export interface SpawnRequest {
   args: string[];
   argv0?: string;
   env?: NodeJS.ProcessEnv;
-  cwd?: string;
   /** Whether the child gets a stderr pipe (else its stderr is /dev/null, e.g. merged by a trampoline). */
   stderr: boolean;
 }
@@ -82,7 +81,6 @@ export function spawnerMain(): void {
       child = cp.spawn(req.file, req.args, {
         argv0: req.argv0,
         env: req.env,
-        cwd: req.cwd,
         stdio: ['pipe', 'pipe', req.stderr ? 'pipe' : 'ignore'],
         detached: true,
       });

@@ -3,7 +3,7 @@
  * On stdin EOF the socket's write side is shut down and we keep reading until the server
  * closes, so a reply sent after our EOF still arrives (--no-shutdown keeps the write side open).
  */
-import { connectAddress, formatAddress, type Address } from '../endpoints/index';
+import { addressKind, connectAddress, formatAddress, type Address } from '../endpoints/index';
 import { StdioStream, stdinLingerMs } from '../endpoints/stdio';
 import { hexDumper } from '../hexdump';
 import { formatDuration, createLogger, Logger, type LogOptions } from '../log';
@@ -30,8 +30,8 @@ export interface ConnectOptions extends LogOptions {
 
 /** Runs the client; resolves with the exit code (0 ok, 1 network failure). Connection errors reject with a NetError. */
 export async function runConnect(opts: ConnectOptions, io: ModeIO): Promise<number> {
-  // Datagrams are not a byte stream: UDP has its own client loop.
-  if (opts.address.scheme === 'udp') return runUdpConnect(opts, io);
+  // Datagrams are not a byte stream: they have their own client loop.
+  if (addressKind(opts.address) === 'datagram') return runUdpConnect(opts, io);
   const logger = createLogger(opts, io.stderr);
   const label = formatAddress(opts.address);
   let conn;

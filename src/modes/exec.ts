@@ -14,13 +14,11 @@
 import type { Readable, Writable } from 'node:stream';
 import type { Address, Connection } from '../endpoints/index';
 import { ChildStream, type ChildCommand, type ChildExit } from '../endpoints/child';
-import { resolveProgram, resolveShell } from '../endpoints/program';
-import { eachLine } from '../lines';
+import { eachLine } from '../each-line';
 import { hexDumper } from '../hexdump';
 import { createLogger, Logger, type LogOptions } from '../log';
 import { relay, DEFAULT_CLOSE_WAIT_MS } from '../relay';
 import { serve, listenerServeOptions, type ConnectionSummary, type ListenerModeOptions } from '../runtime/listener';
-import { UsageError } from '../errors';
 import type { ModeIO } from '../io';
 
 /** Children running at once unless --max-children says otherwise. */
@@ -28,10 +26,8 @@ export const DEFAULT_MAX_CHILDREN = 100;
 
 export interface ExecOptions extends ListenerModeOptions, LogOptions {
   address: Address;
-  /** The argv form: [PROGRAM, ARGS…], run without a shell. */
-  program?: string[];
-  /** The shell form: run with /bin/sh -c SCRIPT. */
-  script?: string;
+  /** What every connection runs, settled by the command (settleProgram in commands/exec.ts). */
+  command: ChildCommand;
   /** Send the child's stderr to the client (merged with stdout) instead of the server's stderr. */
   stderrToClient?: boolean;
   /** Refuse clients while this many children run (default 100). */
@@ -46,12 +42,9 @@ export interface ExecOptions extends ListenerModeOptions, LogOptions {
   hex?: boolean;
 }
 
-/**
- * Runs the server until io.signal is aborted; resolves 0 once every child is gone. Rejects with a
- * UsageError (exit 2) before listening when the program cannot be run.
- */
+/** Runs the server until io.signal is aborted; resolves 0 once every child is gone. */
 export async function runExec(opts: ExecOptions, io: ModeIO): Promise<number> {
-  const command = commandFor(opts);
+  const { command } = opts;
   const logger = createLogger(opts, io.stderr);
   const maxChildren = opts.maxChildren ?? DEFAULT_MAX_CHILDREN;
   // A plain copy, made once: reading process.env goes through a native getter per key.
@@ -128,19 +121,6 @@ export async function runExec(opts: ExecOptions, io: ModeIO): Promise<number> {
     stderrLines.close();
   }
   return 0;
-}
-
-/** The command every connection runs, checked once: a missing program is a usage error. */
-function commandFor(opts: ExecOptions): ChildCommand {
-  const argv = opts.program ?? [];
-  if (opts.script !== undefined && argv.length > 0) throw new UsageError('give either a program (after --) or --sh SCRIPT, not both');
-  if (opts.script !== undefined) {
-    if (opts.script.trim() === '') throw new UsageError('--sh needs a script, e.g. --sh \'echo hello\'');
-    return { file: resolveShell(), args: ['-c', opts.script], argv0: 'sh' };
-  }
-  if (argv.length === 0) throw new UsageError("missing program: sockcat exec ADDRESS -- PROGRAM [ARGS…], or --sh 'SCRIPT'");
-  const [name, ...args] = argv;
-  return { file: resolveProgram(name, opts.env ?? process.env), args, argv0: name };
 }
 
 /** The parent's environment plus who is on each end, as socat's SOCAT_PEERADDR and ncat's NCAT_REMOTE_ADDR. */

@@ -8,17 +8,15 @@
  * chunk unless -x asks for a hex dump, sockets are joined directly (no extra stream layers),
  * and TCP_NODELAY is set on both sides by the TCP transport.
  */
-import { connectAddress, formatAddress, type Address, type Connection } from '../endpoints/index';
+import { addressKind, connectAddress, formatAddress, type Address, type Connection } from '../endpoints/index';
 import { hexDumper } from '../hexdump';
 import { Logger, type LogOptions } from '../log';
 import { relay, resetStream, DEFAULT_CLOSE_WAIT_MS, type RelayResult, type Side } from '../relay';
-import { serve, refuseForDatagrams, listenerParts, DEFAULT_MAX_CONNS, type ConnectionContext, type ConnectionSummary, type ListenerModeOptions } from '../runtime/listener';
+import { serve, listenerParts, DEFAULT_MAX_CONNS, type ConnectionContext, type ConnectionSummary, type ListenerModeOptions } from '../runtime/listener';
 import { upstreamFailureCause, type Metrics } from '../metrics';
 import { encodeProxyHeader, type ProxyVersion } from '../proxy-protocol';
-import { loopToSelf } from '../self-target';
 import { runUdpForward } from './udp-forward';
 import { listenerProcess } from '../runtime/workers';
-import { UsageError } from '../errors';
 import type { ModeIO } from '../io';
 
 /** Default --connect-timeout: a client must not wait minutes for an upstream that never answers. */
@@ -52,17 +50,10 @@ export interface ForwardOptions extends ListenerModeOptions, LogOptions {
 
 /** Runs the relay until stopped; resolves with the exit code (0 after a graceful stop). Rejects if LISTEN cannot be opened. */
 export async function runForward(opts: ForwardOptions, io: ModeIO): Promise<number> {
-  if (opts.listen.scheme === 'udp' || opts.target.scheme === 'udp') {
-    if (opts.proxyProtocol) throw new UsageError('--proxy-protocol applies to TCP streams, not to UDP');
-    refuseForDatagrams(opts);
-    // Datagrams of one client could land in any worker, each with its own upstream socket.
-    if ((opts.workers ?? 1) > 1) throw new UsageError('--workers applies to TCP forwards, not to UDP');
-    await refuseLoopToSelf(opts);
+  if (addressKind(opts.listen) === 'datagram' || addressKind(opts.target) === 'datagram') {
     return runUdpForward(opts, io);
   }
-  await refuseLoopToSelf(opts);
   const workers = opts.workers ?? 1;
-  if (workers > 1 && opts.allowLink) throw new UsageError('--allow-link works with one process for now: drop --workers');
   const proc = await listenerProcess({ ...opts, workers, maxConns: opts.maxConns, defaultMaxConns: DEFAULT_MAX_CONNS, fdsPerClient: FDS_PER_CLIENT, raiseFdLimit: opts.raiseFdLimit === true }, io);
   if (proc.role === 'done') return proc.exitCode;
   const { logger, signal, listen, maxConns, reusePort } = proc;
@@ -85,14 +76,6 @@ export async function runForward(opts: ForwardOptions, io: ModeIO): Promise<numb
     handle: (conn, ctx) => forwarder.handle(conn, ctx),
   });
   return 0;
-}
-
-/** A TARGET that is LISTEN itself would make every client an endless chain of connections: refused. */
-async function refuseLoopToSelf(opts: ForwardOptions): Promise<void> {
-  // Through --via the target is reached from the last proxy, wherever that is.
-  if ((opts.target as { via?: unknown[] }).via?.length) return;
-  const loop = await loopToSelf(opts.listen, opts.target);
-  if (loop) throw new UsageError(loop);
 }
 
 /** Serves each client (handle() runs once per connection) and holds what all of them share. */

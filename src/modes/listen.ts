@@ -6,13 +6,13 @@
  * - --echo: a built-in echo server for any number of concurrent clients.
  */
 import { Duplex, PassThrough, type Writable } from 'node:stream';
-import type { Address, Connection } from '../endpoints/index';
+import { addressKind, type Address, type Connection } from '../endpoints/index';
 import { StdioStream, LfToCrlf, stdinLingerMs } from '../endpoints/stdio';
 import { hexDumper } from '../hexdump';
 import { createLogger, type LogOptions } from '../log';
 import { relay, resetStream, type RelayResult } from '../relay';
 import { DEFAULT_MAX_QUEUE } from './broadcast';
-import { serve, listenerServeOptions, refuseForDatagrams, type ConnectionSummary, type ListenerModeOptions } from '../runtime/listener';
+import { serve, listenerServeOptions, type ConnectionSummary, type ListenerModeOptions } from '../runtime/listener';
 import { exitCodeFor } from './connect';
 import { runUdpListen } from './udp-listen';
 import type { ModeIO } from '../io';
@@ -34,11 +34,8 @@ export interface ListenOptions extends ListenerModeOptions, LogOptions {
 
 /** Runs the server; resolves with the exit code (0 ok, 1 the client reset or a runtime failure). */
 export async function runListen(opts: ListenOptions, io: ModeIO): Promise<number> {
-  // Datagrams are not a byte stream: UDP has its own server loop.
-  if (opts.address.scheme === 'udp') {
-    refuseForDatagrams(opts);
-    return runUdpListen(opts, io);
-  }
+  // Datagrams are not a byte stream: they have their own server loop (runtime/datagram.ts).
+  if (addressKind(opts.address) === 'datagram') return runUdpListen(opts, io);
   const logger = createLogger(opts, io.stderr);
   const dumpFor = (conn: Connection) =>
     opts.hex ? hexDumper(io.stderr, { a: `< ${conn.remote.label}`, b: `> ${conn.remote.label}` }) : undefined;

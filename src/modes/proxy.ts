@@ -10,7 +10,6 @@ import type { LogOptions } from '../log';
 import { DEFAULT_CLOSE_WAIT_MS } from '../relay';
 import { serve, listenerParts, DEFAULT_MAX_CONNS, type ListenerModeOptions } from '../runtime/listener';
 import { listenerProcess } from '../runtime/workers';
-import { UsageError } from '../errors';
 import { ProxyAuth, type AuthOptions } from '../proxy/auth';
 import { NameMap, type NameMapOptions } from '../proxy/names';
 import { DestRules } from '../proxy/dest-rules';
@@ -55,7 +54,6 @@ export interface ProxyOptions extends ListenerModeOptions, LogOptions {
 /** Runs the proxy until stopped; resolves with the exit code. */
 export async function runProxy(opts: ProxyOptions, io: ModeIO): Promise<number> {
   const workers = opts.workers ?? 1;
-  if (workers > 1 && opts.allowLink) throw new UsageError('--allow-link works with one process for now: drop --workers');
   // With --workers each worker is this same proxy: it reads --auth-file and --map-file itself.
   const proc = await listenerProcess({ ...opts, workers, maxConns: opts.maxConns, defaultMaxConns: DEFAULT_MAX_CONNS, fdsPerClient: FDS_PER_CLIENT, raiseFdLimit: opts.raiseFdLimit === true }, io);
   if (proc.role === 'done') return proc.exitCode;

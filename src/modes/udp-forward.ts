@@ -6,17 +6,15 @@
  */
 import type dgram from 'node:dgram';
 import type { RemoteInfo } from 'node:dgram';
-import { UsageError } from '../errors';
 import { announceListening } from '../runtime/listener';
-import { formatAddress, type Address, type UdpAddress } from '../endpoints/index';
+import { type Address, type UdpAddress } from '../endpoints/index';
 import { bindUdpSocket, connectUdpSocket, udpError, udpLabel } from '../endpoints/udp';
 import type { Listener } from '../endpoints/types';
 import { hexDumper } from '../hexdump';
 import { createLogger, Logger, type LogFormat } from '../log';
 import { createAccessControl, type AccessOptions } from '../access';
-import { DEFAULT_EVICT_SILENT_MS, PeerTable, type UdpPeer } from './udp-peers';
 import { ensureFdLimit } from '../runtime/fdlimit';
-import { DEFAULT_UDP_IDLE_MS, untilStopped } from './udp-listen';
+import { DEFAULT_EVICT_SILENT_MS, DEFAULT_UDP_IDLE_MS, PeerTable, untilStopped, type UdpPeer } from '../runtime/datagram';
 import type { ModeIO } from '../io';
 
 
@@ -54,10 +52,8 @@ interface Upstream {
 
 /** Runs the UDP relay until stopped; resolves with the exit code. */
 export async function runUdpForward(opts: UdpForwardOptions, io: ModeIO): Promise<number> {
-  if (opts.listen.scheme !== 'udp' || opts.target.scheme !== 'udp') {
-    throw new UsageError(`forwarding UDP needs udp: on both sides (got ${formatAddress(opts.listen)} → ${formatAddress(opts.target)})`);
-  }
-  const target = opts.target;
+  // Both ends are datagram addresses: the command refused anything else.
+  const target = opts.target as UdpAddress;
   const targetLabel = udpLabel(target);
   const logger = createLogger(opts, io.stderr);
   // Each peer holds one upstream socket: fit the peer table to the open-file limit, as TCP

@@ -14,14 +14,11 @@ import type { UdpAddress } from '../endpoints/udp';
 import { hexDumper } from '../hexdump';
 import { formatDuration, createLogger, Logger } from '../log';
 import { createAccessControl } from '../access';
-import { PeerTable, type UdpPeer } from './udp-peers';
+import { DEFAULT_UDP_IDLE_MS, PeerTable, untilStopped, type UdpPeer } from '../runtime/datagram';
 import type { ListenOptions } from './listen';
 import type { ModeIO } from '../io';
 import { LfToCrlf } from '../endpoints/stdio';
 import type { Readable } from 'node:stream';
-
-/** Without -k, a peer silent this long is forgotten (replies then wait for the next one to speak). */
-export const DEFAULT_UDP_IDLE_MS = 60_000;
 
 /** Datagrams arriving while this much output is still unwritten are dropped (UDP cannot push back). */
 export const STDOUT_BACKLOG_LIMIT = 4 << 20;
@@ -113,31 +110,4 @@ export async function runUdpListen(opts: ListenOptions, io: ModeIO): Promise<num
   if (dropped > 0) logger.warn('dropped', `${dropped} datagram(s) dropped because stdout was not keeping up`);
   if (io.endStdout) io.stdout.end();
   return 0;
-}
-
-/**
- * Resolves when the signal is aborted, or when `idleMs` passed since `lastTraffic()` (a UDP
- * server has no other way to know it is done).
- */
-export function untilStopped(signal: AbortSignal, idleMs: number | undefined, lastTraffic: () => number, logger: Logger): Promise<void> {
-  return new Promise((resolve) => {
-    let timer: NodeJS.Timeout | undefined;
-    const finish = () => {
-      if (timer) clearTimeout(timer);
-      signal.removeEventListener('abort', finish);
-      resolve();
-    };
-    if (signal.aborted) return finish();
-    signal.addEventListener('abort', finish, { once: true });
-    if (!idleMs) return;
-    const check = () => {
-      const left = lastTraffic() + idleMs - Date.now();
-      if (left > 0) timer = setTimeout(check, left);
-      else {
-        logger.event('idle', `no datagram for ${formatDuration(idleMs)}, stopping`);
-        finish();
-      }
-    };
-    timer = setTimeout(check, idleMs);
-  });
 }

@@ -82,6 +82,18 @@ export function parseWorkers(value: unknown): number {
   return n;
 }
 
+/**
+ * --workers as a command settles it, with the flags it cannot go with: --save-cert (each worker
+ * would make its own ephemeral certificate; only one could be in the file) and --allow-link (its
+ * grants live in one process).
+ */
+export function settleWorkers(argv: Record<string, unknown>): number {
+  const workers = parseWorkers(argv.workers);
+  if (workers > 1 && argv.saveCert !== undefined) throw new UsageError('--save-cert and --workers: each worker makes its own ephemeral certificate; give them one with --cert/--key');
+  if (workers > 1 && argv.allowLink !== undefined) throw new UsageError('--allow-link works with one process for now: drop --workers');
+  return workers;
+}
+
 /** Whether this process is a worker started by a --workers primary. */
 export function isListenerWorker(): boolean {
   return cluster.isWorker && process.env[WORKER_ENV] !== undefined;

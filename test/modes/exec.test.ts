@@ -2,6 +2,7 @@ import { describe, it, expect, afterEach } from 'vitest';
 import net from 'node:net';
 import { PassThrough } from 'node:stream';
 import { runExec, type ExecOptions } from '../../src/modes/exec';
+import { settleProgram } from '../../src/commands/exec';
 import { parseAddress, type TcpAddress } from '../../src/endpoints/index';
 import { UsageError } from '../../src/errors';
 import { connect, exchange, readAll, randomBytes, sha256, waitFor } from '../helpers/net';
@@ -17,7 +18,9 @@ interface RunningExec {
 const running = new Set<RunningExec>();
 
 /** Runs the exec mode in-process on 127.0.0.1, port 0. */
-async function startExec(opts: Partial<ExecOptions>): Promise<RunningExec> {
+async function startExec(given: Partial<ExecOptions> & { program?: string[]; script?: string }): Promise<RunningExec> {
+  const { program, script, ...rest } = given;
+  const opts = { ...rest, command: settleProgram(program ?? [], script) };
   const controller = new AbortController();
   const stderr = new PassThrough();
   let err = '';
@@ -291,14 +294,11 @@ describe('exec mode', () => {
     refused.destroy();
   });
 
-  it('refuses a program that is not in PATH before listening (usage error)', async () => {
-    const stderr = new PassThrough();
-    const io = { stdin: new PassThrough(), stdout: new PassThrough(), stderr, signal: new AbortController().signal };
-    await expect(runExec({ address: parseAddress('0', 'listen'), program: ['no-such-program-xyz'] }, io)).rejects.toThrow(UsageError);
-    await expect(runExec({ address: parseAddress('0', 'listen'), program: ['no-such-program-xyz'] }, io)).rejects.toThrow(
-      "program 'no-such-program-xyz' not found in PATH",
-    );
-    await expect(runExec({ address: parseAddress('0', 'listen') }, io)).rejects.toThrow(/missing program/);
-    await expect(runExec({ address: parseAddress('0', 'listen'), program: ['cat'], script: 'cat' }, io)).rejects.toThrow(/not both/);
+  it('refuses a program that is not in PATH before listening (usage error, settled by the command)', () => {
+    expect(() => settleProgram(['no-such-program-xyz'], undefined)).toThrow(UsageError);
+    expect(() => settleProgram(['no-such-program-xyz'], undefined)).toThrow("program 'no-such-program-xyz' not found in PATH");
+    expect(() => settleProgram([], undefined)).toThrow(/missing program/);
+    expect(() => settleProgram(['cat'], 'cat')).toThrow(/not both/);
+    expect(() => settleProgram([], '  ')).toThrow(/--sh needs a script/);
   });
 });

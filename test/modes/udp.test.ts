@@ -173,12 +173,6 @@ describe('runUdpForward', () => {
     abort.abort();
     expect(await done).toBe(0);
   });
-
-  it('refuses non-UDP addresses', async () => {
-    const abort = new AbortController();
-    const io: ModeIO = { stdin: new PassThrough(), stdout: new PassThrough(), stderr: new PassThrough(), signal: abort.signal };
-    await expect(runUdpForward({ listen: parseAddress('127.0.0.1:0', 'listen'), target: parseAddress('udp:127.0.0.1:9', 'connect') }, io)).rejects.toThrow(/udp: on both sides/);
-  });
 });
 
 describe('--help', () => {

@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import { PassThrough } from 'node:stream';
-import { eachLine } from '../src/lines';
+import { eachLine } from '../src/each-line';
 
 async function linesOf(chunks: Array<string | Buffer>, maxLine?: number): Promise<string[]> {
   const input = new PassThrough();

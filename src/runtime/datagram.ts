@@ -1,10 +1,12 @@
 /**
- * Peer bookkeeping shared by the UDP modes (listen -u, forward udp:…): UDP has no connections,
- * so a "client" is an address:port that sent us a datagram, remembered until it falls silent.
+ * The datagram side of the listener runtime, shared by the UDP modes (listen -u, forward udp:…):
+ * UDP has no connections, so a "client" is an address:port that sent us a datagram, remembered
+ * until it falls silent. The peer table does admission (access control, the limit, eviction),
+ * idle expiry and the open/close log lines; untilStopped() is a datagram server's run loop.
  */
 import type { RemoteInfo } from 'node:dgram';
 import type { AccessControl } from '../access';
-import type { Logger } from '../log';
+import { formatDuration, type Logger } from '../log';
 import { peerLabel } from '../endpoints/udp';
 
 /** One remembered peer, with its own state (an upstream socket for forward). */
@@ -39,6 +41,9 @@ export interface PeerTableOptions<S> {
    */
   evictSilentAfterMs?: number;
 }
+
+/** Without -k, a peer silent this long is forgotten (replies then wait for the next one to speak). */
+export const DEFAULT_UDP_IDLE_MS = 60_000;
 
 /** A full table evicts peers silent this long (when its owner asks for eviction). */
 export const DEFAULT_EVICT_SILENT_MS = 1000;
@@ -135,4 +140,31 @@ export class PeerTable<S> {
     }
     return undefined;
   }
+}
+
+/**
+ * Resolves when the signal is aborted, or when `idleMs` passed since `lastTraffic()` (a UDP
+ * server has no other way to know it is done).
+ */
+export function untilStopped(signal: AbortSignal, idleMs: number | undefined, lastTraffic: () => number, logger: Logger): Promise<void> {
+  return new Promise((resolve) => {
+    let timer: NodeJS.Timeout | undefined;
+    const finish = () => {
+      if (timer) clearTimeout(timer);
+      signal.removeEventListener('abort', finish);
+      resolve();
+    };
+    if (signal.aborted) return finish();
+    signal.addEventListener('abort', finish, { once: true });
+    if (!idleMs) return;
+    const check = () => {
+      const left = lastTraffic() + idleMs - Date.now();
+      if (left > 0) timer = setTimeout(check, left);
+      else {
+        logger.event('idle', `no datagram for ${formatDuration(idleMs)}, stopping`);
+        finish();
+      }
+    };
+    timer = setTimeout(check, idleMs);
+  });
 }

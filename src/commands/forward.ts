@@ -63,7 +63,7 @@ export const forwardCommand: CommandFactory = (env) => ({
       ),
   handler: async (argv) => {
     const [listenText, targetText] = forwardAddresses([argv.listen, argv.target, ...((argv.more as string[] | undefined) ?? [])]);
-    const [listen, target] = settleAddresses(
+    const [listen, direct] = settleAddresses(
       [
         { address: addressFromArgs(listenText, undefined, 'listen', 'LISTEN address'), role: 'listen', primary: true },
         { address: addressFromArgs(targetText, undefined, 'connect', 'TARGET address'), role: 'connect', primary: false },
@@ -71,6 +71,8 @@ export const forwardCommand: CommandFactory = (env) => ({
       argv,
       ['listen', 'connect'],
     );
+    // --via first: it says in its own words that it reaches TCP targets only.
+    const target = withVia(direct, argv.via);
     const listener = listenerFromArgs(argv);
     const workers = settleWorkers(argv);
     const datagrams = addressKind(listen) === 'datagram' || addressKind(target) === 'datagram';
@@ -93,7 +95,7 @@ export const forwardCommand: CommandFactory = (env) => ({
     const code = await runForward(
       {
         listen,
-        target: withVia(target, argv.via),
+        target,
         connectTimeoutMs,
         closeWaitMs: secondsOption(argv.closeWait, '--close-wait'),
         idleTimeoutMs: secondsOption(argv.idleTimeout, '--idle-timeout'),

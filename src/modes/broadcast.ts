@@ -9,8 +9,8 @@
  */
 import type { Readable } from 'node:stream';
 import type { Address } from '../endpoints/index';
-import { createLogger, Logger, type LogOptions } from '../log';
-import { serve, listenerServeOptions, type ListenerModeOptions } from '../runtime/listener';
+import type { Logger } from '../log';
+import { openServer, type ServerModeOptions } from '../runtime/server';
 import { Room, type Member } from '../broadcast/room';
 import { Chat, notice, type ChatNaming } from '../broadcast/chat';
 import { CHAT_LANGUAGES, DEFAULT_CHAT_LANGUAGE } from '../broadcast/lang/index';
@@ -28,7 +28,7 @@ export const DEFAULT_BROADCAST_DRAIN_MS = 2000;
 /** Default connection limit: with the default queue cap, at most 1 GiB of queued messages. */
 export const DEFAULT_BROADCAST_MAX_CONNS = 1000;
 
-export interface BroadcastOptions extends ListenerModeOptions, LogOptions {
+export interface BroadcastOptions extends ServerModeOptions {
   address: Address;
   /** Broker mode: bytes verbatim, no names or announcements. */
   raw?: boolean;
@@ -50,13 +50,13 @@ export interface BroadcastOptions extends ListenerModeOptions, LogOptions {
 
 /** Runs the room until stopped; resolves with the exit code. stdin's EOF does not stop it. */
 export async function runBroadcast(opts: BroadcastOptions, io: ModeIO): Promise<number> {
-  const logger = createLogger(opts, io.stderr);
+  const server = await openServer(opts, io, { mode: 'broadcast', fdsPerClient: 1, defaultMaxConns: DEFAULT_BROADCAST_MAX_CONNS });
+  if (server.role === 'done') return server.exitCode;
+  const { logger, metrics } = server;
   const strings = CHAT_LANGUAGES[opts.lang ?? DEFAULT_CHAT_LANGUAGE];
   const clients = new Set<Member>();
   // Without a drain, a client that is behind would be cut off with its last lines still queued.
   const drainMs = opts.drainTimeoutMs ?? DEFAULT_BROADCAST_DRAIN_MS;
-  const common = listenerServeOptions(opts, logger, io.signal, 'broadcast');
-  const metrics = common.metrics?.metrics;
   const room = new Room({
     onDropped: metrics ? (count) => metrics.broadcastDropped(count) : undefined,
     maxQueue: opts.maxQueue ?? DEFAULT_MAX_QUEUE,
@@ -77,9 +77,7 @@ export async function runBroadcast(opts: BroadcastOptions, io: ModeIO): Promise<
   };
   io.signal.addEventListener('abort', onStop, { once: true });
   try {
-    await serve({
-      ...common,
-      maxConns: opts.maxConns ?? DEFAULT_BROADCAST_MAX_CONNS,
+    await server.serve({
       drainTimeoutMs: drainMs,
       handle: async (conn, ctx) => {
         const { member, done } = serveClient(conn, ctx, { room, protocol: speaking, idleTimeoutMs: opts.idleTimeoutMs, stopGraceMs: drainMs });

@@ -16,15 +16,19 @@ import type { Address, Connection } from '../endpoints/index';
 import { ChildStream, type ChildCommand, type ChildExit } from '../endpoints/child';
 import { eachLine } from '../each-line';
 import { hexDumper } from '../hexdump';
-import { createLogger, Logger, type LogOptions } from '../log';
+import type { Logger } from '../log';
 import { relay, DEFAULT_CLOSE_WAIT_MS } from '../relay';
-import { serve, listenerServeOptions, type ConnectionSummary, type ListenerModeOptions } from '../runtime/listener';
+import type { ConnectionSummary } from '../runtime/listener';
+import { openServer, type ServerModeOptions } from '../runtime/server';
 import type { ModeIO } from '../io';
 
 /** Children running at once unless --max-children says otherwise. */
 export const DEFAULT_MAX_CHILDREN = 100;
 
-export interface ExecOptions extends ListenerModeOptions, LogOptions {
+/** Descriptors per client: its socket and its child's stdin, stdout and stderr pipes. */
+const FDS_PER_CLIENT = 4;
+
+export interface ExecOptions extends ServerModeOptions {
   address: Address;
   /** What every connection runs, settled by the command (settleProgram in commands/exec.ts). */
   command: ChildCommand;
@@ -45,7 +49,9 @@ export interface ExecOptions extends ListenerModeOptions, LogOptions {
 /** Runs the server until io.signal is aborted; resolves 0 once every child is gone. */
 export async function runExec(opts: ExecOptions, io: ModeIO): Promise<number> {
   const { command } = opts;
-  const logger = createLogger(opts, io.stderr);
+  const server = await openServer(opts, io, { mode: 'exec', fdsPerClient: FDS_PER_CLIENT });
+  if (server.role === 'done') return server.exitCode;
+  const { logger, metrics } = server;
   const maxChildren = opts.maxChildren ?? DEFAULT_MAX_CHILDREN;
   // A plain copy, made once: reading process.env goes through a native getter per key.
   const baseEnv = { ...(opts.env ?? process.env) };
@@ -53,8 +59,6 @@ export async function runExec(opts: ExecOptions, io: ModeIO): Promise<number> {
   /** Children asked of the spawner and not started yet (they count against --max-children). */
   let starting = 0;
   const stderrLines = stderrRelay(io.stderr, logger);
-  const common = listenerServeOptions(opts, logger, io.signal, 'exec');
-  const metrics = common.metrics?.metrics;
 
   // Children lead their own process groups, so they would not die with us on their own: if the
   // process exits without a graceful stop (a second Ctrl-C), take them down first.
@@ -115,7 +119,7 @@ export async function runExec(opts: ExecOptions, io: ModeIO): Promise<number> {
   }
 
   try {
-    await serve({ ...common, handle });
+    await server.serve({ handle });
   } finally {
     process.off('exit', killAllNow);
     stderrLines.close();

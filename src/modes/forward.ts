@@ -10,13 +10,13 @@
  */
 import { addressKind, connectAddress, formatAddress, type Address, type Connection } from '../endpoints/index';
 import { hexDumper } from '../hexdump';
-import { Logger, type LogOptions } from '../log';
+import type { Logger } from '../log';
 import { relay, resetStream, DEFAULT_CLOSE_WAIT_MS, type RelayResult, type Side } from '../relay';
-import { serve, listenerParts, DEFAULT_MAX_CONNS, type ConnectionContext, type ConnectionSummary, type ListenerModeOptions } from '../runtime/listener';
+import type { ConnectionContext, ConnectionSummary } from '../runtime/listener';
+import { openServer, type ServerModeOptions } from '../runtime/server';
 import { upstreamFailureCause, type Metrics } from '../metrics';
 import { encodeProxyHeader, type ProxyVersion } from '../proxy-protocol';
 import { runUdpForward } from './udp-forward';
-import { listenerProcess } from '../runtime/workers';
 import type { ModeIO } from '../io';
 
 /** Default --connect-timeout: a client must not wait minutes for an upstream that never answers. */
@@ -26,7 +26,7 @@ export const DEFAULT_FORWARD_DRAIN_TIMEOUT_MS = 10_000;
 /** Descriptors per client: the client's socket and its upstream. */
 const FDS_PER_CLIENT = 2;
 
-export interface ForwardOptions extends ListenerModeOptions, LogOptions {
+export interface ForwardOptions extends ServerModeOptions {
   /** Where clients connect. */
   listen: Address;
   /** Where each client's upstream connection goes. */
@@ -41,10 +41,6 @@ export interface ForwardOptions extends ListenerModeOptions, LogOptions {
   proxyProtocol?: ProxyVersion;
   /** UDP only: forget a silent client (and close its upstream socket) after this many ms. */
   udpIdleMs?: number;
-  /** Run sockcat again with a higher open-file limit when --max-conns needs it (the CLI sets this). */
-  raiseFdLimit?: boolean;
-  /** --workers: processes sharing the listening socket (default 1: this process serves alone). */
-  workers?: number;
   hex?: boolean;
 }
 
@@ -53,26 +49,13 @@ export async function runForward(opts: ForwardOptions, io: ModeIO): Promise<numb
   if (addressKind(opts.listen) === 'datagram' || addressKind(opts.target) === 'datagram') {
     return runUdpForward(opts, io);
   }
-  const workers = opts.workers ?? 1;
-  const proc = await listenerProcess({ ...opts, workers, maxConns: opts.maxConns, defaultMaxConns: DEFAULT_MAX_CONNS, fdsPerClient: FDS_PER_CLIENT, raiseFdLimit: opts.raiseFdLimit === true }, io);
-  if (proc.role === 'done') return proc.exitCode;
-  const { logger, signal, listen, maxConns, reusePort } = proc;
-  const parts = listenerParts(opts, logger, 'forward');
-  parts.metrics = proc.metrics(parts.metrics);
-  const forwarder = new Forwarder(opts, logger, io.stderr, parts.metrics?.metrics);
-  await serve({
-    address: listen,
-    logger,
-    signal,
-    ...parts,
-    maxConns,
+  const server = await openServer({ ...opts, address: opts.listen }, io, { mode: 'forward', fdsPerClient: FDS_PER_CLIENT });
+  if (server.role === 'done') return server.exitCode;
+  const { logger } = server;
+  const forwarder = new Forwarder(opts, logger, io.stderr, server.metrics);
+  await server.serve({
     drainTimeoutMs: opts.drainTimeoutMs ?? DEFAULT_FORWARD_DRAIN_TIMEOUT_MS,
-    reusePort,
-    onListening: (listener) => {
-      proc.listening();
-      logger.event('forwarding', `forwarding ${listener.label} → ${forwarder.targetLabel}`, { address: listener.label, target: forwarder.targetLabel });
-      opts.onListening?.(listener);
-    },
+    onListening: (listener) => logger.event('forwarding', `forwarding ${listener.label} → ${forwarder.targetLabel}`, { address: listener.label, target: forwarder.targetLabel }),
     handle: (conn, ctx) => forwarder.handle(conn, ctx),
   });
   return 0;

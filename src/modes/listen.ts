@@ -9,15 +9,15 @@ import { Duplex, PassThrough, type Writable } from 'node:stream';
 import { addressKind, type Address, type Connection } from '../endpoints/index';
 import { StdioStream, LfToCrlf, stdinLingerMs } from '../endpoints/stdio';
 import { hexDumper } from '../hexdump';
-import { createLogger, type LogOptions } from '../log';
 import { relay, resetStream, type RelayResult } from '../relay';
 import { DEFAULT_MAX_QUEUE } from './broadcast';
-import { serve, listenerServeOptions, type ConnectionSummary, type ListenerModeOptions } from '../runtime/listener';
+import type { ConnectionSummary } from '../runtime/listener';
+import { openServer, type ServerModeOptions } from '../runtime/server';
 import { exitCodeFor } from './connect';
 import { runUdpListen } from './udp-listen';
 import type { ModeIO } from '../io';
 
-export interface ListenOptions extends ListenerModeOptions, LogOptions {
+export interface ListenOptions extends ServerModeOptions {
   address: Address;
   keepOpen?: boolean;
   echo?: boolean;
@@ -36,7 +36,10 @@ export interface ListenOptions extends ListenerModeOptions, LogOptions {
 export async function runListen(opts: ListenOptions, io: ModeIO): Promise<number> {
   // Datagrams are not a byte stream: they have their own server loop (runtime/datagram.ts).
   if (addressKind(opts.address) === 'datagram') return runUdpListen(opts, io);
-  const logger = createLogger(opts, io.stderr);
+  // Without -k (nor --echo) one client is served: no --max-conns to fit to the open-file limit.
+  const server = await openServer(opts, io, { mode: 'listen', fdsPerClient: 1, oneShot: !opts.keepOpen && !opts.echo });
+  if (server.role === 'done') return server.exitCode;
+  const { logger } = server;
   const dumpFor = (conn: Connection) =>
     opts.hex ? hexDumper(io.stderr, { a: `< ${conn.remote.label}`, b: `> ${conn.remote.label}` }) : undefined;
   const summarize = (r: RelayResult): ConnectionSummary => ({ received: r.aToB, sent: r.bToA, reason: r.reason });
@@ -47,11 +50,8 @@ export async function runListen(opts: ListenOptions, io: ModeIO): Promise<number
       : logger.halfClosed('server', `${ours}; shutting down our write side to ${conn.remote.label}`, { client: conn.remote.label, id });
   let exitCode = 0;
 
-  const common = listenerServeOptions(opts, logger, io.signal, 'listen');
-
   if (opts.echo) {
-    await serve({
-      ...common,
+    await server.serve({
       handle: async (conn, ctx) => {
         // The relay joined to a PassThrough is an echo: what comes in goes back, with
         // backpressure, and the client's EOF is echoed as our EOF once everything is sent.
@@ -63,8 +63,7 @@ export async function runListen(opts: ListenOptions, io: ModeIO): Promise<number
   }
 
   if (!opts.keepOpen) {
-    await serve({
-      ...common,
+    await server.serve({
       maxAccepts: 1,
       handle: async (conn, ctx) => {
         const stdio = new StdioStream(io.stdin, io.stdout, { crlf: opts.crlf, endOutput: io.endStdout });
@@ -89,8 +88,7 @@ export async function runListen(opts: ListenOptions, io: ModeIO): Promise<number
   const maxQueue = opts.maxQueue ?? DEFAULT_MAX_QUEUE;
   const fanout = new StdinFanout(io.stdin, opts.crlf, opts.shutdown !== false, maxQueue);
   try {
-    await serve({
-      ...common,
+    await server.serve({
       handle: async (conn, ctx) => {
         let overflowed = false;
         const tap = fanout.tap(io.stdout, () => {

@@ -6,10 +6,8 @@
  * share and runs the listener.
  */
 import type { Address } from '../endpoints/index';
-import type { LogOptions } from '../log';
 import { DEFAULT_CLOSE_WAIT_MS } from '../relay';
-import { serve, listenerParts, DEFAULT_MAX_CONNS, type ListenerModeOptions } from '../runtime/listener';
-import { listenerProcess } from '../runtime/workers';
+import { openServer, type ServerModeOptions } from '../runtime/server';
 import { ProxyAuth, type AuthOptions } from '../proxy/auth';
 import { NameMap, type NameMapOptions } from '../proxy/names';
 import { DestRules } from '../proxy/dest-rules';
@@ -26,7 +24,7 @@ export const DEFAULT_PROXY_PORT = 1080;
 /** Descriptors per client: the client's socket and its upstream. */
 const FDS_PER_CLIENT = 2;
 
-export interface ProxyOptions extends ListenerModeOptions, LogOptions {
+export interface ProxyOptions extends ServerModeOptions {
   listen: Address;
   /** --auth, --auth-file. */
   auth: AuthOptions;
@@ -43,21 +41,16 @@ export interface ProxyOptions extends ListenerModeOptions, LogOptions {
   closeWaitMs: number;
   idleTimeoutMs?: number;
   handshakeTimeoutMs?: number;
-  /** Run sockcat again with a higher open-file limit when --max-conns needs it (the CLI sets this). */
-  raiseFdLimit?: boolean;
   /** How often --auth-file and --map-file are looked at (ms; tests make it short). */
   pollMs?: number;
-  /** --workers: processes listening on the port (default 1: this process serves alone). */
-  workers?: number;
 }
 
 /** Runs the proxy until stopped; resolves with the exit code. */
 export async function runProxy(opts: ProxyOptions, io: ModeIO): Promise<number> {
-  const workers = opts.workers ?? 1;
   // With --workers each worker is this same proxy: it reads --auth-file and --map-file itself.
-  const proc = await listenerProcess({ ...opts, workers, maxConns: opts.maxConns, defaultMaxConns: DEFAULT_MAX_CONNS, fdsPerClient: FDS_PER_CLIENT, raiseFdLimit: opts.raiseFdLimit === true }, io);
-  if (proc.role === 'done') return proc.exitCode;
-  const { logger } = proc;
+  const server = await openServer({ ...opts, address: opts.listen }, io, { mode: 'proxy', fdsPerClient: FDS_PER_CLIENT });
+  if (server.role === 'done') return server.exitCode;
+  const { logger, metrics } = server;
 
   const reloads =
     (what: string) =>
@@ -71,12 +64,7 @@ export async function runProxy(opts: ProxyOptions, io: ModeIO): Promise<number> 
   try {
     // A missing or bad file stops us here, before anything listens (exit 2).
     await Promise.all([auth.ready, map.ready]);
-    // Access control, --accept-proxy-protocol, --metrics and --allow-link, as every listening mode.
     const rules = new DestRules({ allow: opts.allowDest, deny: opts.denyDest });
-    const parts = listenerParts(opts, logger, 'proxy');
-    // Under --workers a worker only counts; the primary serves the sum.
-    parts.metrics = proc.metrics(parts.metrics);
-    const metrics = parts.metrics?.metrics;
     const dialer = new Dialer({
       metrics,
       map,
@@ -94,21 +82,13 @@ export async function runProxy(opts: ProxyOptions, io: ModeIO): Promise<number> 
       handshakeTimeoutMs: opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
       metrics,
     });
-    await serve({
-      address: proc.listen,
-      logger,
-      signal: proc.signal,
-      ...parts,
-      maxConns: proc.maxConns,
-      drainTimeoutMs: opts.drainTimeoutMs,
-      reusePort: proc.reusePort,
+    // Access control, --accept-proxy-protocol, --metrics and --allow-link come with the server, as for every listening mode.
+    await server.serve({
       onListening: (listener) => {
-        proc.listening();
         const hops = opts.via.map((h) => formatHostPort(h.host, h.port));
         const via = hops.length ? `, upstream via ${hops.join(' → ')}` : '';
         const login = auth.required ? ', login required' : '';
         logger.event('proxy', `SOCKS5/SOCKS4/HTTP proxy on ${listener.label}${login}${via}`, { address: listener.label, auth: auth.required, via: hops.join(',') || undefined });
-        opts.onListening?.(listener);
       },
       handle: (conn, ctx) => handler.handle(conn, ctx),
     });

@@ -40,7 +40,7 @@ export function readFdLimits(text?: string): FdLimits | undefined {
 }
 
 /** How many descriptors this process holds right now. */
-function openFdCount(): number {
+export function openFdCount(): number {
   try {
     return fs.readdirSync('/proc/self/fd').length;
   } catch {
@@ -58,12 +58,13 @@ export const FD_EXHAUSTION_LOG_INTERVAL_MS = 10_000;
  * while the listener holds at least a quarter of the limit in clients.
  */
 export class FdExhaustionWatch {
-  private readonly soft = readFdLimits()?.soft ?? Infinity;
   private lastSaid = -Infinity;
 
   constructor(
     private readonly say: (text: string, fields: Record<string, number>) => void,
     private readonly intervalMs = FD_EXHAUSTION_LOG_INTERVAL_MS,
+    /** The soft limit (read from the process when not given). */
+    private readonly soft = readFdLimits()?.soft ?? Infinity,
   ) {}
 
   /** After each accepted connection, with the number of connections held. */

@@ -55,22 +55,6 @@ export interface ListenerModeOptions {
 }
 
 /**
- * serve()'s options as a listening mode's own options give them: the address, the access
- * control built from --allow/--deny/--allow-file, the limits and the listening callback.
- */
-export function listenerServeOptions(opts: ListenerModeOptions & { address: Address }, logger: Logger, signal: AbortSignal, mode: string) {
-  return {
-    address: opts.address,
-    logger,
-    signal,
-    ...listenerParts(opts, logger, mode),
-    maxConns: opts.maxConns,
-    drainTimeoutMs: opts.drainTimeoutMs,
-    onListening: opts.onListening,
-  };
-}
-
-/**
  * The listener options that only make sense for stream connections: a UDP mode refuses them
  * (exit 2) rather than ignore them.
  */

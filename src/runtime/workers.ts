@@ -321,6 +321,8 @@ export interface ListenerProcessOptions extends LogOptions {
   defaultMaxConns: number;
   fdsPerClient: number;
   raiseFdLimit: boolean;
+  /** Fit --max-conns to the open-file limit (default true; a one-shot server has one client). */
+  fitFdLimit?: boolean;
   metrics?: TcpAddress;
 }
 
@@ -357,6 +359,9 @@ export async function listenerProcess(opts: ListenerProcessOptions, io: ModeIO):
     };
   }
   const logger = createLogger(opts, io.stderr);
+  if (opts.fitFdLimit === false) {
+    return { role: 'alone', logger, signal: io.signal, listen: opts.listen, maxConns: opts.maxConns ?? opts.defaultMaxConns, reusePort: false, listening: () => {}, metrics: (m) => m };
+  }
   const room = await ensureFdLimit({ maxConns: opts.maxConns, defaultMaxConns: opts.defaultMaxConns, fdsPerClient: opts.fdsPerClient, logger, relaunch: opts.raiseFdLimit });
   if (room.relaunched) return { role: 'done', exitCode: room.exitCode };
   return { role: 'alone', logger, signal: io.signal, listen: opts.listen, maxConns: room.maxConns, reusePort: false, listening: () => {}, metrics: (m) => m };

@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import { PassThrough } from 'node:stream';
-import { readFdLimits, clientCapacity, fdsNeeded, ensureFdLimit, selfCommand, runWithFdLimit } from '../../src/runtime/fdlimit';
+import { readFdLimits, clientCapacity, fdsNeeded, ensureFdLimit, selfCommand, runWithFdLimit, FdExhaustionWatch, openFdCount } from '../../src/runtime/fdlimit';
 import { Logger } from '../../src/log';
 
 const LIMITS = `Limit                     Soft Limit           Hard Limit           Units
@@ -79,5 +79,27 @@ describe('open-file limit', () => {
     await new Promise((r) => setTimeout(r, 300));
     process.emit('SIGTERM', 'SIGTERM');
     expect(await done).toBe(143);
+  });
+});
+
+describe('FdExhaustionWatch (the backstop for descriptors outside --max-conns\'s count)', () => {
+  it('says once per interval that the limit is reached, and nothing while there is room', async () => {
+    const said: string[] = [];
+    // A soft limit just above what this process holds: it is "reached".
+    const soft = openFdCount() + 2;
+    const watch = new FdExhaustionWatch((text) => said.push(text), 200, soft);
+    watch.check(1); // fewer clients than a quarter of the limit: not even looked at
+    expect(said).toEqual([]);
+    watch.check(soft);
+    watch.check(soft);
+    expect(said).toHaveLength(1);
+    expect(said[0]).toMatch(new RegExp(`^open-file limit ${soft} reached \\(\\d+ in use, ${soft} clients\\): new clients are turned away until some leave; raise it with ulimit -n$`));
+    await new Promise((r) => setTimeout(r, 250));
+    watch.check(soft);
+    expect(said).toHaveLength(2);
+    // Plenty of room: silent.
+    const roomy = new FdExhaustionWatch((text) => said.push(text), 0, openFdCount() + 1000);
+    roomy.check(900);
+    expect(said).toHaveLength(2);
   });
 });

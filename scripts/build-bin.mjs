@@ -8,7 +8,7 @@
 // The result is checked by running it from an empty directory with an empty environment: a
 // build that "succeeds" but does not run fails here, loudly.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, realpathSync, rmSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,8 +19,14 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 const pinned = pinnedNodeOrFail();
 // pkg makes the SEA blob with the node that runs it, and the blob's layout changes between Node
 // releases: run on the pinned Node, whichever node npm started us with.
-if (process.execPath !== pinned) {
-  const r = spawnSync(pinned, [fileURLToPath(import.meta.url), ...process.argv.slice(2)], { stdio: 'inherit' });
+// Compared as real paths (node_modules may be a symlink: process.execPath is resolved), and
+// re-run at most once, so a mismatch can never turn into a chain of processes.
+if (realpathSync(process.execPath) !== realpathSync(pinned)) {
+  if (process.env.SOCKCAT_BUILD_ON_PINNED === '1') {
+    console.error(`build-bin: running on ${process.execPath}, not the pinned Node ${pinned}`);
+    process.exit(1);
+  }
+  const r = spawnSync(pinned, [fileURLToPath(import.meta.url), ...process.argv.slice(2)], { stdio: 'inherit', env: { ...process.env, SOCKCAT_BUILD_ON_PINNED: '1' } });
   process.exit(r.status ?? 1);
 }
 

@@ -8,7 +8,7 @@ import { commands } from './commands/index';
 import { listTransports } from './endpoints/index';
 import { UsageError, NetError } from './errors';
 import type { ModeIO } from './io';
-import { guardStream } from './log';
+import { clockTime, guardStream } from './log';
 import { helpWidth, layoutHelp } from './commands/help-layout';
 import { explainMissingMode } from './commands/habits';
 import { startObservers } from './observers';
@@ -102,12 +102,14 @@ function reportError(err: unknown, io: ModeIO): number {
     io.stderr.write(`sockcat: ${lowerFirst(err.message)}${hint}\n`);
     return 2;
   }
+  // A failure while running is a log line like the others (with the time); a usage error, said
+  // before anything ran, is not.
   if (err instanceof NetError) {
-    io.stderr.write(`sockcat: ${err.message}\n`);
+    io.stderr.write(`sockcat: ${clockTime(new Date())} ${err.message}\n`);
     return 1;
   }
   const e = err as Error;
-  io.stderr.write(`sockcat: ${e?.message ?? String(err)}\n`);
+  io.stderr.write(`sockcat: ${clockTime(new Date())} ${e?.message ?? String(err)}\n`);
   if (debug && e?.stack) io.stderr.write(e.stack + '\n');
   return 1;
 }
@@ -185,7 +187,7 @@ export function runAsProgram(): void {
     // session (their connections are reset: the peer must not believe all was delivered), exit 1.
     if (forcedExit !== undefined) return;
     forcedExit = 1;
-    process.stderr.write(`sockcat: ${stdoutFailure(err)}\n`);
+    process.stderr.write(`sockcat: ${clockTime(new Date())} ${stdoutFailure(err)}\n`);
     controller.abort('stdout');
   });
   // stdin is made on first use: creating it loads fs streams (and readline for a terminal), a

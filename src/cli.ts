@@ -121,6 +121,10 @@ function rewordYargs(msg: string, args: string[]): string {
   if (choice) return `--${choice[1]} takes one of ${choice[3].replace(/"/g, '')}, not ${choice[2].replace(/"/g, "'")}`;
   const m = /^Unknown arguments?: (.*)$/.exec(msg);
   if (!m) return msg;
+  // nc's -4/-6 where no IP socket is ours to choose (relay, expose): yargs took it for a number.
+  // (expose -6 9000: -6 became LOCAL and 9000 the stray one.)
+  const family = args.find((a) => a === '-4' || a === '-6');
+  if (family) return `${family} (IPv${family[1]} only) is not an option of ${args[0]}: it applies to listen, connect, forward, exec, broadcast, proxy, scan and wait`;
   const names = m[1].split(', ').map((name) => {
     const flag = args.find((a) => a === `--${name}` || a.startsWith(`--${name}=`) || a === `-${name}`);
     return flag ? flag.split('=')[0] : `'${name}'`;

@@ -8,7 +8,7 @@ import { commands } from './commands/index';
 import { listTransports } from './endpoints/index';
 import { UsageError, NetError } from './errors';
 import type { ModeIO } from './io';
-import { guardStream } from './log';
+import { clockTime, guardStream } from './log';
 import { helpWidth, layoutHelp } from './commands/help-layout';
 import { explainMissingMode } from './commands/habits';
 import { startObservers } from './observers';
@@ -102,12 +102,14 @@ function reportError(err: unknown, io: ModeIO): number {
     io.stderr.write(`sockcat: ${lowerFirst(err.message)}${hint}\n`);
     return 2;
   }
+  // A failure while running is a log line like the others (with the time); a usage error, said
+  // before anything ran, is not.
   if (err instanceof NetError) {
-    io.stderr.write(`sockcat: ${err.message}\n`);
+    io.stderr.write(`sockcat: ${clockTime(new Date())} ${err.message}\n`);
     return 1;
   }
   const e = err as Error;
-  io.stderr.write(`sockcat: ${e?.message ?? String(err)}\n`);
+  io.stderr.write(`sockcat: ${clockTime(new Date())} ${e?.message ?? String(err)}\n`);
   if (debug && e?.stack) io.stderr.write(e.stack + '\n');
   return 1;
 }
@@ -119,6 +121,10 @@ function rewordYargs(msg: string, args: string[]): string {
   if (choice) return `--${choice[1]} takes one of ${choice[3].replace(/"/g, '')}, not ${choice[2].replace(/"/g, "'")}`;
   const m = /^Unknown arguments?: (.*)$/.exec(msg);
   if (!m) return msg;
+  // nc's -4/-6 where no IP socket is ours to choose (relay, expose): yargs took it for a number.
+  // (expose -6 9000: -6 became LOCAL and 9000 the stray one.)
+  const family = args.find((a) => a === '-4' || a === '-6');
+  if (family) return `${family} (IPv${family[1]} only) is not an option of ${args[0]}: it applies to listen, connect, forward, exec, broadcast, proxy, scan and wait`;
   const names = m[1].split(', ').map((name) => {
     const flag = args.find((a) => a === `--${name}` || a.startsWith(`--${name}=`) || a === `-${name}`);
     return flag ? flag.split('=')[0] : `'${name}'`;
@@ -185,7 +191,7 @@ export function runAsProgram(): void {
     // session (their connections are reset: the peer must not believe all was delivered), exit 1.
     if (forcedExit !== undefined) return;
     forcedExit = 1;
-    process.stderr.write(`sockcat: ${stdoutFailure(err)}\n`);
+    process.stderr.write(`sockcat: ${clockTime(new Date())} ${stdoutFailure(err)}\n`);
     controller.abort('stdout');
   });
   // stdin is made on first use: creating it loads fs streams (and readline for a terminal), a

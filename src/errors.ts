@@ -51,6 +51,8 @@ export interface ErrorContext {
   port?: number;
   /** The host name, when there is one (for "name not found"). */
   host?: string;
+  /** -4/-6: the only IP version asked for (for "has no IPv6 address"). */
+  family?: 4 | 6;
 }
 
 /**
@@ -70,6 +72,7 @@ export function describeError(err: unknown, ctx: ErrorContext): string {
     case 'ENOTFOUND':
     case 'EAI_NONAME':
     case 'EAI_FAIL':
+      if (ctx.family) return `name not found: ${ctx.host ?? where} has no IPv${ctx.family} address (-${ctx.family} asks for IPv${ctx.family} only)`;
       return `name not found: ${ctx.host ?? where} does not resolve to an address`;
     case 'EAI_AGAIN':
       return `name lookup failed for ${ctx.host ?? where} (DNS not reachable right now)`;

@@ -27,10 +27,24 @@ export function helpWidth(stdout: { isTTY?: boolean; columns?: number }, env: No
 
 /** Wraps every line of yargs' unwrapped help to `width` columns on word boundaries. */
 export function layoutHelp(text: string, width: number): string {
-  return text
+  return positionalsFirst(text)
     .split('\n')
     .flatMap((line) => (line.startsWith(COMMAND_MARK) ? wrapCommand(line.slice(COMMAND_MARK.length), width) : wrapLine(line, width)))
     .join('\n');
+}
+
+/**
+ * A mode's arguments before its options: yargs lists option groups in the order they were first
+ * defined, and the transport options (added by every command before its positionals) came first.
+ */
+function positionalsFirst(text: string): string {
+  const blocks = text.split('\n\n');
+  const at = blocks.findIndex((b) => b.startsWith('Positionals:'));
+  const firstGroup = blocks.findIndex((b) => /^[A-Z][A-Za-z ]*:\n/.test(b));
+  if (at < 0 || firstGroup < 0 || firstGroup >= at) return text;
+  const [positionals] = blocks.splice(at, 1);
+  blocks.splice(firstGroup, 0, positionals);
+  return blocks.join('\n\n');
 }
 
 /**

@@ -4,7 +4,7 @@
  */
 import type { Argv } from 'yargs';
 import { UsageError } from '../errors';
-import { formatAddress, getTransport, listTransports, parseAddress, transportFlags, type Address, type AddressBase, type AddressSlot, type FlagValues, type PemFile, type Role, type TcpAddress, type TlsAddress, type Transport } from '../endpoints/index';
+import { formatAddress, getTransport, hasHostPort, listTransports, parseAddress, transportFlags, withFamily, type IpFamily, type Address, type AddressBase, type AddressSlot, type FlagValues, type PemFile, type Role, type TcpAddress, type TlsAddress, type Transport } from '../endpoints/index';
 import { checkKeyPair, readPem } from '../endpoints/tls';
 import type { AccessOptions } from '../access';
 import { parseMetricsAddress } from '../metrics';
@@ -13,9 +13,31 @@ import type { LogFormat } from '../log';
 import { DEFAULT_CLOSE_WAIT_MS } from '../relay';
 import { COMMAND_MARK } from './help-layout';
 
+/** -4/-6, nc's: one IP version only, for the address itself and for resolving its name. */
+export function withFamilyOptions<T>(y: Argv<T>) {
+  return y
+    .option('ipv4', { alias: '4', type: 'boolean', describe: 'IPv4 only (nc -4): names resolve to IPv4 addresses, the default host is 127.0.0.1' })
+    .option('ipv6', { alias: '6', type: 'boolean', describe: 'IPv6 only (nc -6): names resolve to IPv6 addresses, the default host is ::1' });
+}
+
+/** -4, -6 or neither; both is a usage error. */
+export function familyOption(argv: FlagValues): IpFamily | undefined {
+  if (argv.ipv4 && argv.ipv6) throw new UsageError('-4 and -6 contradict each other: give one of them');
+  return argv.ipv4 ? 4 : argv.ipv6 ? 6 : undefined;
+}
+
+/** An address (and its --via hops) forced to -4/-6; a unix: path has no IP version: refused. */
+function applyFamily(addr: Address, family: IpFamily | undefined): Address {
+  if (family === undefined) return addr;
+  if (!hasHostPort(addr)) throw new UsageError(`-${family} chooses the IP version, and ${formatAddress(addr)} is not an IP address: leave out -${family}`);
+  const forced = withFamily(addr, family, formatAddress(addr)) as Address;
+  const via = addr.via?.map((hop) => (hasHostPort(hop) ? withFamily(hop, family, formatAddress(hop)) : hop));
+  return via ? ({ ...forced, via } as Address) : forced;
+}
+
 /** -v, -x, --log-format and the transport options: every command has them. */
 export function withCommonOptions<T>(y: Argv<T>, roles: readonly Role[] = ['listen', 'connect'], kinds?: readonly string[]) {
-  return withTransportOptions(y, roles, kinds)
+  return withFamilyOptions(withTransportOptions(y, roles, kinds))
     .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'Log connection events on stderr (listening, connection from, closed with byte counts)' })
     .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'No start-up line (listening on …) and no notes: only warnings and errors' })
     .option('hex', { alias: 'x', type: 'boolean', default: false, describe: 'Hex dump of both directions on stderr, each chunk marked with its direction' })
@@ -95,7 +117,8 @@ const camel = (name: string) => name.replace(/-([a-z])/g, (_, c: string) => c.to
  * roles the command has, for the wording ("this mode only listens").
  */
 export function settleAddresses(slots: AddressSlotSpec[], argv: FlagValues, roles: readonly Role[], kinds: readonly string[] = ['stream', 'datagram']): Address[] {
-  const settled = slots.map((slot) => settleAddress(slot.address, argv, slot));
+  const family = familyOption(argv);
+  const settled = slots.map((slot) => applyFamily(settleAddress(slot.address, argv, slot), family));
   for (const addr of settled) {
     const t = getTransport(addr.scheme);
     if (!kinds.includes(t.kind)) throw new UsageError(`${formatAddress(addr)}: this mode works on byte streams (tcp:, tls:, unix:), not on ${t.scheme}: datagrams`);

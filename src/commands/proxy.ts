@@ -73,7 +73,7 @@ export const proxyCommand: CommandFactory = (env) => ({
         ),
       ),
   handler: async (argv) => {
-    const listenText = argv.listen === undefined || argv.listen === '' ? `127.0.0.1:${DEFAULT_PROXY_PORT}` : String(argv.listen);
+    const listenText = argv.listen === undefined || argv.listen === '' ? String(DEFAULT_PROXY_PORT) : String(argv.listen);
     if (argv.hex) throw new UsageError('--hex is not available in proxy mode (use -v or --log-format json for one line per tunnel)');
     if (argv.udp) throw new UsageError('-u does not apply to proxy: SOCKS5 clients get UDP through UDP ASSOCIATE on the TCP port');
     const [listen] = settleAddresses([{ address: addressFromArgs(listenText, undefined, 'listen', 'LISTEN address'), role: 'listen', primary: true }], argv, ['listen']);

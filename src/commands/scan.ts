@@ -1,7 +1,8 @@
+import net from 'node:net';
 import { runScan, DEFAULT_SCAN_CONCURRENCY, DEFAULT_SCAN_TIMEOUT_MS } from '../modes/scan';
 import { parsePortList } from '../ports';
 import { UsageError } from '../errors';
-import { countOption, secondsOption, examplesEpilog } from './options';
+import { countOption, familyOption, secondsOption, examplesEpilog, withFamilyOptions } from './options';
 import type { CommandFactory } from './types';
 
 /** Concurrency beyond this would only exhaust file descriptors and look like a SYN flood. */
@@ -12,7 +13,7 @@ export const scanCommand: CommandFactory = (env) => ({
   command: 'scan [host] [ports]',
   describe: 'Which ports answer on a host, like nc -z: open, closed (refused) or filtered (no answer)',
   builder: (y) =>
-    y
+    withFamilyOptions(y)
       .positional('host', { type: 'string', describe: 'Host name or IP address (IPv6 with or without brackets)' })
       .positional('ports', { type: 'string', describe: 'Ports: 22, 20-25, 22,80,443 or a mix (at most 65,536)' })
       // Ports are text ("22,80"): keep yargs from turning "22" into a number.
@@ -47,9 +48,15 @@ export const scanCommand: CommandFactory = (env) => ({
     if (concurrency !== undefined && concurrency > MAX_SCAN_CONCURRENCY) throw new UsageError(`--concurrency takes at most ${MAX_SCAN_CONCURRENCY}, not ${concurrency}`);
     const timeoutMs = secondsOption(argv.timeout, '--timeout');
     if (timeoutMs === 0) throw new UsageError('--timeout must be more than 0 seconds (e.g. 0.5)');
+    const family = familyOption(argv);
+    const bare = String(argv.host).replace(/^\[(.*)\]$/, '$1');
+    if (family && net.isIP(bare) && net.isIP(bare) !== family) {
+      throw new UsageError(`-${family} allows IPv${family} only, but ${argv.host} is an IPv${net.isIP(bare)} address: give an IPv${family} one or leave out -${family}`);
+    }
     const code = await runScan(
       {
         host: String(argv.host),
+        family,
         ports: parsePortList(String(argv.ports)),
         udp: argv.udp,
         timeoutMs,

@@ -1,6 +1,6 @@
 import { runWait, DEFAULT_WAIT_TIMEOUT_MS, RETRY_INTERVAL_MS } from '../modes/wait';
 import { UsageError } from '../errors';
-import { addressFromArgs, secondsOption, examplesEpilog, settleAddresses, withTransportOptions } from './options';
+import { addressFromArgs, secondsOption, examplesEpilog, settleAddresses, withFamilyOptions, withTransportOptions } from './options';
 import type { CommandFactory } from './types';
 
 /** `sockcat wait HOST:PORT`: flags, help and examples; the work is runWait's. */
@@ -9,7 +9,7 @@ export const waitCommand: CommandFactory = (env) => ({
   describe: 'Wait until a server accepts connections (for scripts, like wait-on / wait-port): exit 0 ready, 1 timed out',
   builder: (y) =>
     // Of the transport flags, wait takes the client's TLS ones; the server-side ones are refused.
-    withTransportOptions(y, ['connect'], ['stream'])
+    withFamilyOptions(withTransportOptions(y, ['connect'], ['stream']))
       .positional('address', { type: 'string', describe: 'HOST:PORT, [IPv6]:PORT, PORT (127.0.0.1), tls:HOST:PORT or unix:/path' })
       .positional('port', { type: 'string', describe: 'PORT, when the host is given on its own (wait db.local 5432)' })
       .option('timeout', { alias: 't', type: 'number', describe: `Give up after SECS (default ${DEFAULT_WAIT_TIMEOUT_MS / 1000}; 0: wait forever)` })

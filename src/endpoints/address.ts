@@ -18,6 +18,25 @@ export interface HostPort {
   port: number;
   /** True when the user wrote the host; false when it came from the default. */
   hostGiven: boolean;
+  /** -4/-6: only this IP version, for the host itself and for resolving a name. */
+  family?: IpFamily;
+}
+
+export type IpFamily = 4 | 6;
+
+/**
+ * A host:port forced to one IP version (-4/-6): the default host becomes that version's
+ * loopback, and an IP literal of the other version is a usage error rather than a silent
+ * contradiction. Names are resolved to that version only, when the socket is opened.
+ */
+export function withFamily<A extends HostPort>(addr: A, family: IpFamily, original: string): A {
+  if (!addr.hostGiven) return { ...addr, host: family === 6 ? '::1' : '127.0.0.1', family };
+  const version = net.isIP(addr.host);
+  if (version !== 0 && version !== family) {
+    const other = family === 6 ? (isWildcardHost(addr.host) ? '[::]:PORT' : '[::1]:PORT') : isWildcardHost(addr.host) ? '0.0.0.0:PORT' : '127.0.0.1:PORT';
+    throw new UsageError(`-${family} allows IPv${family} only, but ${original} is an IPv${version} address: give an IPv${family} one (e.g. ${other}) or leave out -${family}`);
+  }
+  return { ...addr, family };
 }
 
 /** Listeners bind loopback unless the user names another address: nothing is exposed by accident. */

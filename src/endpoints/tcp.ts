@@ -4,6 +4,7 @@
  * a reply sent after the peer's EOF still gets through.
  */
 import net from 'node:net';
+import dns from 'node:dns/promises';
 import { netError, NetError, type ErrorContext } from '../errors';
 import { formatHostPort, parseHostPort, type HostPort, type HostPortAddress } from './address';
 import { registerTransport } from './registry';
@@ -30,7 +31,22 @@ export function socketPeer(socket: net.Socket, side: 'remote' | 'local'): Peer {
  */
 export function connectTcpSocket(addr: HostPort, opts: DialOptions = {}): Promise<net.Socket> {
   const label = formatHostPort(addr.host, addr.port);
-  return connectNetSocket({ host: addr.host, port: addr.port, noDelay: true }, { action: 'connect', address: label, host: addr.host, port: addr.port }, opts);
+  // -4/-6: the name is resolved to that version only (Node passes `family` on to its lookup).
+  const family = addr.family ? { family: addr.family } : {};
+  return connectNetSocket({ host: addr.host, port: addr.port, noDelay: true, ...family }, { action: 'connect', address: label, host: addr.host, port: addr.port, family: addr.family }, opts);
+}
+
+/**
+ * The IP to bind for a host forced to one version (-4/-6): a name is resolved to that version
+ * here, since net.Server.listen() resolves names without asking for one.
+ */
+export async function bindHost(addr: HostPort, label: string): Promise<string> {
+  if (!addr.family || net.isIP(addr.host)) return addr.host;
+  try {
+    return (await dns.lookup(addr.host, { family: addr.family })).address;
+  } catch (err) {
+    throw netError(err, { action: 'listen', address: label, host: addr.host, port: addr.port, family: addr.family });
+  }
 }
 
 /**
@@ -95,8 +111,9 @@ export function socketConnection(socket: net.Socket, lazy = false): Connection {
  * Starts a net.Server-like server listening on host:port and resolves once it is bound.
  * Shared by TCP and TLS (which passes its own server).
  */
-export function bindServer<S extends net.Server>(server: S, addr: HostPort, label: string, opts: BindOptions): Promise<S> {
-  const where: net.ListenOptions = { host: addr.host, port: addr.port, ipv6Only: false };
+export async function bindServer<S extends net.Server>(server: S, addr: HostPort, label: string, opts: BindOptions): Promise<S> {
+  // -6 on [::] means IPv6 clients only; without it [::] takes IPv4 clients too (dual stack).
+  const where: net.ListenOptions = { host: await bindHost(addr, label), port: addr.port, ipv6Only: addr.family === 6 };
   return bindNetServer(server, where, { action: 'listen', address: label, host: addr.host, port: addr.port }, opts);
 }
 

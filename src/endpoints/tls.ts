@@ -563,7 +563,7 @@ export const tlsTransport: Transport<TlsAddress> = {
   configure: configureTls,
   unusedFlags: unusedTlsFlags,
   describeError: describeTlsError,
-  carrier: (a) => ({ scheme: 'tcp', host: a.host, port: a.port, hostGiven: a.hostGiven }),
+  carrier: (a) => ({ scheme: 'tcp', host: a.host, port: a.port, hostGiven: a.hostGiven, family: a.family }),
   wrap: wrapTls,
   acceptor: tlsAcceptor,
 };

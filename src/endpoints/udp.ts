@@ -26,21 +26,22 @@ export function peerLabel(rinfo: { address: string; port: number }): string {
 }
 
 /** Resolves a host name to one address and its socket type (udp4 or udp6). */
-async function resolve(host: string, where: string, action: 'connect' | 'listen'): Promise<{ ip: string; type: dgram.SocketType }> {
+async function resolve(host: string, where: string, action: 'connect' | 'listen', family?: 4 | 6): Promise<{ ip: string; type: dgram.SocketType }> {
   if (net.isIP(host)) return { ip: host, type: net.isIPv6(host) ? 'udp6' : 'udp4' };
   try {
-    const found = await dns.lookup(host);
+    // -4/-6: that version's addresses only.
+    const found = await dns.lookup(host, family ? { family } : {});
     return { ip: found.address, type: found.family === 6 ? 'udp6' : 'udp4' };
   } catch (err) {
-    throw netError(err, { action, address: where, host });
+    throw netError(err, { action, address: where, host, family });
   }
 }
 
 /** Binds a UDP socket on the address (port 0: the system picks); resolves once bound. */
 export async function bindUdpSocket(addr: UdpAddress): Promise<{ socket: dgram.Socket; bound: UdpAddress; label: string }> {
   const where = udpLabel(addr);
-  const { ip, type } = await resolve(addr.host, where, 'listen');
-  const socket = dgram.createSocket({ type, ipv6Only: false });
+  const { ip, type } = await resolve(addr.host, where, 'listen', addr.family);
+  const socket = dgram.createSocket({ type, ipv6Only: addr.family === 6 });
   await new Promise<void>((ok, fail) => {
     const onError = (err: Error) => {
       socket.close();
@@ -63,7 +64,7 @@ export async function bindUdpSocket(addr: UdpAddress): Promise<{ socket: dgram.S
  */
 export async function connectUdpSocket(addr: UdpAddress): Promise<dgram.Socket> {
   const where = udpLabel(addr);
-  const { ip, type } = await resolve(addr.host, where, 'connect');
+  const { ip, type } = await resolve(addr.host, where, 'connect', addr.family);
   const socket = dgram.createSocket({ type });
   await new Promise<void>((ok, fail) => {
     const onError = (err: Error) => {

@@ -26,6 +26,8 @@ export interface ScanOptions extends LogOptions {
   /** Ascending distinct ports (see parsePortList). */
   ports: number[];
   udp?: boolean;
+  /** -4/-6: probe that IP version's addresses of the host only. */
+  family?: 4 | 6;
   /** How long one probe waits for an answer. */
   timeoutMs?: number;
   /** Probes in flight at once. */
@@ -47,7 +49,7 @@ export async function runScan(opts: ScanOptions, io: ModeIO): Promise<number> {
   const logger = createLogger(opts, io.stderr);
   const proto = opts.udp ? 'udp' : 'tcp';
   const timeoutMs = opts.timeoutMs ?? DEFAULT_SCAN_TIMEOUT_MS;
-  const addresses = await resolveHost(opts.host);
+  const addresses = await resolveHost(opts.host, opts.family);
   const services = serviceNames(proto);
   const started = Date.now();
   logger.event('scan', `scanning ${opts.ports.length} ${proto.toUpperCase()} port${opts.ports.length === 1 ? '' : 's'} on ${opts.host}${addresses.join(', ') === opts.host ? '' : ` (${addresses.join(', ')})`}`, {
@@ -113,14 +115,14 @@ function printResult(r: PortResult, proto: string, opts: ScanOptions, services: 
 }
 
 /** Every address of the host, IPv4 and IPv6, in the system's order; an IP literal is itself. */
-async function resolveHost(host: string): Promise<string[]> {
+async function resolveHost(host: string, family?: 4 | 6): Promise<string[]> {
   const bare = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
   if (net.isIP(bare)) return [bare];
   try {
-    const found = await dns.lookup(bare, { all: true });
+    const found = await dns.lookup(bare, { all: true, family: family ?? 0 });
     return [...new Set(found.map((a) => a.address))];
   } catch (err) {
-    throw new NetError(describeError(err, { action: 'connect', address: bare, host: bare }));
+    throw new NetError(describeError(err, { action: 'connect', address: bare, host: bare, family }));
   }
 }
 

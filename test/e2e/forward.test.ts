@@ -221,7 +221,7 @@ describe('sockcat forward (CLI)', () => {
     const busy = await tcpServer(() => {});
     const r = await runCli(['forward', `127.0.0.1:${busy.port}`, '127.0.0.1:22']);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/^sockcat: address already in use: 127\.0\.0\.1:\d+/);
+    expect(r.stderr).toMatch(/^sockcat: \d\d:\d\d:\d\d\.\d{3} address already in use: 127\.0\.0\.1:\d+/);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     await busy.close();
   });

@@ -59,3 +59,13 @@ describe('--help width', () => {
     expect(words(text)).toEqual(words(wide));
   });
 });
+
+describe("a mode's help", () => {
+  it.each(['connect', 'listen', 'forward', 'exec', 'wait'])('%s --help: its arguments (Positionals) before any option group', async (mode) => {
+    const r = await runCli([mode, '--help']);
+    expect(r.code).toBe(0);
+    const headers = r.stdout.toString().split('\n').filter((l) => /^[A-Z][A-Za-z ]*:$/.test(l));
+    expect(headers[0]).toBe('Positionals:');
+    expect(headers).toContain('Options:');
+  });
+});

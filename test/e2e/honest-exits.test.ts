@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execFileSync, spawn } from 'node:child_process';
-import { cliStartedPerTest, sockcatCommand } from '../helpers/cli';
+import { cliStartedPerTest, sockcatCommand, untimed } from '../helpers/cli';
 import { closedHow, connect, tcpServer, waitFor, sleep } from '../helpers/net';
 
 const start = cliStartedPerTest();
@@ -54,7 +54,7 @@ describe('a write error on stdout other than EPIPE', () => {
     const cli = start(['connect', `127.0.0.1:${srv.port}`], { command: withStdoutTo('/dev/full'), env: { SOCKCAT_OUT: '/dev/full' }, stdin: null });
     const r = await cli.exited;
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe('sockcat: writing to stdout: no space left on device\n');
+    expect(untimed(r.stderr)).toBe('sockcat: writing to stdout: no space left on device\n');
     expect((await srv.how()).how).toBe('reset');
   });
 
@@ -72,7 +72,7 @@ describe('a write error on stdout other than EPIPE', () => {
       const cli = start(['connect', `127.0.0.1:${srv.port}`], { command: withStdoutTo(out), env: { SOCKCAT_OUT: out }, stdin: null });
       const r = await cli.exited;
       expect(r.code).toBe(1);
-      expect(r.stderr).toBe('sockcat: writing to stdout: no space left on device\n');
+      expect(untimed(r.stderr)).toBe('sockcat: writing to stdout: no space left on device\n');
       expect(fs.statSync(out).size).toBeLessThan(8 << 20);
       expect((await srv.how()).how).toBe('reset');
     } finally {
@@ -94,7 +94,7 @@ describe('a write error on stdout other than EPIPE', () => {
     expect((await how).how).toBe('reset');
     const r = await cli.exited;
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/^sockcat: writing to stdout: no space left on device$/m);
+    expect(r.stderr).toMatch(/^sockcat: \d\d:\d\d:\d\d\.\d{3} writing to stdout: no space left on device$/m);
   });
 });
 

@@ -4,6 +4,7 @@
  * name the ends (client, server, upstream, program), never the relay's internal a/b.
  */
 import { describe, it, expect } from 'vitest';
+import net from 'node:net';
 import { cliStartedPerTest, runCli } from '../helpers/cli';
 import { connect, readAll, tcpServer } from '../helpers/net';
 
@@ -41,10 +42,38 @@ describe('text log lines', () => {
     }
   });
 
-  it('the one-line error a command exits with is not a log line: no time on it', async () => {
-    const r = await runCli(['connect', 'localhost']);
-    expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/^sockcat: missing port/);
+  it('a failure while running has the time; a usage error (exit 2), said before anything ran, does not', async () => {
+    const gone = await tcpServer(() => {});
+    await gone.close();
+    const refused = await runCli(['connect', `127.0.0.1:${gone.port}`]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(new RegExp(`^sockcat: \\d\\d:\\d\\d:\\d\\d\\.\\d{3} connection refused by 127\\.0\\.0\\.1:${gone.port}`));
+    const usage = await runCli(['connect', 'localhost']);
+    expect(usage.code).toBe(2);
+    expect(usage.stderr).toMatch(/^sockcat: missing port/);
+  });
+});
+
+describe('forward to a dead target', () => {
+  it('without -v: every client is reset, and the reason is said once on stderr', async () => {
+    const gone = await tcpServer(() => {});
+    await gone.close();
+    const fwd = sockcat(['forward', '0', `127.0.0.1:${gone.port}`]);
+    const port = Number((await fwd.waitForStderr(/listening on 127\.0\.0\.1:(\d+)/))[1]);
+    for (let i = 0; i < 3; i++) {
+      // The reset can come before Node reports the connect: listen from the start.
+      const c = net.connect({ port, host: '127.0.0.1' });
+      const how = await new Promise<string | undefined>((resolve) => {
+        c.once('error', (e: NodeJS.ErrnoException) => resolve(e.code));
+        c.once('end', () => resolve('eof'));
+      });
+      expect(how).toBe('ECONNRESET');
+    }
+    await fwd.waitForStderr(/connection refused/);
+    const lines = fwd.stderr().trim().split('\n');
+    expect(lines).toHaveLength(2);
+    expect(lines[1]).toMatch(new RegExp(`^sockcat: [\\d:.]+ connection refused by 127\\.0\\.0\\.1:${gone.port} — is a server listening there\\?$`));
+    expect(fwd.child.exitCode).toBeNull();
   });
 });
 

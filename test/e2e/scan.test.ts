@@ -164,6 +164,6 @@ describe('sockcat scan (end to end)', () => {
   it('says so when the host name does not resolve (exit 1)', async () => {
     const r = await runCli(['scan', 'no-such-host.invalid', '80']);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/^sockcat: name not found: no-such-host\.invalid/);
+    expect(r.stderr).toMatch(/^sockcat: \d\d:\d\d:\d\d\.\d{3} name not found: no-such-host\.invalid/);
   });
 });

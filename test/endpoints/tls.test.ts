@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
 import { spawn } from 'node:child_process';
-import { startCli, runCli, type RunningCli } from '../helpers/cli';
+import { startCli, runCli, untimed, type RunningCli } from '../helpers/cli';
 import { makeTestCerts, type TestCerts } from '../helpers/tls';
 import { readAll, sleep, waitFor } from '../helpers/net';
 
@@ -57,7 +57,7 @@ describe('TLS verification', () => {
     const r = await runCli(['connect', `tls:127.0.0.1:${port}`], { stdin: 'secret\n' });
     expect(r.code).toBe(1);
     expect(r.stdout.length).toBe(0);
-    expect(oneLine(r.stderr)).toEqual([`sockcat: certificate of tls:127.0.0.1:${port} is self-signed — pass --ca FILE to trust it or --insecure`]);
+    expect(oneLine(untimed(r.stderr))).toEqual([`sockcat: certificate of tls:127.0.0.1:${port} is self-signed — pass --ca FILE to trust it or --insecure`]);
   });
 
   it('--insecure connects, warns on stderr, and shows the fingerprint the server logged', async () => {
@@ -90,7 +90,7 @@ describe('TLS verification', () => {
     const { port } = await tlsEcho('--cert', certs.expiredCert, '--key', certs.expiredKey);
     const r = await runCli(['connect', '--ca', certs.expiredCert, `tls:localhost:${port}`], { stdin: 'x' });
     expect(r.code).toBe(1);
-    expect(oneLine(r.stderr)).toEqual([`sockcat: certificate of tls:localhost:${port} has expired — the server must renew it (--insecure skips the check)`]);
+    expect(oneLine(untimed(r.stderr))).toEqual([`sockcat: certificate of tls:localhost:${port} has expired — the server must renew it (--insecure skips the check)`]);
   });
 
   it('says so when the server does not speak TLS', async () => {

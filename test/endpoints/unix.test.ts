@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
-import { startCli, runCli, type RunningCli } from '../helpers/cli';
+import { startCli, runCli, untimed, type RunningCli } from '../helpers/cli';
 
 let dir: string;
 let n = 0;
@@ -55,7 +55,7 @@ describe('unix sockets', () => {
     await serve(['listen', '--echo', '-v', `unix:${sock}`]);
     const second = await runCli(['listen', `unix:${sock}`]);
     expect(second.code).toBe(1);
-    expect(second.stderr.trim().split('\n')).toEqual([`sockcat: address already in use: unix:${sock} — another server is listening on that socket`]);
+    expect(untimed(second.stderr).trim().split('\n')).toEqual([`sockcat: address already in use: unix:${sock} — another server is listening on that socket`]);
     const r = await runCli(['connect', `unix:${sock}`], { stdin: 'still here\n' });
     expect(r.stdout.toString()).toBe('still here\n');
   });
@@ -82,7 +82,7 @@ describe('unix sockets', () => {
     const sock = path.join(dir, 'no-such-dir', 's.sock');
     const r = await runCli(['listen', `unix:${sock}`]);
     expect(r.code).toBe(1);
-    expect(r.stderr.trim().split('\n')).toEqual([`sockcat: unix:${sock}: the directory ${path.dirname(sock)} does not exist`]);
+    expect(untimed(r.stderr).trim().split('\n')).toEqual([`sockcat: unix:${sock}: the directory ${path.dirname(sock)} does not exist`]);
   });
 
   it('refuses a malformed --unix-mode with exit 2', async () => {

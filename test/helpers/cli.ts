@@ -131,3 +131,8 @@ export function cliStartedPerTest(): (args: string[], opts?: Parameters<typeof s
     return p;
   };
 }
+
+/** stderr without the time every log line starts with ("sockcat: 21:04:05.123 x" → "sockcat: x"), for tests about the words. */
+export function untimed(stderr: string): string {
+  return stderr.replace(/^sockcat: \d\d:\d\d:\d\d\.\d{3} /gm, 'sockcat: ');
+}

@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import net from 'node:net';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { cliStartedPerTest, runCli } from '../helpers/cli';
+import { cliStartedPerTest, runCli, untimed } from '../helpers/cli';
 import { tcpServer, randomBytes, sha256, waitFor } from '../helpers/net';
 
 const has = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
@@ -191,14 +191,14 @@ describe('--via chains', () => {
     await closed.close();
     const r = await runCli(['connect', `127.0.0.1:${closed.port}`, '--via', `socks5://127.0.0.1:${a.port}`, '--via', `http://127.0.0.1:${a.port}`], { stdin: '' });
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe(`sockcat: hop 2 (127.0.0.1:${a.port}): connection to 127.0.0.1:${closed.port} failed (502 Bad Gateway)\n`);
+    expect(untimed(r.stderr)).toBe(`sockcat: hop 2 (127.0.0.1:${a.port}): connection to 127.0.0.1:${closed.port} failed (502 Bad Gateway)\n`);
     const auth = await startProxy(['--auth', 'u:p']);
     const r2 = await runCli(['connect', `127.0.0.1:${closed.port}`, '--via', `socks5://u:wrong@127.0.0.1:${auth.port}`], { stdin: '' });
     expect(r2.code).toBe(1);
-    expect(r2.stderr).toBe(`sockcat: hop 1 (127.0.0.1:${auth.port}): login refused for user 'u'\n`);
+    expect(untimed(r2.stderr)).toBe(`sockcat: hop 1 (127.0.0.1:${auth.port}): login refused for user 'u'\n`);
     const r3 = await runCli(['connect', `127.0.0.1:${closed.port}`, '--via', `socks5://127.0.0.1:${auth.port}`, '--via', `socks5://127.0.0.1:${a.port}`], { stdin: '' });
     expect(r3.code).toBe(1);
-    expect(r3.stderr).toMatch(/^sockcat: hop 1 \(127\.0\.0\.1:\d+\): asks for a login/);
+    expect(r3.stderr).toMatch(/^sockcat: \d\d:\d\d:\d\d\.\d{3} hop 1 \(127\.0\.0\.1:\d+\): asks for a login/);
   });
 
   it('the connect timeout covers the whole chain: a hop that accepts and never answers', async () => {
@@ -207,7 +207,7 @@ describe('--via chains', () => {
     cleanups.push(silent.close);
     const r = await runCli(['connect', '-w', '1', '127.0.0.1:9', '--via', `socks5://127.0.0.1:${a.port}`, '--via', `socks5://127.0.0.1:${silent.port}`], { stdin: '' });
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe(`sockcat: hop 2 (127.0.0.1:${silent.port}): no answer within 1 s (the connect timeout covers the whole chain)\n`);
+    expect(untimed(r.stderr)).toBe(`sockcat: hop 2 (127.0.0.1:${silent.port}): no answer within 1 s (the connect timeout covers the whole chain)\n`);
     // proxy --via: the client gets "TTL expired" (6) and the log says why.
     const p = await startProxy(['--connect-timeout', '1', '--via', `socks5://127.0.0.1:${a.port}`, '--via', `http://127.0.0.1:${silent.port}`]);
     const s = net.connect(p.port, '127.0.0.1');
@@ -236,7 +236,7 @@ describe('--via chains', () => {
     // Without ?insecure the ephemeral certificate is not trusted: the hop is named.
     const r = await runCli(['connect', `127.0.0.1:${echo.port}`, '--via', `https://localhost:${port}`], { stdin: '' });
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(new RegExp(`^sockcat: hop 1 \\(localhost:${port}\\): .*certificate`));
+    expect(r.stderr).toMatch(new RegExp(`^sockcat: \\d\\d:\\d\\d:\\d\\d\\.\\d{3} hop 1 \\(localhost:${port}\\): .*certificate`));
   });
 
   it('proxy --via sends every upstream through the chain', async () => {
@@ -285,7 +285,7 @@ describe('CLI checks', () => {
   it.each([
     [['proxy', '--map', 'nonsense'], /--map: 'nonsense' is not NAME=HOST:PORT/],
     [['proxy', '--auth-file', '/no/such/file'], /--auth-file: \/no\/such\/file: no such file/],
-    [['forward', '0', 'udp:127.0.0.1:53', '--via', 'socks5://127.0.0.1:1'], /--via reaches TCP targets/],
+    [['forward', 'udp:0', 'udp:127.0.0.1:53', '--via', 'socks5://127.0.0.1:1'], /--via reaches TCP targets/],
   ])('%j is a usage error', async (args, re) => {
     const r = await runCli(args as string[]);
     expect(r.code).toBe(2);

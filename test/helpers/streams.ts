@@ -12,6 +12,8 @@ import { parseAddress, type Address } from '../../src/endpoints/index';
 import { applyTransportOptions } from '../../src/commands/options';
 import { makeTestCerts, type TestCerts } from './tls';
 import { resetStream } from '../../src/relay';
+import { PassThrough } from 'node:stream';
+import type { ModeIO } from '../../src/io';
 
 export type StreamKind = 'tcp' | 'tls' | 'unix';
 export const STREAM_KINDS: StreamKind[] = ['tcp', 'tls', 'unix'];
@@ -102,4 +104,18 @@ export class StreamFixtures {
       else srv.listen(0, '127.0.0.1', done);
     });
   }
+}
+
+/** A mode's stdio owned by the test: stdin to write to, what reached stdout and stderr, and the stop. */
+export function testIO() {
+  const stdin = new PassThrough();
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  const out: Buffer[] = [];
+  let log = '';
+  stdout.on('data', (c: Buffer) => out.push(c));
+  stderr.on('data', (c) => (log += c));
+  const controller = new AbortController();
+  const io: ModeIO = { stdin, stdout, stderr, signal: controller.signal, endStdout: true };
+  return { io, stdin, out: () => Buffer.concat(out), log: () => log, controller };
 }

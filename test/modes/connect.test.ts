@@ -4,9 +4,8 @@
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import type net from 'node:net';
-import { PassThrough } from 'node:stream';
 import { runConnect, type ConnectOptions } from '../../src/modes/connect';
-import { StreamFixtures, STREAM_KINDS, type StreamKind } from '../helpers/streams';
+import { StreamFixtures, STREAM_KINDS, testIO, type StreamKind } from '../helpers/streams';
 import { closedHow, randomBytes, readAll, sha256, waitFor } from '../helpers/net';
 
 const fx = new StreamFixtures();
@@ -15,16 +14,8 @@ afterAll(() => fx.tearDown());
 
 /** Runs connect to `server` with test stdio; `stdin` is left open unless the test ends it. */
 function connectTo(kind: StreamKind, server: { address: import('../../src/endpoints/index').Address }, extra: Partial<ConnectOptions> = {}) {
-  const stdin = new PassThrough();
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  const out: Buffer[] = [];
-  let log = '';
-  stdout.on('data', (c: Buffer) => out.push(c));
-  stderr.on('data', (c) => (log += c));
-  const controller = new AbortController();
-  const done = runConnect({ address: fx.connectAddress(kind, server.address), verbose: true, ...extra }, { stdin, stdout, stderr, signal: controller.signal, endStdout: true });
-  return { stdin, out: () => Buffer.concat(out), log: () => log, controller, done };
+  const t = testIO();
+  return { ...t, done: runConnect({ address: fx.connectAddress(kind, server.address), verbose: true, ...extra }, t.io) };
 }
 
 describe.each(['tcp', 'tls'] as const)('runConnect over %s: resets (unix sockets have none)', (kind) => {

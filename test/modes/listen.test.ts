@@ -4,10 +4,9 @@
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import type net from 'node:net';
-import { PassThrough } from 'node:stream';
 import { runListen, type ListenOptions } from '../../src/modes/listen';
 import type { Address } from '../../src/endpoints/index';
-import { StreamFixtures, STREAM_KINDS, type StreamKind } from '../helpers/streams';
+import { StreamFixtures, STREAM_KINDS, testIO, type StreamKind } from '../helpers/streams';
 import { closedHow, randomBytes, readAll, sha256, waitFor } from '../helpers/net';
 
 const fx = new StreamFixtures();
@@ -16,22 +15,12 @@ afterAll(() => fx.tearDown());
 
 /** Starts listen on a fresh address of `kind` with test stdio; resolves once it is bound. */
 async function startListen(kind: StreamKind, extra: Partial<ListenOptions> = {}) {
-  const stdin = new PassThrough();
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  const out: Buffer[] = [];
-  let log = '';
-  stdout.on('data', (c: Buffer) => out.push(c));
-  stderr.on('data', (c) => (log += c));
-  const controller = new AbortController();
+  const t = testIO();
   let bound: Address | undefined;
-  const done = runListen(
-    { address: fx.listenAddress(kind), verbose: true, onListening: (l) => (bound = l.address), ...extra },
-    { stdin, stdout, stderr, signal: controller.signal, endStdout: true },
-  );
+  const done = runListen({ address: fx.listenAddress(kind), verbose: true, onListening: (l) => (bound = l.address), ...extra }, t.io);
   done.catch(() => {});
   await waitFor(() => bound !== undefined, 5000, 'listen to bind');
-  return { bound: bound!, stdin, out: () => Buffer.concat(out), log: () => log, controller, done };
+  return { ...t, bound: bound!, done };
 }
 
 describe.each(['tcp', 'tls'] as const)('runListen over %s: resets (unix sockets have none)', (kind) => {

@@ -343,7 +343,8 @@ describe('TLS interop', () => {
     const r = await runTool('curl', ['-sS', '--cacert', certs.cert, `https://localhost:${port}/`], null);
     expect(r.stderr).toBe('');
     expect(r.stdout).toBe(body);
-    expect(server.stdout().toString()).toMatch(/^GET \/ HTTP\/1\.1\r\n/);
+    // curl may be done before the server's stdout has reached this process through its pipe.
+    await waitFor(() => /^GET \/ HTTP\/1\.1\r\n/.test(server.stdout().toString()), 10_000, 'the request on the server\'s stdout');
   });
 });
 

@@ -22,6 +22,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { Socket } from 'node:net';
+import os from 'node:os';
 import { isStandaloneBinary } from '../runtime/fdlimit';
 
 /** Set in the spawner's environment: the standalone binary then runs spawnerMain, not the CLI. */
@@ -268,9 +269,33 @@ function startSpawnerProcess(): ChildProcess {
   return spawn(process.execPath, ['--max-semi-space-size=1', '--max-old-space-size=64', '-e', source], { env, stdio: [...stdio], serialization: 'json' });
 }
 
-let shared: Spawner | undefined;
+/**
+ * Spawners taken in turn, one per CPU up to two: uv_spawn holds its process for the whole
+ * fork + exec (about 1 ms here), so one spawner caps a server near a thousand children a second
+ * whatever the cores; two fork on both. Each starts on first use (an idle one costs nothing).
+ */
+export class SpawnerPool {
+  private readonly spawners: Spawner[];
+  private next = 0;
 
-/** The one spawner of this process. */
-export function sharedSpawner(): Spawner {
-  return (shared ??= new Spawner());
+  constructor(size: number) {
+    this.spawners = Array.from({ length: Math.max(1, size) }, () => new Spawner());
+  }
+
+  spawn(req: SpawnRequest): Promise<RemoteChild> {
+    const spawner = this.spawners[this.next];
+    this.next = (this.next + 1) % this.spawners.length;
+    return spawner.spawn(req);
+  }
+
+  close(): void {
+    for (const s of this.spawners) s.close();
+  }
+}
+
+let shared: SpawnerPool | undefined;
+
+/** The spawners of this process. */
+export function sharedSpawner(): SpawnerPool {
+  return (shared ??= new SpawnerPool(Math.min(2, os.availableParallelism())));
 }

@@ -5,16 +5,14 @@
  * replies. A peer's upstream socket is closed after --udp-idle seconds without a datagram.
  */
 import type dgram from 'node:dgram';
-import type { RemoteInfo } from 'node:dgram';
-import { announceListening } from '../runtime/listener';
 import { type Address, type UdpAddress } from '../endpoints/index';
-import { bindUdpSocket, connectUdpSocket, udpError, udpLabel } from '../endpoints/udp';
+import { connectUdpSocket, udpError, udpLabel } from '../endpoints/udp';
 import type { Listener } from '../endpoints/types';
 import { hexDumper } from '../hexdump';
-import { createLogger, Logger, type LogFormat } from '../log';
-import { createAccessControl, type AccessOptions } from '../access';
+import { createLogger, type LogFormat } from '../log';
+import type { AccessOptions } from '../access';
 import { ensureFdLimit } from '../runtime/fdlimit';
-import { DEFAULT_EVICT_SILENT_MS, DEFAULT_UDP_IDLE_MS, PeerTable, untilStopped, type UdpPeer } from '../runtime/datagram';
+import { DEFAULT_EVICT_SILENT_MS, DEFAULT_UDP_IDLE_MS, serveDatagrams, type UdpPeer } from '../runtime/datagram';
 import type { ModeIO } from '../io';
 
 
@@ -60,79 +58,66 @@ export async function runUdpForward(opts: UdpForwardOptions, io: ModeIO): Promis
   // forward fits its clients (re-running with a higher limit when allowed).
   const room = await ensureFdLimit({ maxConns: opts.maxConns, defaultMaxConns: DEFAULT_MAX_PEERS, fdsPerClient: 1, logger, relaunch: opts.raiseFdLimit === true, clientsWord: 'UDP peers' });
   if (room.relaunched) return room.exitCode;
-  const access = createAccessControl(opts.access, logger);
-  await access?.ready;
-  const { socket: front, bound, label } = await bindUdpSocket(opts.listen as UdpAddress);
-  announceListening(logger, { label, address: bound });
-  logger.event('forwarding', `forwarding ${label} → ${targetLabel}`, { address: label, target: targetLabel });
   const dump = opts.hex ? hexDumper(io.stderr, {}) : undefined;
-  let lastTraffic = Date.now();
 
-  const peers: PeerTable<Upstream> = new PeerTable<Upstream>({
+  await serveDatagrams<Upstream>({
+    address: opts.listen,
     logger,
-    access,
-    maxPeers: room.maxConns,
-    idleMs: opts.udpIdleMs ?? DEFAULT_UDP_IDLE_MS,
-    // A full table forgets the peer silent the longest rather than turn newcomers away until
-    // --udp-idle: 1,000 one-datagram source ports must not lock a real client out.
-    evictSilentAfterMs: DEFAULT_EVICT_SILENT_MS,
-    create: () => ({ pending: [], opening: false, closed: false }),
-    release: (peer) => {
-      peer.state.closed = true;
-      // UDP has nothing to flush or half-close: closing the upstream socket is the whole goodbye.
-      peer.state.socket?.close();
+    signal: io.signal,
+    access: opts.access,
+    onListening: opts.onListening,
+    peers: {
+      maxPeers: room.maxConns,
+      idleMs: opts.udpIdleMs ?? DEFAULT_UDP_IDLE_MS,
+      // A full table forgets the peer silent the longest rather than turn newcomers away until
+      // --udp-idle: 1,000 one-datagram source ports must not lock a real client out.
+      evictSilentAfterMs: DEFAULT_EVICT_SILENT_MS,
+      create: () => ({ pending: [], opening: false, closed: false }),
+      release: (peer) => {
+        peer.state.closed = true;
+        // UDP has nothing to flush or half-close: closing the upstream socket is the whole goodbye.
+        peer.state.socket?.close();
+      },
+    },
+    start: ({ socket: front, label, peers, touch }) => {
+      logger.event('forwarding', `forwarding ${label} → ${targetLabel}`, { address: label, target: targetLabel });
+
+      function openUpstream(peer: UdpPeer<Upstream>): void {
+        connectUdpSocket(target).then(
+          (socket) => {
+            if (peer.state.closed) return void socket.close();
+            peer.state.socket = socket;
+            socket.on('message', (msg: Buffer) => {
+              peer.lastSeen = Date.now();
+              touch();
+              peer.sent += msg.length;
+              dump?.(`> ${peer.label}`, msg);
+              front.send(msg, peer.port, peer.address);
+            });
+            // The target may not be up yet (ICMP unreachable): say so, keep the peer, it may retry.
+            socket.on('error', (err: Error) => logger.event('upstream-error', `${peer.label} → ${udpError(err, targetLabel).message}`, { client: peer.label }));
+            for (const msg of peer.state.pending.splice(0)) socket.send(msg);
+          },
+          (err: Error) => {
+            logger.error('upstream-error', `${peer.label}: ${err.message}`, { client: peer.label });
+            peers.drop(peer, 'upstream failed');
+          },
+        );
+      }
+
+      return {
+        onMessage(msg, peer) {
+          dump?.(`< ${peer.label}`, msg);
+          if (peer.state.socket) return void peer.state.socket.send(msg);
+          if (!peer.state.opening) {
+            peer.state.opening = true;
+            openUpstream(peer);
+          }
+          // Past the bound, datagrams are dropped, as a congested network would.
+          if (peer.state.pending.length < MAX_PENDING) peer.state.pending.push(msg);
+        },
+      };
     },
   });
-
-  function openUpstream(peer: UdpPeer<Upstream>): void {
-    connectUdpSocket(target).then(
-      (socket) => {
-        if (peer.state.closed) return void socket.close();
-        peer.state.socket = socket;
-        socket.on('message', (msg: Buffer) => {
-          peer.lastSeen = lastTraffic = Date.now();
-          peer.sent += msg.length;
-          dump?.(`> ${peer.label}`, msg);
-          front.send(msg, peer.port, peer.address);
-        });
-        // The target may not be up yet (ICMP unreachable): say so, keep the peer, it may retry.
-        socket.on('error', (err: Error) => logger.event('upstream-error', `${peer.label} → ${udpError(err, targetLabel).message}`, { client: peer.label }));
-        for (const msg of peer.state.pending.splice(0)) socket.send(msg);
-      },
-      (err: Error) => {
-        logger.error('upstream-error', `${peer.label}: ${err.message}`, { client: peer.label });
-        peers.drop(peer, 'upstream failed');
-      },
-    );
-  }
-
-  function frontOnMessage(msg: Buffer, rinfo: RemoteInfo): void {
-    const peer = peers.admit(rinfo);
-    if (!peer) return;
-    lastTraffic = Date.now();
-    peer.received += msg.length;
-    dump?.(`< ${peer.label}`, msg);
-    if (peer.state.socket) return void peer.state.socket.send(msg);
-    if (!peer.state.opening) {
-      peer.state.opening = true;
-      openUpstream(peer);
-    }
-    // Past the bound, datagrams are dropped, as a congested network would.
-    if (peer.state.pending.length < MAX_PENDING) peer.state.pending.push(msg);
-  }
-
-  front.on('message', frontOnMessage);
-  front.on('error', (err: Error) => logger.error('error', `${label}: ${err.message}`));
-  let closed = false;
-  const closeFront = () => {
-    if (!closed) front.close();
-    closed = true;
-  };
-  opts.onListening?.({ address: bound, label, close: async () => closeFront() });
-
-  await untilStopped(io.signal, undefined, () => lastTraffic, logger);
-  peers.close();
-  access?.close();
-  closeFront();
   return 0;
 }

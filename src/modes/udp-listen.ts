@@ -7,14 +7,10 @@
  * UDP has no end of stream: stdin EOF sends nothing; the server runs until stopped, or until
  * --idle-timeout passes without a datagram either way.
  */
-import type { RemoteInfo } from 'node:dgram';
-import { bindUdpSocket, sendDatagrams } from '../endpoints/udp';
-import { announceListening } from '../runtime/listener';
-import type { UdpAddress } from '../endpoints/udp';
+import { sendDatagrams } from '../endpoints/udp';
 import { hexDumper } from '../hexdump';
-import { formatDuration, createLogger, Logger } from '../log';
-import { createAccessControl } from '../access';
-import { DEFAULT_UDP_IDLE_MS, PeerTable, untilStopped, type UdpPeer } from '../runtime/datagram';
+import { createLogger } from '../log';
+import { DEFAULT_UDP_IDLE_MS, serveDatagrams, type UdpPeer } from '../runtime/datagram';
 import type { ListenOptions } from './listen';
 import type { ModeIO } from '../io';
 import { LfToCrlf } from '../endpoints/stdio';
@@ -26,87 +22,76 @@ export const STDOUT_BACKLOG_LIMIT = 4 << 20;
 /** Runs the UDP server until stopped; resolves with the exit code. */
 export async function runUdpListen(opts: ListenOptions, io: ModeIO): Promise<number> {
   const logger = createLogger(opts, io.stderr);
-  const access = createAccessControl(opts.access, logger);
-  await access?.ready;
-  const { socket, bound, label } = await bindUdpSocket(opts.address as UdpAddress);
-  announceListening(logger, { label, address: bound });
-  // -k keeps every peer until --udp-idle; otherwise silent peers are forgotten after a minute so
-  // the table (bounded by --max-conns) never fills up with peers long gone.
-  const idleMs = opts.udpIdleMs ?? (opts.keepOpen ? undefined : DEFAULT_UDP_IDLE_MS);
-  const peers = new PeerTable<null>({ logger, access, maxPeers: opts.maxConns, idleMs, create: () => null });
   const dump = opts.hex ? hexDumper(io.stderr, {}) : undefined;
-  let lastPeer: UdpPeer<null> | undefined;
   // -C: each line typed ends in CRLF, as line protocols over UDP (SIP, syslog) may want.
   const stdin: Readable = opts.crlf ? io.stdin.pipe(new LfToCrlf()) : io.stdin;
-  let lastTraffic = Date.now();
   let dropped = 0;
 
-  function socketOnMessage(msg: Buffer, rinfo: RemoteInfo): void {
-    const peer = peers.admit(rinfo);
-    if (!peer) return;
-    lastTraffic = Date.now();
-    peer.received += msg.length;
-    dump?.(`< ${peer.label}`, msg);
-    if (opts.echo) {
-      peer.sent += msg.length;
-      dump?.(`> ${peer.label}`, msg);
-      socket.send(msg, rinfo.port, rinfo.address);
-      return;
-    }
-    if (io.stdout.writableLength > STDOUT_BACKLOG_LIMIT) {
-      if (dropped++ === 0) logger.warn('dropped', `stdout is not keeping up: dropping datagrams (UDP cannot slow the sender down)`);
-      return;
-    }
-    io.stdout.write(msg);
-    if (!lastPeer) stdin.resume();
-    // Without -k only the last peer matters: replies go to it.
-    if (!opts.keepOpen && lastPeer && lastPeer !== peer) peers.drop(lastPeer, 'another peer spoke');
-    lastPeer = peer;
-  }
+  await serveDatagrams<null>({
+    address: opts.address,
+    logger,
+    signal: io.signal,
+    access: opts.access,
+    idleTimeoutMs: opts.idleTimeoutMs,
+    onListening: opts.onListening,
+    // -k keeps every peer until --udp-idle; otherwise silent peers are forgotten after a minute so
+    // the table (bounded by --max-conns) never fills up with peers long gone.
+    peers: { maxPeers: opts.maxConns, idleMs: opts.udpIdleMs ?? (opts.keepOpen ? undefined : DEFAULT_UDP_IDLE_MS), create: () => null },
+    start: ({ socket, peers, touch }) => {
+      let lastPeer: UdpPeer<null> | undefined;
 
-  async function stdinOnData(chunk: Buffer): Promise<void> {
-    // One read, one datagram: stdin waits until it is handed to the kernel for every target.
-    stdin.pause();
-    const targets = opts.keepOpen ? [...peers.peers.values()] : lastPeer && peers.peers.has(lastPeer.label) ? [lastPeer] : [];
-    for (const peer of targets) {
-      const err = await sendDatagrams(chunk, (part, cb) => socket.send(part, peer.port, peer.address, cb));
-      if (err) logger.error('send', `sending to ${peer.label} failed: ${err.message}`);
-      else {
-        peer.sent += chunk.length;
-        dump?.(`> ${peer.label}`, chunk);
+      async function stdinOnData(chunk: Buffer): Promise<void> {
+        // One read, one datagram: stdin waits until it is handed to the kernel for every target.
+        stdin.pause();
+        const targets = opts.keepOpen ? [...peers.peers.values()] : lastPeer && peers.peers.has(lastPeer.label) ? [lastPeer] : [];
+        for (const peer of targets) {
+          const err = await sendDatagrams(chunk, (part, cb) => socket.send(part, peer.port, peer.address, cb));
+          if (err) logger.error('send', `sending to ${peer.label} failed: ${err.message}`);
+          else {
+            peer.sent += chunk.length;
+            dump?.(`> ${peer.label}`, chunk);
+          }
+        }
+        touch();
+        stdin.resume();
       }
-    }
-    lastTraffic = Date.now();
-    stdin.resume();
-  }
-  const stdinOnEnd = () => logger.event('eof', 'stdin closed; still receiving (UDP has no end of stream)');
-  const socketOnError = (err: Error) => logger.error('error', `${label}: ${err.message}`);
+      const stdinOnEnd = () => logger.event('eof', 'stdin closed; still receiving (UDP has no end of stream)');
+      if (!opts.echo) {
+        stdin.on('data', stdinOnData);
+        stdin.on('end', stdinOnEnd);
+        stdin.on('error', stdinOnEnd);
+        // Nothing to send to before a peer has spoken.
+        stdin.pause();
+      }
 
-  socket.on('message', socketOnMessage);
-  socket.on('error', socketOnError);
-  if (!opts.echo) {
-    stdin.on('data', stdinOnData);
-    stdin.on('end', stdinOnEnd);
-    stdin.on('error', stdinOnEnd);
-    // Nothing to send to before a peer has spoken.
-    stdin.pause();
-  }
-  let closed = false;
-  const closeSocket = () => {
-    if (!closed) socket.close();
-    closed = true;
-  };
-  opts.onListening?.({ address: bound, label, close: async () => closeSocket() });
-
-  await untilStopped(io.signal, opts.idleTimeoutMs, () => lastTraffic, logger);
-
-  stdin.off('data', stdinOnData);
-  stdin.off('end', stdinOnEnd);
-  stdin.off('error', stdinOnEnd);
-  stdin.pause();
-  peers.close();
-  access?.close();
-  closeSocket();
+      return {
+        onMessage(msg, peer, rinfo) {
+          dump?.(`< ${peer.label}`, msg);
+          if (opts.echo) {
+            peer.sent += msg.length;
+            dump?.(`> ${peer.label}`, msg);
+            socket.send(msg, rinfo.port, rinfo.address);
+            return;
+          }
+          if (io.stdout.writableLength > STDOUT_BACKLOG_LIMIT) {
+            if (dropped++ === 0) logger.warn('dropped', `stdout is not keeping up: dropping datagrams (UDP cannot slow the sender down)`);
+            return;
+          }
+          io.stdout.write(msg);
+          if (!lastPeer) stdin.resume();
+          // Without -k only the last peer matters: replies go to it.
+          if (!opts.keepOpen && lastPeer && lastPeer !== peer) peers.drop(lastPeer, 'another peer spoke');
+          lastPeer = peer;
+        },
+        stop() {
+          stdin.off('data', stdinOnData);
+          stdin.off('end', stdinOnEnd);
+          stdin.off('error', stdinOnEnd);
+          stdin.pause();
+        },
+      };
+    },
+  });
   if (dropped > 0) logger.warn('dropped', `${dropped} datagram(s) dropped because stdout was not keeping up`);
   if (io.endStdout) io.stdout.end();
   return 0;

@@ -4,10 +4,13 @@
  * until it falls silent. The peer table does admission (access control, the limit, eviction),
  * idle expiry and the open/close log lines; untilStopped() is a datagram server's run loop.
  */
+import type dgram from 'node:dgram';
 import type { RemoteInfo } from 'node:dgram';
-import type { AccessControl } from '../access';
+import { createAccessControl, type AccessControl, type AccessOptions } from '../access';
 import { formatDuration, type Logger } from '../log';
-import { peerLabel } from '../endpoints/udp';
+import { bindUdpSocket, peerLabel, type UdpAddress } from '../endpoints/udp';
+import type { Address, Listener } from '../endpoints/types';
+import { announceListening } from './listener';
 
 /** One remembered peer, with its own state (an upstream socket for forward). */
 export interface UdpPeer<S> {
@@ -167,4 +170,71 @@ export function untilStopped(signal: AbortSignal, idleMs: number | undefined, la
     };
     timer = setTimeout(check, idleMs);
   });
+}
+
+/** What a datagram mode hands serveDatagrams(): its peers' state and what to do with each datagram. */
+export interface DatagramHandler<S> {
+  /** A datagram from an admitted peer (its `received` already counted). */
+  onMessage(msg: Buffer, peer: UdpPeer<S>, rinfo: RemoteInfo): void;
+  /** Called once the server stops, before its peers are forgotten. */
+  stop?(): void;
+}
+
+export interface DatagramServeOptions<S> {
+  address: Address;
+  logger: Logger;
+  /** Stop when aborted. */
+  signal: AbortSignal;
+  /** --allow, --deny, --allow-file, checked for each new peer. */
+  access?: AccessOptions;
+  /** The peer table's limits and each peer's state (create/release). */
+  peers: Omit<PeerTableOptions<S>, 'logger' | 'access'>;
+  /** Stop after this many ms without a datagram either way (--idle-timeout). */
+  idleTimeoutMs?: number;
+  /** Told the bound address once listening (tests read the port). */
+  onListening?: (listener: Listener) => void;
+  /**
+   * Starts the mode on the bound socket: `touch()` marks traffic (for --idle-timeout) the mode
+   * sees itself, e.g. replies coming back from upstream.
+   */
+  start(ctx: { socket: dgram.Socket; label: string; peers: PeerTable<S>; touch: () => void }): DatagramHandler<S>;
+}
+
+/**
+ * The datagram counterpart of serve(): binds the socket (with the start-up line), admits each
+ * new peer through access control and the peer table's limit, counts what every peer sends,
+ * hands each datagram to the mode, and on stop forgets every peer (their closed lines) and
+ * closes the socket. Resolves when stopped by the signal or by --idle-timeout.
+ */
+export async function serveDatagrams<S>(opts: DatagramServeOptions<S>): Promise<void> {
+  const { logger } = opts;
+  const access = createAccessControl(opts.access, logger);
+  await access?.ready;
+  const { socket, bound, label } = await bindUdpSocket(opts.address as UdpAddress);
+  announceListening(logger, { label, address: bound });
+  const peers = new PeerTable<S>({ ...opts.peers, logger, access });
+  let lastTraffic = Date.now();
+  const touch = () => {
+    lastTraffic = Date.now();
+  };
+  const handler = opts.start({ socket, label, peers, touch });
+  socket.on('message', (msg: Buffer, rinfo: RemoteInfo) => {
+    const peer = peers.admit(rinfo);
+    if (!peer) return;
+    lastTraffic = Date.now();
+    peer.received += msg.length;
+    handler.onMessage(msg, peer, rinfo);
+  });
+  socket.on('error', (err: Error) => logger.error('error', `${label}: ${err.message}`));
+  let closed = false;
+  const close = () => {
+    if (!closed) socket.close();
+    closed = true;
+  };
+  opts.onListening?.({ address: bound, label, close: async () => close() });
+  await untilStopped(opts.signal, opts.idleTimeoutMs, () => lastTraffic, logger);
+  handler.stop?.();
+  peers.close();
+  access?.close();
+  close();
 }

@@ -8,11 +8,11 @@
  * never touch cluster, rlimits or the access tables themselves.
  */
 import type { Address, Listener } from '../endpoints/index';
-import type { Logger, LogOptions } from '../log';
+import type { LogOptions } from '../log';
 import type { Metrics } from '../metrics';
 import type { ModeIO } from '../io';
 import { listenerParts, serve, DEFAULT_MAX_CONNS, type ListenerModeOptions, type ServeOptions } from './listener';
-import { listenerProcess } from './workers';
+import { listenerProcess, type ListenerProcess } from './workers';
 
 /** The options every stream listening mode's options include. */
 export interface ServerModeOptions extends ListenerModeOptions, LogOptions {
@@ -38,18 +38,17 @@ export type ServeCall = Pick<ServeOptions, 'handle'> & Partial<Pick<ServeOptions
   onListening?: (listener: Listener) => void;
 };
 
+/** A process that serves, as listenerProcess() tells it (its logger and stop signal). */
+type Serving = Extract<ListenerProcess, { role: 'alone' | 'worker' }>;
+
 export type OpenedServer =
-  | { role: 'done'; exitCode: number }
-  | {
-      role: 'alone' | 'worker';
-      logger: Logger;
-      /** Aborted to stop: a signal to this process, or the primary's stop in a worker. */
-      signal: AbortSignal;
+  | Extract<ListenerProcess, { role: 'done' }>
+  | (Pick<Serving, 'role' | 'logger' | 'signal'> & {
       /** The mode's metrics when --metrics asks for them (a worker counts, the primary serves the sum). */
       metrics?: Metrics;
       /** Runs the accept loop until stopped and drained. */
       serve(call: ServeCall): Promise<{ accepted: number }>;
-    };
+    });
 
 /**
  * Opens a listening mode's server: --workers and the open-file limit first (a primary or a

@@ -9,7 +9,6 @@
  */
 import type { Readable } from 'node:stream';
 import type { Address } from '../endpoints/index';
-import type { Logger } from '../log';
 import { openServer, type ServerModeOptions } from '../runtime/server';
 import { Room, type Member } from '../broadcast/room';
 import { Chat, notice, type ChatNaming } from '../broadcast/chat';

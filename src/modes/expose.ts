@@ -4,7 +4,7 @@
  * address, and brings every public client home to LOCAL; see src/tunnel/agent.ts.
  */
 import type { Address } from '../endpoints/index';
-import { createLogger, Logger, type LogOptions } from '../log';
+import { createLogger, type LogOptions } from '../log';
 import type { ProxyVersion } from '../proxy-protocol';
 import type { ModeIO } from '../io';
 import { runAgent, type RelayTarget } from '../tunnel/agent';

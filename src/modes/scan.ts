@@ -12,7 +12,7 @@ import net from 'node:net';
 import dgram from 'node:dgram';
 import dns from 'node:dns/promises';
 import fs from 'node:fs';
-import { formatDuration, createLogger, Logger, type LogOptions } from '../log';
+import { formatDuration, createLogger, type LogOptions } from '../log';
 import { NetError, describeError } from '../errors';
 import type { ModeIO } from '../io';
 

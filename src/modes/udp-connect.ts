@@ -6,7 +6,7 @@
 import { connectUdpSocket, peerLabel, sendDatagrams, udpError, udpLabel } from '../endpoints/udp';
 import type { UdpAddress } from '../endpoints/udp';
 import { hexDumper } from '../hexdump';
-import { formatDuration, createLogger, Logger } from '../log';
+import { formatDuration, createLogger } from '../log';
 import type { ConnectOptions } from './connect';
 import { interruptedExitCode, type ModeIO } from '../io';
 import { LfToCrlf } from '../endpoints/stdio';

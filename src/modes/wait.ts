@@ -6,7 +6,7 @@
  * one line saying what the last attempt saw (refused, unreachable, timed out, wrong banner…).
  */
 import { connectAddress, formatAddress, type Address } from '../endpoints/index';
-import { formatDuration, createLogger, Logger, type LogOptions } from '../log';
+import { formatDuration, createLogger, type LogOptions } from '../log';
 import type { ModeIO } from '../io';
 
 /** Pause between two attempts. */

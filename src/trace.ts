@@ -15,6 +15,7 @@ import type { Writable } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import { flushLifecycle, onLifecycle, type LifecycleEvent } from './lifecycle';
 import type { LogFormat } from './log';
+import { isLoopbackHost, isWildcardHost } from './endpoints/address';
 
 export interface TraceOptions {
   stderr: Writable;
@@ -135,7 +136,7 @@ const bytes = (n: number) => `${n} byte${n === 1 ? '' : 's'}`;
 const finState = new Map<number, 'peer' | 'us'>();
 
 function reachability(host: string): string {
-  if (host === '0.0.0.0' || host === '::' || host === '') return 'all interfaces, reachable from the network';
-  if (host.startsWith('127.') || host === '::1') return 'loopback only, other machines cannot connect';
+  if (host === '' || isWildcardHost(host)) return 'all interfaces, reachable from the network';
+  if (isLoopbackHost(host)) return 'loopback only, other machines cannot connect';
   return `only on ${host}, reachable by whoever can reach that address`;
 }

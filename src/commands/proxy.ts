@@ -1,11 +1,10 @@
-import net from 'node:net';
 import { runProxy, DEFAULT_PROXY_CONNECT_TIMEOUT_MS, DEFAULT_PROXY_PORT } from '../modes/proxy';
 import { DEFAULT_HANDSHAKE_TIMEOUT_MS } from '../proxy/handler';
 import { viaFromArgs } from './via';
 import { settleWorkers } from '../runtime/workers';
 import { UsageError } from '../errors';
 import type { Address } from '../endpoints/index';
-import { formatAddress } from '../endpoints/index';
+import { formatAddress, isLoopbackHost } from '../endpoints/index';
 import { addressFromArgs, commonFromArgs, listenerFromArgs, listOption, secondsOption, settleAddresses, withCommonOptions, withListenerOptions, withRelayOptions, hideRefused, examplesEpilog } from './options';
 import type { CommandFactory } from './types';
 
@@ -13,14 +12,6 @@ import type { CommandFactory } from './types';
 export function repeated(value: unknown): string[] {
   if (value === undefined) return [];
   return ([] as unknown[]).concat(value).map(String).filter((v) => v !== '');
-}
-
-/** True for 127.0.0.0/8, ::1 and localhost: a proxy there only serves this machine. */
-export function isLoopbackHost(host: string): boolean {
-  const h = host.replace(/^\[(.*)\]$/, '$1').toLowerCase();
-  if (h === 'localhost' || h === '::1') return true;
-  const v4 = h.startsWith('::ffff:') ? h.slice(7) : h;
-  return net.isIPv4(v4) && v4.startsWith('127.');
 }
 
 /**

@@ -119,6 +119,17 @@ export function formatHostPort(host: string, port: number | string): string {
   return net.isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
+/**
+ * True for 127.0.0.0/8, ::1 (either spelling), their IPv4-mapped form and localhost: only this
+ * machine can reach a listener there (and a proxy there serves only this machine).
+ */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[(.*)\]$/, '$1').toLowerCase();
+  if (h === 'localhost' || h === '::1' || h === '0:0:0:0:0:0:0:1') return true;
+  const v4 = h.startsWith('::ffff:') ? h.slice(7) : h;
+  return net.isIPv4(v4) && v4.startsWith('127.');
+}
+
 /** True for 0.0.0.0, :: and friends: a listener there is reachable from the network. */
 export function isWildcardHost(host: string): boolean {
   return host === '0.0.0.0' || host === '::' || host === '[::]' || host === '::0';

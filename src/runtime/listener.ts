@@ -4,7 +4,7 @@
  * logs each event once, and on stop closes the listener and drains live connections.
  */
 import { formatAddress, listenAddress } from '../endpoints/index';
-import { isWildcardHost, type Address } from '../endpoints/index';
+import { isLoopbackHost, isWildcardHost, type Address } from '../endpoints/index';
 import type { Connection, Listener } from '../endpoints/types';
 import { formatDuration, type Logger, type LogFields } from '../log';
 import { createAccessControl, type AccessControl, type AccessOptions } from '../access';
@@ -143,12 +143,6 @@ function reach(host: string): { reach: string; words: string } {
   if (isWildcardHost(host)) return { reach: 'all', words: 'all interfaces: reachable from the network' };
   if (isLoopbackHost(host)) return { reach: 'loopback', words: 'loopback only' };
   return { reach: 'interface', words: 'this interface: reachable from its network' };
-}
-
-/** 127.0.0.0/8, ::1 and ::ffff:127.x.y.z: only this machine can reach a listener there. */
-export function isLoopbackHost(host: string): boolean {
-  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
-  return /^127\./.test(h) || /^::ffff:127\./.test(h) || h === '::1' || h === '0:0:0:0:0:0:0:1';
 }
 
 /**

@@ -5,7 +5,8 @@ import { ProxyAuth, parseAuthFile } from '../../src/proxy/auth';
 import { parseViaUrl } from '../../src/commands/via';
 import { encodeAddress, ipv6Bytes, ipv6Text, parseUdpDatagram, udpHeader } from '../../src/endpoints/socks-wire';
 import { parseAuthority } from '../../src/proxy/http-proxy';
-import { checkOpenProxy, isLoopbackHost } from '../../src/commands/proxy';
+import { checkOpenProxy } from '../../src/commands/proxy';
+import { isLoopbackHost } from '../../src/endpoints/address';
 import { parseAddress } from '../../src/endpoints/index';
 
 describe('--map entries', () => {

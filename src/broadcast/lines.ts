@@ -4,6 +4,7 @@
  */
 import split2 from 'split2';
 import type { Transform } from 'node:stream';
+import { clockTime } from '../log';
 
 const LF = 0x0a;
 
@@ -169,9 +170,8 @@ let stampBuffer = Buffer.alloc(0);
 export function timestamp(now = Date.now()): Buffer {
   const second = Math.floor(now / 1000);
   if (second !== stampSecond) {
-    const d = new Date(now);
-    const two = (n: number) => String(n).padStart(2, '0');
-    stampBuffer = Buffer.from(`[${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}] `);
+    // The log's clock to the second: "[21:04:05] ".
+    stampBuffer = Buffer.from(`[${clockTime(new Date(now)).slice(0, 8)}] `);
     stampSecond = second;
   }
   return stampBuffer;

@@ -1,7 +1,7 @@
-import net from 'node:net';
 import { runScan, DEFAULT_SCAN_CONCURRENCY, DEFAULT_SCAN_TIMEOUT_MS } from '../modes/scan';
 import { parsePortList } from '../ports';
 import { UsageError } from '../errors';
+import { refuseOtherFamily } from '../endpoints/address';
 import { countOption, familyOption, secondsOption, examplesEpilog, withFamilyOptions } from './options';
 import type { CommandFactory } from './types';
 
@@ -49,10 +49,7 @@ export const scanCommand: CommandFactory = (env) => ({
     const timeoutMs = secondsOption(argv.timeout, '--timeout');
     if (timeoutMs === 0) throw new UsageError('--timeout must be more than 0 seconds (e.g. 0.5)');
     const family = familyOption(argv);
-    const bare = String(argv.host).replace(/^\[(.*)\]$/, '$1');
-    if (family && net.isIP(bare) && net.isIP(bare) !== family) {
-      throw new UsageError(`-${family} allows IPv${family} only, but ${argv.host} is an IPv${net.isIP(bare)} address: give an IPv${family} one or leave out -${family}`);
-    }
+    if (family) refuseOtherFamily(String(argv.host).replace(/^\[(.*)\]$/, '$1'), family, String(argv.host), family === 6 ? '::1' : '127.0.0.1');
     const code = await runScan(
       {
         host: String(argv.host),

@@ -31,12 +31,17 @@ export type IpFamily = 4 | 6;
  */
 export function withFamily<A extends HostPort>(addr: A, family: IpFamily, original: string): A {
   if (!addr.hostGiven) return { ...addr, host: family === 6 ? '::1' : '127.0.0.1', family };
-  const version = net.isIP(addr.host);
-  if (version !== 0 && version !== family) {
-    const other = family === 6 ? (isWildcardHost(addr.host) ? '[::]:PORT' : '[::1]:PORT') : isWildcardHost(addr.host) ? '0.0.0.0:PORT' : '127.0.0.1:PORT';
-    throw new UsageError(`-${family} allows IPv${family} only, but ${original} is an IPv${version} address: give an IPv${family} one (e.g. ${other}) or leave out -${family}`);
-  }
+  const other = family === 6 ? (isWildcardHost(addr.host) ? '[::]:PORT' : '[::1]:PORT') : isWildcardHost(addr.host) ? '0.0.0.0:PORT' : '127.0.0.1:PORT';
+  refuseOtherFamily(addr.host, family, original, other);
   return { ...addr, family };
+}
+
+/** -4/-6 with an IP literal of the other version: a usage error naming what to give instead (`example`). */
+export function refuseOtherFamily(host: string, family: IpFamily, original: string, example: string): void {
+  const version = net.isIP(host);
+  if (version !== 0 && version !== family) {
+    throw new UsageError(`-${family} allows IPv${family} only, but ${original} is an IPv${version} address: give an IPv${family} one (e.g. ${example}) or leave out -${family}`);
+  }
 }
 
 /** Listeners bind loopback unless the user names another address: nothing is exposed by accident. */

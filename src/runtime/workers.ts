@@ -359,10 +359,10 @@ export async function listenerProcess(opts: ListenerProcessOptions, io: ModeIO):
     };
   }
   const logger = createLogger(opts, io.stderr);
-  if (opts.fitFdLimit === false) {
-    return { role: 'alone', logger, signal: io.signal, listen: opts.listen, maxConns: opts.maxConns ?? opts.defaultMaxConns, reusePort: false, listening: () => {}, metrics: (m) => m };
-  }
-  const room = await ensureFdLimit({ maxConns: opts.maxConns, defaultMaxConns: opts.defaultMaxConns, fdsPerClient: opts.fdsPerClient, logger, relaunch: opts.raiseFdLimit });
+  const room =
+    opts.fitFdLimit === false
+      ? { relaunched: false as const, maxConns: opts.maxConns ?? opts.defaultMaxConns }
+      : await ensureFdLimit({ maxConns: opts.maxConns, defaultMaxConns: opts.defaultMaxConns, fdsPerClient: opts.fdsPerClient, logger, relaunch: opts.raiseFdLimit });
   if (room.relaunched) return { role: 'done', exitCode: room.exitCode };
   return { role: 'alone', logger, signal: io.signal, listen: opts.listen, maxConns: room.maxConns, reusePort: false, listening: () => {}, metrics: (m) => m };
 }

@@ -149,7 +149,7 @@ export class PeerTable<S> {
  * Resolves when the signal is aborted, or when `idleMs` passed since `lastTraffic()` (a UDP
  * server has no other way to know it is done).
  */
-export function untilStopped(signal: AbortSignal, idleMs: number | undefined, lastTraffic: () => number, logger: Logger): Promise<void> {
+function untilStopped(signal: AbortSignal, idleMs: number | undefined, lastTraffic: () => number, logger: Logger): Promise<void> {
   return new Promise((resolve) => {
     let timer: NodeJS.Timeout | undefined;
     const finish = () => {

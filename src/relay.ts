@@ -13,11 +13,15 @@
  *   reply that keeps streaming is never cut, while a peer that neither talks nor closes is.
  *   Then both streams are destroyed.
  * - Errors: the first error on either side destroys both streams and is reported once.
+ * - Bulk reads: once a TCP/unix socket shows it is moving bulk data to another one (a read of
+ *   BULK_READ_BYTES or more), it reads into one buffer of its own, reused for every read, instead
+ *   of a fresh 64 KiB allocation per read whose garbage cost major GCs (see readIntoOwnBuffer()).
  */
 import net from 'node:net';
 import tls from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { isResetError } from './errors';
+import { isObserved } from './lifecycle';
 
 export type Side = 'a' | 'b';
 
@@ -143,6 +147,51 @@ function resetProbeFor(s: Duplex): net.Socket | undefined {
   return sock;
 }
 
+/** A read this large means the sender is ahead of us (bulk transfer): time for a reused read buffer. */
+const BULK_READ_BYTES = 32 * 1024;
+/** Size of a socket's own read buffer (what Node allocates per read otherwise). */
+const READ_BUFFER_BYTES = 128 * 1024;
+
+/** net.Socket's private symbols behind its `onread` option, looked up once (undefined: this Node has none). */
+let onreadSymbols: { buffer: symbol; callback: symbol; generator: symbol } | null | undefined = null;
+function onreadSymbolsOf(s: net.Socket) {
+  if (onreadSymbols !== null) return onreadSymbols;
+  const find = (name: string) => Object.getOwnPropertySymbols(s).find((sym) => sym.description === name);
+  const [buffer, callback, generator] = [find('kBuffer'), find('kBufferCb'), find('kBufferGen')];
+  onreadSymbols = buffer && callback && generator ? { buffer, callback, generator } : undefined;
+  return onreadSymbols;
+}
+
+/**
+ * Whether `src` → `dst` may read into a reused buffer: both plain TCP/unix sockets (a TLS socket
+ * or another stream may keep a reference to a chunk after its write callback, as a PassThrough
+ * does), `src` not observed by --trace/--stats (they count reads where Node pushes them), and a
+ * Node whose sockets take a user buffer the way net.Socket's `onread` option sets one up.
+ */
+function canReadIntoOwnBuffer(src: Duplex, dst: Duplex): src is net.Socket {
+  const plain = (s: Duplex) => s instanceof net.Socket && !(s instanceof tls.TLSSocket);
+  if (!plain(src) || !plain(dst) || isObserved(src as net.Socket)) return false;
+  const handle = (src as { _handle?: { useUserBuffer?: unknown } })._handle;
+  return typeof handle?.useUserBuffer === 'function' && onreadSymbolsOf(src as net.Socket) !== undefined;
+}
+
+/**
+ * Switches an open socket to what net.Socket's `onread: { buffer, callback }` option does (which
+ * can only be given when a socket is created, and Node's servers create the accepted ones): from
+ * its next read on, the kernel's bytes land in `buffer` and `callback(n, buffer)` is called instead
+ * of 'data'; returning false stops reading until `resume()`. 'end', 'error' and 'close' stay as
+ * they are; pause()/resume() start and stop the reads. Only between reads: bytes still buffered in
+ * the stream come out as 'data' first.
+ */
+function readIntoOwnBuffer(s: net.Socket, buffer: Buffer, callback: (n: number, buf: Buffer) => boolean): void {
+  const sym = onreadSymbolsOf(s)!;
+  const internals = s as unknown as Record<symbol, unknown> & { _handle: { useUserBuffer(b: Buffer): void } };
+  internals[sym.buffer] = buffer;
+  internals[sym.callback] = callback;
+  internals[sym.generator] = null;
+  internals._handle.useUserBuffer(buffer);
+}
+
 /**
  * Relays a ⇄ b until both directions are done, an error happens, or a timer fires.
  * Resolves (never rejects) with byte counts and how it ended; both streams are destroyed by then.
@@ -229,12 +278,19 @@ export function relay(a: Duplex, b: Duplex, opts: RelayOptions = {}): Promise<Re
       const src = streams[from];
       const dst = streams[other(from)];
       const shutdown = opts.shutdown?.[from] !== false;
+      /** Bulk reads may go to a reused buffer (never with onData, which could keep the chunk). */
+      let ownBufferAllowed = !opts.onData && canReadIntoOwnBuffer(src, dst);
       on(src, 'data', (chunk: Buffer) => {
         if (finished) return;
         if (from === 'a') result.aToB += chunk.length;
         else result.bToA += chunk.length;
         lastActivity = Date.now();
         opts.onData?.(from, chunk);
+        // Switched before this chunk is written: the switch only changes where the next read lands.
+        if (ownBufferAllowed && chunk.length >= BULK_READ_BYTES && src.readableLength === 0) {
+          ownBufferAllowed = false;
+          readIntoOwnBuffer(src as net.Socket, Buffer.allocUnsafeSlow(READ_BUFFER_BYTES), ownBufferRead);
+        }
         if (!dst.write(chunk)) src.pause();
       });
       on(dst, 'drain', () => {
@@ -242,6 +298,33 @@ export function relay(a: Duplex, b: Duplex, opts: RelayOptions = {}): Promise<Re
         lastActivity = Date.now();
         src.resume();
       });
+      // Reads into the reused buffer. The buffer is free again once dst has handed the chunk to
+      // the kernel: at once when its write completed inside write() (nothing left in
+      // writableLength), else when that write's callback comes; until then the source is paused,
+      // which is also the backpressure (at most one buffer in flight per direction).
+      let ownWrites = 0;
+      let ownWritesDone = 0;
+      let heldUntil = 0;
+      function ownBufferRead(n: number, buf: Buffer): boolean {
+        if (finished) return false;
+        if (from === 'a') result.aToB += n;
+        else result.bToA += n;
+        lastActivity = Date.now();
+        ownWrites++;
+        dst.write(n === buf.length ? buf : buf.subarray(0, n), ownBufferWritten);
+        if (dst.writableLength === 0) return true;
+        heldUntil = ownWrites;
+        src.pause();
+        return false;
+      }
+      function ownBufferWritten() {
+        ownWritesDone++;
+        if (heldUntil === 0 || ownWritesDone < heldUntil) return;
+        heldUntil = 0;
+        if (finished || src.readableEnded) return;
+        lastActivity = Date.now();
+        src.resume();
+      }
       let probing = false;
       function srcEnded() {
         if (finished || readEnded[from] || probing) return;

@@ -176,18 +176,45 @@ function canReadIntoOwnBuffer(src: Duplex, dst: Duplex): src is net.Socket {
 }
 
 /**
- * Switches an open socket to what net.Socket's `onread: { buffer, callback }` option does (which
- * can only be given when a socket is created, and Node's servers create the accepted ones): from
- * its next read on, the kernel's bytes land in `buffer` and `callback(n, buffer)` is called instead
- * of 'data'; returning false stops reading until `resume()`. 'end', 'error' and 'close' stay as
- * they are; pause()/resume() start and stop the reads. Only between reads: bytes still buffered in
- * the stream come out as 'data' first.
+ * Switches `src` (an open socket: see canReadIntoOwnBuffer()) to reading into one buffer of its
+ * own, reused for every read, each read written on to `dst` at once. It is what net.Socket's
+ * `onread: { buffer, callback }` option does, which Node takes only when it creates a socket (and
+ * its servers create the accepted ones), so the same private fields are set here and the handle
+ * is told to use the buffer. From the next read on, `counted(n)` sees each read's size (false:
+ * the session is over, stop) and 'data' no longer fires; 'end', 'error' and 'close' stay as they
+ * are, and pause()/resume() stop and start the reads. Call it between reads, with nothing
+ * buffered in `src` (what was would come out as 'data' after the new reads).
+ *
+ * The buffer is free again once `dst` has handed the chunk to the kernel: at once when the
+ * write completed inside write() (nothing left in writableLength), else when that write's
+ * callback comes; until then `src` is paused, which is also the backpressure: at most one buffer
+ * in flight.
  */
-function readIntoOwnBuffer(s: net.Socket, buffer: Buffer, callback: (n: number, buf: Buffer) => boolean): void {
-  const sym = onreadSymbolsOf(s)!;
-  const internals = s as unknown as Record<symbol, unknown> & { _handle: { useUserBuffer(b: Buffer): void } };
+function readIntoOwnBuffer(src: net.Socket, dst: Duplex, counted: (n: number) => boolean): void {
+  const buffer = Buffer.allocUnsafeSlow(READ_BUFFER_BYTES);
+  let writes = 0;
+  let writesDone = 0;
+  /** The write that holds the buffer (its number), 0 when none does. */
+  let heldUntil = 0;
+  const written = () => {
+    writesDone++;
+    if (heldUntil === 0 || writesDone < heldUntil) return;
+    heldUntil = 0;
+    if (!src.destroyed && !src.readableEnded) src.resume();
+  };
+  const read = (n: number, buf: Buffer): boolean => {
+    if (!counted(n)) return false;
+    writes++;
+    dst.write(n === buf.length ? buf : buf.subarray(0, n), written);
+    if (dst.writableLength === 0) return true;
+    heldUntil = writes;
+    src.pause();
+    return false;
+  };
+  const sym = onreadSymbolsOf(src)!;
+  const internals = src as unknown as Record<symbol, unknown> & { _handle: { useUserBuffer(b: Buffer): void } };
   internals[sym.buffer] = buffer;
-  internals[sym.callback] = callback;
+  internals[sym.callback] = read;
   internals[sym.generator] = null;
   internals._handle.useUserBuffer(buffer);
 }
@@ -278,18 +305,28 @@ export function relay(a: Duplex, b: Duplex, opts: RelayOptions = {}): Promise<Re
       const src = streams[from];
       const dst = streams[other(from)];
       const shutdown = opts.shutdown?.[from] !== false;
-      /** Bulk reads may go to a reused buffer (never with onData, which could keep the chunk). */
-      let ownBufferAllowed = !opts.onData && canReadIntoOwnBuffer(src, dst);
+      /** Whether this direction has been looked at for a reused read buffer (once, at its first bulk read). */
+      let bulkChecked = false;
       on(src, 'data', (chunk: Buffer) => {
         if (finished) return;
         if (from === 'a') result.aToB += chunk.length;
         else result.bToA += chunk.length;
         lastActivity = Date.now();
         opts.onData?.(from, chunk);
-        // Switched before this chunk is written: the switch only changes where the next read lands.
-        if (ownBufferAllowed && chunk.length >= BULK_READ_BYTES && src.readableLength === 0) {
-          ownBufferAllowed = false;
-          readIntoOwnBuffer(src as net.Socket, Buffer.allocUnsafeSlow(READ_BUFFER_BYTES), ownBufferRead);
+        // Switched before this chunk is written: the switch only changes where the next read
+        // lands. Never with onData, which could keep the chunk.
+        if (!bulkChecked && chunk.length >= BULK_READ_BYTES && src.readableLength === 0) {
+          bulkChecked = true;
+          if (!opts.onData && canReadIntoOwnBuffer(src, dst)) {
+            // Made here, not with the copy: nothing more per connection until one moves bulk data.
+            readIntoOwnBuffer(src, dst, (n) => {
+              if (finished) return false;
+              if (from === 'a') result.aToB += n;
+              else result.bToA += n;
+              lastActivity = Date.now();
+              return true;
+            });
+          }
         }
         if (!dst.write(chunk)) src.pause();
       });
@@ -298,33 +335,6 @@ export function relay(a: Duplex, b: Duplex, opts: RelayOptions = {}): Promise<Re
         lastActivity = Date.now();
         src.resume();
       });
-      // Reads into the reused buffer. The buffer is free again once dst has handed the chunk to
-      // the kernel: at once when its write completed inside write() (nothing left in
-      // writableLength), else when that write's callback comes; until then the source is paused,
-      // which is also the backpressure (at most one buffer in flight per direction).
-      let ownWrites = 0;
-      let ownWritesDone = 0;
-      let heldUntil = 0;
-      function ownBufferRead(n: number, buf: Buffer): boolean {
-        if (finished) return false;
-        if (from === 'a') result.aToB += n;
-        else result.bToA += n;
-        lastActivity = Date.now();
-        ownWrites++;
-        dst.write(n === buf.length ? buf : buf.subarray(0, n), ownBufferWritten);
-        if (dst.writableLength === 0) return true;
-        heldUntil = ownWrites;
-        src.pause();
-        return false;
-      }
-      function ownBufferWritten() {
-        ownWritesDone++;
-        if (heldUntil === 0 || ownWritesDone < heldUntil) return;
-        heldUntil = 0;
-        if (finished || src.readableEnded) return;
-        lastActivity = Date.now();
-        src.resume();
-      }
       let probing = false;
       function srcEnded() {
         if (finished || readEnded[from] || probing) return;

@@ -1,8 +1,9 @@
 /**
- * The datagram side of the listener runtime, shared by the UDP modes (listen -u, forward udp:…):
+ * The datagram side of the runtime, shared by the UDP modes (listen -u, connect -u, forward udp:…):
  * UDP has no connections, so a "client" is an address:port that sent us a datagram, remembered
  * until it falls silent. The peer table does admission (access control, the limit, eviction),
- * idle expiry and the open/close log lines; untilStopped() is a datagram server's run loop.
+ * idle expiry and the open/close log lines; serveDatagrams() is a datagram server's run loop;
+ * StdioDatagrams is the pump between stdio and a socket (listen -u, connect -u).
  */
 import type dgram from 'node:dgram';
 import type { RemoteInfo } from 'node:dgram';
@@ -11,6 +12,8 @@ import { formatDuration, type Logger } from '../log';
 import { bindUdpSocket, peerLabel, type UdpAddress } from '../endpoints/udp';
 import type { Address, Listener } from '../endpoints/types';
 import { announceListening } from './listener';
+import { LfToCrlf } from '../endpoints/stdio';
+import type { Readable, Writable } from 'node:stream';
 
 /** One remembered peer, with its own state (an upstream socket for forward). */
 export interface UdpPeer<S> {
@@ -237,4 +240,80 @@ export async function serveDatagrams<S>(opts: DatagramServeOptions<S>): Promise<
   peers.close();
   access?.close();
   close();
+}
+
+/** Datagrams arriving while this much output is still unwritten are dropped (UDP cannot push back). */
+export const STDOUT_BACKLOG_LIMIT = 4 << 20;
+
+export interface StdioDatagramOptions {
+  stdin: Readable;
+  stdout: Writable;
+  logger: Logger;
+  /** -C: each line read from stdin ends in CRLF, as line protocols over UDP (SIP, syslog) may want. */
+  crlf?: boolean;
+  /** Sends one stdin read (split into datagrams by the caller's sendDatagrams); resolves false to stop reading. */
+  send(chunk: Buffer): Promise<boolean>;
+  /** stdin reached its end (or failed). */
+  onEnd(): void;
+}
+
+/**
+ * The datagram pump between stdio and a UDP socket, the same for `listen -u` and `connect -u`:
+ * each stdin read becomes one datagram (one per 65507 bytes), and stdin is read again only once
+ * the kernel took it, so a fast stdin never queues without bound; each datagram received goes
+ * to stdout, except while stdout has more than STDOUT_BACKLOG_LIMIT bytes unwritten: then it is
+ * dropped, with one warning, since UDP cannot slow its sender down.
+ */
+export class StdioDatagrams {
+  /** Datagrams dropped because stdout was not keeping up. */
+  dropped = 0;
+  private readonly stdin: Readable;
+  private stopped = false;
+
+  constructor(private readonly opts: StdioDatagramOptions) {
+    this.stdin = opts.crlf ? opts.stdin.pipe(new LfToCrlf()) : opts.stdin;
+    this.stdin.on('data', this.onData);
+    this.stdin.on('end', this.onEnd);
+    this.stdin.on('error', this.onEnd);
+    this.stdin.pause();
+  }
+
+  /** Starts (or restarts) reading stdin. */
+  read(): void {
+    if (!this.stopped) this.stdin.resume();
+  }
+
+  /** Writes a received datagram to stdout; false when it was dropped. */
+  deliver(msg: Buffer): boolean {
+    if (this.opts.stdout.writableLength > STDOUT_BACKLOG_LIMIT) {
+      if (this.dropped++ === 0) this.opts.logger.warn('dropped', 'stdout is not keeping up: dropping datagrams (UDP cannot slow the sender down)');
+      return false;
+    }
+    this.opts.stdout.write(msg);
+    return true;
+  }
+
+  /** Stops reading stdin for good, and says how many datagrams were dropped, if any. */
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.stdin.off('data', this.onData);
+    this.stdin.off('end', this.onEnd);
+    this.stdin.off('error', this.onEnd);
+    this.stdin.pause();
+    if (this.dropped > 0) this.opts.logger.warn('dropped', `${this.dropped} datagram(s) dropped because stdout was not keeping up`);
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
+    // One read, one datagram: the next read waits until this one is handed to the kernel.
+    this.stdin.pause();
+    void this.opts.send(chunk).then((more) => {
+      if (more) this.read();
+      else this.stop();
+    });
+  };
+
+  private readonly onEnd = (): void => {
+    if (!this.stopped) this.opts.onEnd();
+  };
 }

@@ -78,7 +78,7 @@ export async function runScan(opts: ScanOptions, io: ModeIO): Promise<number> {
   const inFlight = new Set<() => void>();
   const stopAll = () => inFlight.forEach((cancel) => cancel());
   io.signal.addEventListener('abort', stopAll, { once: true });
-  const probe = (port: number) => (opts.udp ? probeUdpPort : probeTcpPort)(addresses, port, timeoutMs, inFlight);
+  const probe = (port: number) => probeEachAddress(opts.udp ? probeUdp : probeTcp, addresses, port, timeoutMs, inFlight);
   let next = 0;
   const worker = async () => {
     while (next < opts.ports.length && !io.signal.aborted) {
@@ -126,14 +126,16 @@ async function resolveHost(host: string, family?: 4 | 6): Promise<string[]> {
   }
 }
 
+type Probe = (address: string, port: number, timeoutMs: number, inFlight: Set<() => void>) => Promise<PortResult>;
+
 /**
- * A TCP port is open if any address of the host completes the handshake (nc tries each address
- * the same way: `localhost` may be ::1 first while the server listens on 127.0.0.1).
+ * A port is open if any address of the host answers (nc tries each address the same way:
+ * `localhost` may be ::1 first while the server listens on 127.0.0.1).
  */
-async function probeTcpPort(addresses: string[], port: number, timeoutMs: number, inFlight: Set<() => void>): Promise<PortResult> {
+async function probeEachAddress(probe: Probe, addresses: string[], port: number, timeoutMs: number, inFlight: Set<() => void>): Promise<PortResult> {
   let first: PortResult | undefined;
   for (const address of addresses) {
-    const r = await probeTcp(address, port, timeoutMs, inFlight);
+    const r = await probe(address, port, timeoutMs, inFlight);
     if (r.state === 'open') return r;
     first ??= r;
   }
@@ -162,16 +164,6 @@ function probeTcp(address: string, port: number, timeoutMs: number, inFlight: Se
       else done('filtered', describeError(err, { action: 'connect', address: `${address}:${port}`, port }));
     });
   });
-}
-
-async function probeUdpPort(addresses: string[], port: number, timeoutMs: number, inFlight: Set<() => void>): Promise<PortResult> {
-  let first: PortResult | undefined;
-  for (const address of addresses) {
-    const r = await probeUdp(address, port, timeoutMs, inFlight);
-    if (r.state === 'open') return r;
-    first ??= r;
-  }
-  return first!;
 }
 
 /** On a connected UDP socket, Linux reports the ICMP port unreachable as ECONNREFUSED. */

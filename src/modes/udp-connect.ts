@@ -28,11 +28,13 @@ export async function runUdpConnect(opts: ConnectOptions, io: ModeIO): Promise<n
   let bytesIn = 0;
   let bytesOut = 0;
 
+  let how = 'eof';
   const code = await new Promise<number>((resolve) => {
     let stdinDone = false;
     let quitTimer: NodeJS.Timeout | undefined;
     let idleTimer: NodeJS.Timeout | undefined;
-    const finish = (exitCode: number) => {
+    const finish = (exitCode: number, reason: string) => {
+      how = reason;
       if (quitTimer) clearTimeout(quitTimer);
       if (idleTimer) clearTimeout(idleTimer);
       io.signal.removeEventListener('abort', onAbort);
@@ -40,19 +42,19 @@ export async function runUdpConnect(opts: ConnectOptions, io: ModeIO): Promise<n
       resolve(exitCode);
     };
     // Ctrl-C: an interrupted session (130/143), as for TCP.
-    const onAbort = () => finish(interruptedExitCode(io.signal) ?? 0);
+    const onAbort = () => finish(interruptedExitCode(io.signal) ?? 0, 'interrupted');
     // Every datagram either way restarts the timers: replies may come in several pieces.
     const traffic = () => {
       if (opts.idleTimeoutMs) {
         if (idleTimer) clearTimeout(idleTimer);
         idleTimer = setTimeout(() => {
           logger.error('idle', `${where}: idle timeout, closing`);
-          finish(1);
+          finish(1, 'idle');
         }, opts.idleTimeoutMs);
       }
       if (stdinDone) {
         if (quitTimer) clearTimeout(quitTimer);
-        quitTimer = setTimeout(() => finish(0), quitAfterMs);
+        quitTimer = setTimeout(() => finish(0, 'eof'), quitAfterMs);
       }
     };
     const stdio = new StdioDatagrams({
@@ -64,7 +66,7 @@ export async function runUdpConnect(opts: ConnectOptions, io: ModeIO): Promise<n
         const err = await sendDatagrams(chunk, (part, cb) => socket.send(part, cb));
         if (err) {
           logger.error('send', udpError(err, where).message);
-          finish(1);
+          finish(1, 'error');
           return false;
         }
         bytesOut += chunk.length;
@@ -86,7 +88,7 @@ export async function runUdpConnect(opts: ConnectOptions, io: ModeIO): Promise<n
     });
     socket.on('error', (err: Error) => {
       logger.error('error', udpError(err, where).message);
-      finish(1);
+      finish(1, 'error');
     });
     if (io.signal.aborted) return onAbort();
     io.signal.addEventListener('abort', onAbort, { once: true });
@@ -95,11 +97,7 @@ export async function runUdpConnect(opts: ConnectOptions, io: ModeIO): Promise<n
   });
 
   socket.close();
-  logger.event('close', `done with ${where}: ${bytesIn} bytes in, ${bytesOut} bytes out, ${formatDuration(Date.now() - started)}`, {
-    server: where,
-    bytes_in: bytesIn,
-    bytes_out: bytesOut,
-  });
+  logger.closed({ server: where, bytesIn, bytesOut, durationMs: Date.now() - started, reason: how });
   // Let stdout flush before the caller ends it or exits.
   await new Promise<void>((ok) => io.stdout.write('', () => ok()));
   if (io.endStdout) io.stdout.end();

@@ -85,15 +85,15 @@ export class PeerTable<S> {
     }
     const { logger, access } = this.opts;
     const verdict = access ? access.check(rinfo.address) : { ok: true as const };
-    if (!verdict.ok) return this.refuse(label, `refused ${label}: ${verdict.reason}`, 'denied', verdict.reason);
+    if (!verdict.ok) return this.refuse(label, 'denied', verdict.reason, verdict.reason);
     const max = this.opts.maxPeers ?? 10_000;
     if (this.peers.size >= max && !this.evictFor(label, max)) {
-      return this.refuse(label, `refused ${label}: ${max} peers already active, none silent for ${this.opts.evictSilentAfterMs ?? '∞'} ms (--max-conns, open-file limit)`, 'limit', 'limit');
+      return this.refuse(label, 'limit', `${max} peers already active, none silent for ${this.opts.evictSilentAfterMs ?? '∞'} ms (--max-conns, open-file limit)`, 'limit');
     }
     const now = Date.now();
     const peer: UdpPeer<S> = { label, address: rinfo.address, port: rinfo.port, lastSeen: now, started: now, received: 0, sent: 0, state: this.opts.create(rinfo, label) };
     this.peers.set(label, peer);
-    logger.event('open', `datagrams from ${label}`, { client: label });
+    logger.opened({ client: label, datagrams: true });
     return peer;
   }
 
@@ -102,14 +102,7 @@ export class PeerTable<S> {
     if (this.peers.get(peer.label) !== peer) return;
     this.peers.delete(peer.label);
     this.opts.release?.(peer, reason);
-    const ms = Date.now() - peer.started;
-    this.opts.logger.event('close', `forgot ${peer.label}: ${peer.received} bytes in, ${peer.sent} bytes out (${reason})`, {
-      client: peer.label,
-      bytes_in: peer.received,
-      bytes_out: peer.sent,
-      duration_ms: ms,
-      reason,
-    });
+    this.opts.logger.closed({ client: peer.label, datagrams: true, bytesIn: peer.received, bytesOut: peer.sent, durationMs: Date.now() - peer.started, reason });
   }
 
   /** Makes room for `newcomer` by forgetting the peer silent the longest, if it is silent enough. */
@@ -138,11 +131,11 @@ export class PeerTable<S> {
     for (const peer of [...this.peers.values()]) if (peer.lastSeen < limit) this.drop(peer, 'idle');
   }
 
-  private refuse(label: string, text: string, event: string, reason: string): undefined {
+  private refuse(label: string, event: string, text: string, reason: string): undefined {
     if (!this.refused.has(label)) {
       if (this.refused.size >= MAX_REFUSED_REMEMBERED) this.refused.clear();
       this.refused.add(label);
-      this.opts.logger.event(event, text, { client: label, reason });
+      this.opts.logger.refused({ event, client: label, text, fields: { reason } });
     }
     return undefined;
   }

@@ -1,7 +1,8 @@
 /**
- * The connection events: one vocabulary for every mode, produced in one place (the listener
- * runtime, the datagram peer table, connect's session) and delivered to every subscriber — the
- * logger (log.ts), and whatever else wants them (metrics, --trace) through subscribe().
+ * The connection events: one vocabulary for every mode, written by Logger.opened/refused/closed
+ * (log.ts) from the few places that see connections begin and end: the listener runtime, the
+ * datagram peer table, connect's sessions (TCP and UDP) and the tunnel agent. The wording of the
+ * "connection from", "refused" and "closed …: N bytes in, M bytes out" lines lives there only.
  */
 export type LogFields = Record<string, string | number | boolean | null | undefined>;
 
@@ -12,14 +13,16 @@ export interface OpenedEvent {
   client: string;
   /** A datagram peer rather than a stream connection. */
   datagrams?: boolean;
+  /** Extra words after the peer in the text line (" (via 10.0.0.1:4000)", " → 127.0.0.1:22"). */
+  text?: string;
   fields?: LogFields;
 }
 
-/** A client turned away: `reason` names the check (denied, limit, handshake, pre-step…); `message` is the sentence. */
+/** A client turned away: `event` names the check (denied, limit, pre-step…); `text` says why, after "refused CLIENT: ". */
 export interface RefusedEvent {
+  event: string;
   client: string;
-  reason: string;
-  message: string;
+  text: string;
   fields?: LogFields;
 }
 
@@ -36,34 +39,4 @@ export interface ClosedEvent {
   /** Extra words after the peer in the text line (" → 127.0.0.1:22"). */
   text?: string;
   fields?: LogFields;
-}
-
-/** Whoever wants connection events implements the ones it cares about. */
-export interface ConnectionSubscriber {
-  opened?(e: OpenedEvent): void;
-  refused?(e: RefusedEvent): void;
-  closed?(e: ClosedEvent): void;
-}
-
-/** The event stream of one server (or client session). */
-export class ConnectionEvents {
-  private readonly subscribers: ConnectionSubscriber[] = [];
-
-  /** Adds a subscriber; returns the function that removes it. */
-  subscribe(s: ConnectionSubscriber): () => void {
-    this.subscribers.push(s);
-    return () => this.subscribers.splice(this.subscribers.indexOf(s) >>> 0, 1);
-  }
-
-  opened(e: OpenedEvent): void {
-    for (const s of this.subscribers) s.opened?.(e);
-  }
-
-  refused(e: RefusedEvent): void {
-    for (const s of this.subscribers) s.refused?.(e);
-  }
-
-  closed(e: ClosedEvent): void {
-    for (const s of this.subscribers) s.closed?.(e);
-  }
 }

@@ -108,6 +108,11 @@ export function onLifecycle(listener: LifecycleListener): () => void {
   return () => listeners.delete(listener);
 }
 
+/** Whether --trace/--stats/--progress watch this socket (then its reads must go through push()). */
+export function isObserved(socket: net.Socket): boolean {
+  return (socket as Watched)[kWatch] !== undefined;
+}
+
 function emit(e: LifecycleEvent): void {
   for (const l of listeners) l(e);
 }

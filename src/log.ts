@@ -8,7 +8,7 @@
  * ENOSPC on a full disk) is dropped and counted, and traffic goes on.
  */
 import type { Writable } from 'node:stream';
-import type { LogFields, ClosedEvent, ConnectionSubscriber, OpenedEvent, RefusedEvent } from './events';
+import type { LogFields, ClosedEvent, OpenedEvent, RefusedEvent } from './events';
 
 export type LogFormat = 'text' | 'json';
 
@@ -55,7 +55,7 @@ export function guardStream(out: Writable): { count: number } {
   return counter;
 }
 
-export class Logger implements ConnectionSubscriber {
+export class Logger {
   readonly verbose: boolean;
   readonly format: LogFormat;
   private readonly stderr: Writable;
@@ -112,13 +112,12 @@ export class Logger implements ConnectionSubscriber {
 
   /** A connection (or datagram peer) is open. */
   opened(e: OpenedEvent): void {
-    const text = e.datagrams ? `datagrams from ${e.client}` : `connection from ${e.client}`;
-    this.event('open', text, { client: e.client, id: e.id, ...e.fields });
+    this.event('open', `${e.datagrams ? 'datagrams' : 'connection'} from ${e.client}${e.text ?? ''}`, { client: e.client, id: e.id, ...e.fields });
   }
 
-  /** A client was turned away before being served. `reason` is the event name (denied, limit, handshake…). */
+  /** A client was turned away before being served: `event` names the check (denied, limit…). */
   refused(e: RefusedEvent): void {
-    this.event(e.reason, e.message, { client: e.client, reason: e.reason, ...e.fields });
+    this.event(e.event, `refused ${e.client}: ${e.text}`, { client: e.client, ...e.fields });
   }
 
   /** A connection is over: bytes each way, how long, why. */

@@ -13,11 +13,15 @@
  *   reply that keeps streaming is never cut, while a peer that neither talks nor closes is.
  *   Then both streams are destroyed.
  * - Errors: the first error on either side destroys both streams and is reported once.
+ * - Bulk reads: once a TCP/unix socket shows it is moving bulk data to another one (a read of
+ *   BULK_READ_BYTES or more), it reads into one buffer of its own, reused for every read, instead
+ *   of a fresh 64 KiB allocation per read whose garbage cost major GCs (see readIntoOwnBuffer()).
  */
 import net from 'node:net';
 import tls from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { isResetError } from './errors';
+import { isObserved } from './lifecycle';
 
 export type Side = 'a' | 'b';
 
@@ -143,6 +147,78 @@ function resetProbeFor(s: Duplex): net.Socket | undefined {
   return sock;
 }
 
+/** A read this large means the sender is ahead of us (bulk transfer): time for a reused read buffer. */
+const BULK_READ_BYTES = 32 * 1024;
+/** Size of a socket's own read buffer (what Node allocates per read otherwise). */
+const READ_BUFFER_BYTES = 128 * 1024;
+
+/** net.Socket's private symbols behind its `onread` option, looked up once (undefined: this Node has none). */
+let onreadSymbols: { buffer: symbol; callback: symbol; generator: symbol } | null | undefined = null;
+function onreadSymbolsOf(s: net.Socket) {
+  if (onreadSymbols !== null) return onreadSymbols;
+  const find = (name: string) => Object.getOwnPropertySymbols(s).find((sym) => sym.description === name);
+  const [buffer, callback, generator] = [find('kBuffer'), find('kBufferCb'), find('kBufferGen')];
+  onreadSymbols = buffer && callback && generator ? { buffer, callback, generator } : undefined;
+  return onreadSymbols;
+}
+
+/**
+ * Whether `src` → `dst` may read into a reused buffer: both plain TCP/unix sockets (a TLS socket
+ * or another stream may keep a reference to a chunk after its write callback, as a PassThrough
+ * does), `src` not observed by --trace/--stats (they count reads where Node pushes them), and a
+ * Node whose sockets take a user buffer the way net.Socket's `onread` option sets one up.
+ */
+function canReadIntoOwnBuffer(src: Duplex, dst: Duplex): src is net.Socket {
+  const plain = (s: Duplex) => s instanceof net.Socket && !(s instanceof tls.TLSSocket);
+  if (!plain(src) || !plain(dst) || isObserved(src as net.Socket)) return false;
+  const handle = (src as { _handle?: { useUserBuffer?: unknown } })._handle;
+  return typeof handle?.useUserBuffer === 'function' && onreadSymbolsOf(src as net.Socket) !== undefined;
+}
+
+/**
+ * Switches `src` (an open socket: see canReadIntoOwnBuffer()) to reading into one buffer of its
+ * own, reused for every read, each read written on to `dst` at once. It is what net.Socket's
+ * `onread: { buffer, callback }` option does, which Node takes only when it creates a socket (and
+ * its servers create the accepted ones), so the same private fields are set here and the handle
+ * is told to use the buffer. From the next read on, `counted(n)` sees each read's size (false:
+ * the session is over, stop) and 'data' no longer fires; 'end', 'error' and 'close' stay as they
+ * are, and pause()/resume() stop and start the reads. Call it between reads, with nothing
+ * buffered in `src` (what was would come out as 'data' after the new reads).
+ *
+ * The buffer is free again once `dst` has handed the chunk to the kernel: at once when the
+ * write completed inside write() (nothing left in writableLength), else when that write's
+ * callback comes; until then `src` is paused, which is also the backpressure: at most one buffer
+ * in flight.
+ */
+function readIntoOwnBuffer(src: net.Socket, dst: Duplex, counted: (n: number) => boolean): void {
+  const buffer = Buffer.allocUnsafeSlow(READ_BUFFER_BYTES);
+  let writes = 0;
+  let writesDone = 0;
+  /** The write that holds the buffer (its number), 0 when none does. */
+  let heldUntil = 0;
+  const written = () => {
+    writesDone++;
+    if (heldUntil === 0 || writesDone < heldUntil) return;
+    heldUntil = 0;
+    if (!src.destroyed && !src.readableEnded) src.resume();
+  };
+  const read = (n: number, buf: Buffer): boolean => {
+    if (!counted(n)) return false;
+    writes++;
+    dst.write(n === buf.length ? buf : buf.subarray(0, n), written);
+    if (dst.writableLength === 0) return true;
+    heldUntil = writes;
+    src.pause();
+    return false;
+  };
+  const sym = onreadSymbolsOf(src)!;
+  const internals = src as unknown as Record<symbol, unknown> & { _handle: { useUserBuffer(b: Buffer): void } };
+  internals[sym.buffer] = buffer;
+  internals[sym.callback] = read;
+  internals[sym.generator] = null;
+  internals._handle.useUserBuffer(buffer);
+}
+
 /**
  * Relays a ⇄ b until both directions are done, an error happens, or a timer fires.
  * Resolves (never rejects) with byte counts and how it ended; both streams are destroyed by then.
@@ -229,12 +305,29 @@ export function relay(a: Duplex, b: Duplex, opts: RelayOptions = {}): Promise<Re
       const src = streams[from];
       const dst = streams[other(from)];
       const shutdown = opts.shutdown?.[from] !== false;
+      /** Whether this direction has been looked at for a reused read buffer (once, at its first bulk read). */
+      let bulkChecked = false;
       on(src, 'data', (chunk: Buffer) => {
         if (finished) return;
         if (from === 'a') result.aToB += chunk.length;
         else result.bToA += chunk.length;
         lastActivity = Date.now();
         opts.onData?.(from, chunk);
+        // Switched before this chunk is written: the switch only changes where the next read
+        // lands. Never with onData, which could keep the chunk.
+        if (!bulkChecked && chunk.length >= BULK_READ_BYTES && src.readableLength === 0) {
+          bulkChecked = true;
+          if (!opts.onData && canReadIntoOwnBuffer(src, dst)) {
+            // Made here, not with the copy: nothing more per connection until one moves bulk data.
+            readIntoOwnBuffer(src, dst, (n) => {
+              if (finished) return false;
+              if (from === 'a') result.aToB += n;
+              else result.bToA += n;
+              lastActivity = Date.now();
+              return true;
+            });
+          }
+        }
         if (!dst.write(chunk)) src.pause();
       });
       on(dst, 'drain', () => {

@@ -6,7 +6,7 @@
 import dns from 'node:dns';
 import os from 'node:os';
 import path from 'node:path';
-import { formatAddress, type Address } from './endpoints/index';
+import { addressKind, formatAddress, type Address } from './endpoints/index';
 import { isWildcardHost } from './endpoints/address';
 
 /** An IPv4-mapped IPv6 address (::ffff:127.0.0.1) is the IPv4 address. */
@@ -39,7 +39,7 @@ export async function loopToSelf(listen: Address, target: Address): Promise<stri
     const same = listen.scheme === 'unix' && target.scheme === 'unix' && path.resolve(listen.path) === path.resolve(target.path);
     return same ? why : undefined;
   }
-  if ((listen.scheme === 'udp') !== (target.scheme === 'udp')) return undefined;
+  if (addressKind(listen) !== addressKind(target)) return undefined;
   if (listen.port === 0 || listen.port !== target.port) return undefined;
   const targets = await addressesOf(target.host);
   if (isWildcardHost(listen.host)) return targets.some(isLocal) ? why : undefined;

@@ -2,7 +2,7 @@ import { describe, it, expect } from 'vitest';
 import net from 'node:net';
 import { PassThrough } from 'node:stream';
 import { relay } from '../src/relay';
-import { connect, readAll, tcpServer, randomBytes, sha256, sleep, waitFor } from './helpers/net';
+import { closedHow, connect, readAll, tcpServer, randomBytes, sha256, sleep, waitFor } from './helpers/net';
 
 /** A connected socket pair over loopback: [client side, server side]. */
 async function socketPair(): Promise<[net.Socket, net.Socket, () => Promise<void>]> {
@@ -11,6 +11,39 @@ async function socketPair(): Promise<[net.Socket, net.Socket, () => Promise<void
   const client = await connect(srv.port);
   await waitFor(() => serverSide !== undefined);
   return [client, serverSide, srv.close];
+}
+
+/**
+ * The buffer a socket reads into when the relay switched it to its own reused read buffer (what
+ * net.Socket's `onread` option keeps under a private symbol), or undefined: lets a test prove it
+ * ran through that path rather than the default one.
+ */
+function ownReadBuffer(s: net.Socket): unknown {
+  const sym = Object.getOwnPropertySymbols(s).find((x) => x.description === 'kBuffer');
+  const b = sym ? (s as unknown as Record<symbol, unknown>)[sym] : undefined;
+  return Buffer.isBuffer(b) ? b : undefined;
+}
+
+/** Reads everything from `s` until EOF, stopping for `stallMs` after every `every` bytes: a slow reader. */
+function readSlowly(s: net.Socket, every: number, stallMs: number, timeoutMs = 20_000): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let sinceStall = 0;
+    const timer = setTimeout(() => reject(new Error(`readSlowly timed out after ${timeoutMs} ms`)), timeoutMs);
+    s.on('data', (c: Buffer) => {
+      chunks.push(c);
+      sinceStall += c.length;
+      if (sinceStall >= every) {
+        sinceStall = 0;
+        s.pause();
+        setTimeout(() => s.resume(), stallMs);
+      }
+    });
+    s.once('end', () => {
+      clearTimeout(timer);
+      resolve(Buffer.concat(chunks));
+    });
+  });
 }
 
 describe('relay', () => {
@@ -62,6 +95,62 @@ describe('relay', () => {
     expect(await done).toMatchObject({ aToB: up.length, bToA: down.length, reason: 'eof' });
     await close1();
     await close2();
+  });
+
+  it('moves bulk data intact to a slow reader through the reused read buffer, both ways, with half-close', async () => {
+    // Bulk reads switch each direction to one reused read buffer; a reader that keeps stalling
+    // makes the relay's writes wait in user space, when reusing the buffer too early would
+    // corrupt the bytes: the checksums catch that.
+    const [client, x, close1] = await socketPair();
+    const [y, backend, close2] = await socketPair();
+    const done = relay(x, y);
+    const up = randomBytes(16 << 20);
+    const down = randomBytes(8 << 20);
+    const backendGot = readSlowly(backend, 1 << 20, 20);
+    client.end(up);
+    expect(sha256(await backendGot)).toBe(sha256(up));
+    // The backend answers only after the client's FIN: the other direction still flows.
+    const clientGot = readSlowly(client, 1 << 20, 20);
+    backend.end(down);
+    expect(sha256(await clientGot)).toBe(sha256(down));
+    expect(await done).toMatchObject({ aToB: up.length, bToA: down.length, reason: 'eof', firstEof: 'a' });
+    expect(ownReadBuffer(x)).toBeDefined();
+    expect(ownReadBuffer(y)).toBeDefined();
+    // What --metrics reads (ByteTally): the sockets' own counts still see every byte.
+    expect([x.bytesRead, y.bytesRead]).toEqual([up.length, down.length]);
+    await close1();
+    await close2();
+  });
+
+  it('passes on a reset that comes in the middle of a bulk transfer read into the reused buffer', async () => {
+    const [client, x, close1] = await socketPair();
+    const [y, backend, close2] = await socketPair();
+    const done = relay(x, y, { propagateReset: true });
+    const backendClosed = closedHow(backend);
+    let got = 0;
+    backend.on('data', (c: Buffer) => (got += c.length));
+    client.write(randomBytes(8 << 20));
+    await waitFor(() => got >= 1 << 20, 10_000, 'the first MiB at the backend');
+    expect(ownReadBuffer(x)).toBeDefined();
+    client.resetAndDestroy();
+    const r = await done;
+    expect(r.reason).toBe('reset');
+    expect(r.errorSide).toBe('a');
+    expect((await backendClosed).how).toBe('reset');
+    await close1();
+    await close2();
+  });
+
+  it('keeps the default reads for a destination that may hold on to chunks (a PassThrough)', async () => {
+    const [client, x, close1] = await socketPair();
+    const done = relay(x, new PassThrough());
+    const data = randomBytes(4 << 20);
+    const got = readAll(client, 20_000);
+    client.end(data);
+    expect(sha256(await got)).toBe(sha256(data));
+    expect((await done).reason).toBe('eof');
+    expect(ownReadBuffer(x)).toBeUndefined();
+    await close1();
   });
 
   it('applies backpressure: a reader that does not read keeps memory bounded', async () => {

@@ -44,13 +44,14 @@ export async function forwardCase(o: BenchOptions): Promise<CaseResult> {
   const cps = newMetric('cps', 'connections/s (64 B echo, 8 at a time)', 'conn/s');
   const p50 = newMetric('p50', 'latency p50 (64 B ping-pong)', 'µs', 1);
   const p99 = newMetric('p99', 'latency p99', 'µs', 1);
-  const mem = newMetric('mem', 'memory per idle connection, PSS of the process tree', 'KiB', 1);
+  const mem = newMetric('mem', 'memory per idle connection, PSS of the process tree, from start', 'KiB', 1);
+  const memNext = newMetric('memNext', 'memory per idle connection, PSS of the process tree, the next ones', 'KiB', 1);
   const memRss = newMetric('memRss', 'memory per idle connection, RSS of the main process', 'KiB', 1);
   const WORKERS = workersName(o.workers);
   const result: CaseResult = {
     name: 'forward',
     subjects: [SOCKCAT, WORKERS, SOCAT_B, SOCAT],
-    metrics: [tput1, tput4, cps, p50, p99, mem, memRss],
+    metrics: [tput1, tput4, cps, p50, p99, mem, memNext, memRss],
     targets: [
       // The goals of issue #12 (headline): 1 stream, latency and memory on one process; 4 streams
       // and connections/s with --workers (what the README recommends for many clients).
@@ -59,12 +60,14 @@ export async function forwardCase(o: BenchOptions): Promise<CaseResult> {
       { metric: 'cps', subject: WORKERS, anchor: SOCAT_B, op: '>=', factor: 3, headline: true },
       { metric: 'p99', subject: SOCKCAT, anchor: SOCAT_B, op: '<=', factor: 1, headline: true },
       { metric: 'mem', subject: SOCKCAT, anchor: SOCAT_B, op: '<=', factor: 0.2, headline: true },
+      { metric: 'memNext', subject: SOCKCAT, anchor: SOCAT_B, op: '<=', factor: 0.2, headline: true },
       { metric: 'tput1', subject: WORKERS, anchor: SOCAT_B, op: '>=', factor: 1 },
       { metric: 'tput4', subject: SOCKCAT, anchor: SOCAT_B, op: '>=', factor: 1 },
       { metric: 'cps', subject: SOCKCAT, anchor: SOCAT_B, op: '>=', factor: 3 },
       { metric: 'cps', subject: WORKERS, anchor: SOCAT, op: '>=', factor: 3 },
       { metric: 'p99', subject: WORKERS, anchor: SOCAT_B, op: '<=', factor: 1 },
       { metric: 'mem', subject: WORKERS, anchor: SOCAT_B, op: '<=', factor: 0.2 },
+      { metric: 'memNext', subject: WORKERS, anchor: SOCAT_B, op: '<=', factor: 0.2 },
       { metric: 'memRss', subject: SOCKCAT, anchor: SOCAT_B, anchorMetric: 'mem', op: '<=', factor: 0.2 },
     ],
     notes: [],
@@ -118,6 +121,7 @@ export async function forwardCase(o: BenchOptions): Promise<CaseResult> {
         await record(mem, st, async (server) => {
           const r = await idleMemory(server, o.holdCount);
           addSample(memRss, subject.name, { value: r.rssPerConn, note: r.note });
+          addSample(memNext, subject.name, { value: r.nextPssPerConn, note: r.note });
           return { value: r.pssPerConn, note: r.note };
         });
       } finally {
@@ -129,17 +133,21 @@ export async function forwardCase(o: BenchOptions): Promise<CaseResult> {
   }
   result.notes.push(
     `memory: fresh relay, baseline read after start, then \`bench/.build/loadgen hold RELAY ${o.holdCount}\` (each connection echoes 1 byte end to end, then idles); ` +
-      '(PSS summed over the relay and all its children from /proc/PID/smaps_rollup − baseline) / connections; "root RSS" is VmRSS of the main process only (all of sockcat; for socat and sockcat --workers only the parent, so meaningless there)',
+      '"from start": (PSS summed over the relay and all its children from /proc/PID/smaps_rollup − baseline) / connections, which counts one-time costs too (code and heap touched for the first time); ' +
+      `"the next ones": with those still held, a second \`loadgen hold RELAY ${o.holdCount}\`, (PSS after − PSS before it) / connections, the cost of one more idle connection; ` +
+      '"root RSS" is VmRSS of the main process only (all of sockcat; for socat and sockcat --workers only the parent, so meaningless there)',
   );
   result.notes.push(`commands: ${subjects('BACKEND', o.workers).map((s) => `\`${shown(s)}\``).join(', ')} (TARGET = the backend)`);
   return result;
 }
 
-/** Holds `count` connections through the server and returns the memory it grew by, per connection. */
-async function idleMemory(server: Running, count: number): Promise<{ pssPerConn: number; rssPerConn: number; note?: string }> {
-  await sleep(300);
-  const before = treeMemory(server.pid);
+/** Holds `count` idle connections open through the server until `release()`; resolves once they are all open. */
+async function holdConnections(server: Running, count: number): Promise<{ held: number; release: () => Promise<void> }> {
   const child = spawn(cTool('loadgen'), ['hold', String(server.port), String(count)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const release = async () => {
+    child.stdin!.end();
+    await stopProcess(child);
+  };
   try {
     const line = await new Promise<string>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error('holding connections took over 60 s')), 60_000);
@@ -151,15 +159,40 @@ async function idleMemory(server: Running, count: number): Promise<{ pssPerConn:
     });
     const held = JSON.parse(line).held as number;
     if (held === 0) throw new Error('no connection could be held open');
+    return { held, release };
+  } catch (err) {
+    await release();
+    throw err;
+  }
+}
+
+/**
+ * Holds `count` connections through the server and returns the memory it grew by, per connection:
+ * from its start (one-time costs included), and for `count` more held on top of those (the cost
+ * of the next connection).
+ */
+async function idleMemory(server: Running, count: number): Promise<{ pssPerConn: number; nextPssPerConn: number; rssPerConn: number; note?: string }> {
+  await sleep(300);
+  const before = treeMemory(server.pid);
+  const first = await holdConnections(server, count);
+  try {
     await sleep(500);
     const after = treeMemory(server.pid);
-    return {
-      pssPerConn: (after.pssKb - before.pssKb) / held,
-      rssPerConn: (after.rssKb - before.rssKb) / held,
-      note: held < count ? `only ${held} held` : undefined,
-    };
+    const second = await holdConnections(server, count);
+    try {
+      await sleep(500);
+      const next = treeMemory(server.pid);
+      const held = Math.min(first.held, second.held);
+      return {
+        pssPerConn: (after.pssKb - before.pssKb) / first.held,
+        nextPssPerConn: (next.pssKb - after.pssKb) / second.held,
+        rssPerConn: (after.rssKb - before.rssKb) / first.held,
+        note: held < count ? `only ${held} held` : undefined,
+      };
+    } finally {
+      await second.release();
+    }
   } finally {
-    child.stdin!.end();
-    await stopProcess(child);
+    await first.release();
   }
 }

@@ -1,3 +1,4 @@
+import { addressKind } from '../endpoints/index';
 import { runConnect } from '../modes/connect';
 import { DEFAULT_QUIT_AFTER_MS } from '../modes/udp-connect';
 import { addressFromArgs, commonFromArgs, refuseTyped, secondsOption, settleAddresses, withCommonOptions, withIdleTimeout, examplesEpilog } from './options';
@@ -28,7 +29,7 @@ export const connectCommand: CommandFactory = (env) => ({
       ),
   handler: async (argv) => {
     const [address] = settleAddresses([{ address: addressFromArgs(argv.address, argv.port, 'connect'), role: 'connect', primary: true }], argv, ['connect']);
-    if (address.scheme === 'udp') {
+    if (addressKind(address) === 'datagram') {
       // -w has no default, --shutdown defaults to true: argv says whether they were typed.
       const typed = [argv.wait !== undefined ? '--wait' : '', argv.shutdown === false ? '--no-shutdown' : ''].filter(Boolean);
       if (typed.length) throw new UsageError(`${typed.join(', ')}: for streams only; a UDP client has no connection to wait for and no write side to shut down (see --quit-after)`);

@@ -1,4 +1,5 @@
 import { runExec, DEFAULT_MAX_CHILDREN } from '../modes/exec';
+import { DEFAULT_CLOSE_WAIT_MS } from '../relay';
 import { addressFromArgs, commonFromArgs, countOption, listenerFromArgs, secondsOption, settleAddresses, withCommonOptions, withListenerOptions, withRelayOptions, examplesEpilog } from './options';
 import type { CommandFactory } from './types';
 import { UsageError } from '../errors';
@@ -26,7 +27,7 @@ export const execCommand: CommandFactory = (env) => ({
           ['$0 exec 0.0.0.0:9090 --max-children 20 --stderr -- ./server.py', 'reachable from the network, at most 20 at once, errors to the client'],
         ],
         [
-          "Each client gets its own process, its stdin/stdout joined to the connection. When the client sends EOF, the program's stdin is closed and its remaining output still reaches the client; if it stays silent for --close-wait seconds (default 2) it is stopped. When the client goes away, the process group of its program gets SIGTERM, then SIGKILL 1 s later.",
+          `Each client gets its own process, its stdin/stdout joined to the connection. When the client sends EOF, the program's stdin is closed and its remaining output still reaches the client; if it stays silent for --close-wait seconds (default ${DEFAULT_CLOSE_WAIT_MS / 1000}) it is stopped. When the client goes away, the process group of its program gets SIGTERM, then SIGKILL 1 s later.`,
           'The program finds SOCKCAT_PEER_ADDR, SOCKCAT_PEER_PORT, SOCKCAT_LOCAL_ADDR and SOCKCAT_LOCAL_PORT in its environment.',
         ].join('\n')),
       ),

@@ -1,3 +1,4 @@
+import { addressKind } from '../endpoints/index';
 import { runExpose } from '../modes/expose';
 import { parseMetricsAddress } from '../metrics';
 import { UsageError } from '../errors';
@@ -47,7 +48,7 @@ export const exposeCommand: CommandFactory = (env) => ({
   handler: async (argv) => {
     if (argv.local === undefined) throw new UsageError('missing LOCAL: the service to publish (e.g. sockcat expose 8080 --via relay:7000)');
     const local = addressFromArgs(argv.local, undefined, 'connect', 'LOCAL address');
-    if (local.scheme === 'udp') throw new UsageError('expose carries TCP streams; UDP tunnels are not supported (expose tcp:, tls: or unix: addresses)');
+    if (addressKind(local) === 'datagram') throw new UsageError('expose carries TCP streams; UDP tunnels are not supported (expose tcp:, tls: or unix: addresses)');
     if (argv.via === undefined) throw new UsageError('missing --via HOST:PORT: the relay\'s control address');
     const via = parseHostPort(String(argv.via), 'connect', String(argv.via));
     if (argv.token !== undefined && argv.tokenFile !== undefined) throw new UsageError('--token and --token-file contradict each other: give one');

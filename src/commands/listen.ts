@@ -1,3 +1,4 @@
+import { addressKind } from '../endpoints/index';
 import { runListen } from '../modes/listen';
 import { UsageError } from '../errors';
 import { execInsteadOfListen } from './habits';
@@ -38,7 +39,7 @@ export const listenCommand: CommandFactory = (env) => ({
   handler: async (argv) => {
     if (argv.e !== undefined || argv.c !== undefined) throw execInsteadOfListen(env.args, argv as { e?: string; c?: string; address?: string; port?: string }, addressText(argv.address, argv.port));
     const [address] = settleAddresses([{ address: addressFromArgs(argv.address, argv.port, 'listen'), role: 'listen', primary: true }], argv, ['listen']);
-    if (address.scheme === 'udp') {
+    if (addressKind(address) === 'datagram') {
       refuseTyped(env.args, ['drain-timeout'], 'to stream listeners (TCP, TLS, unix), not to UDP: there is no connection to drain');
       refuseForDatagrams(listenerFromArgs(argv));
       if (argv.shutdown === false) throw new UsageError('--no-shutdown applies to streams: UDP has no write side to shut down');
@@ -50,7 +51,7 @@ export const listenCommand: CommandFactory = (env) => ({
     // With or without -k: --echo wins, stdin is never read.
     if (argv.echo && argv.crlf) throw new UsageError('--crlf applies to stdin, which --echo does not read');
     if (argv.echo && argv.shutdown === false) throw new UsageError('--no-shutdown applies to stdin EOF, which --echo does not read: it ends its side when the client ends its own');
-    if (argv.maxQueue !== undefined && (!argv.keepOpen || argv.echo || address.scheme === 'udp')) {
+    if (argv.maxQueue !== undefined && (!argv.keepOpen || argv.echo || addressKind(address) === 'datagram')) {
       throw new UsageError('--max-queue caps the stdin queued for each client of listen -k over a stream (TCP, TLS, unix): not with --echo, -u or a single client');
     }
     const code = await runListen(

@@ -75,10 +75,10 @@ export function withIdleTimeout<T>(y: Argv<T>) {
 
 /** --close-wait and --idle-timeout: for server modes that relay two peers (forward, exec). */
 export function withRelayOptions<T>(y: Argv<T>) {
+  // The default is applied once, by the modes (DEFAULT_CLOSE_WAIT_MS), and only shown here.
   return withIdleTimeout(y).option('close-wait', {
     type: 'number',
-    default: DEFAULT_CLOSE_WAIT_MS / 1000,
-    describe: 'After one side sends EOF, SECS the other direction may take to finish before both are closed',
+    describe: `After one side sends EOF, SECS the other direction may take to finish before both are closed (default ${DEFAULT_CLOSE_WAIT_MS / 1000})`,
   });
 }
 

@@ -1,3 +1,4 @@
+import { addressKind } from '../endpoints/index';
 import { runWait, DEFAULT_WAIT_TIMEOUT_MS, RETRY_INTERVAL_MS } from '../modes/wait';
 import { UsageError } from '../errors';
 import { addressFromArgs, secondsOption, examplesEpilog, settleAddresses, withFamilyOptions, withTransportOptions } from './options';
@@ -34,7 +35,7 @@ export const waitCommand: CommandFactory = (env) => ({
     if (argv.udp) throw new UsageError('wait works over TCP, TLS and unix sockets: UDP has no connection to wait for (try sockcat scan -u)');
     if (argv.expect === '') throw new UsageError('--expect needs some TEXT to look for');
     const parsed = addressFromArgs(argv.address, argv.port, 'connect');
-    if (parsed.scheme === 'udp') throw new UsageError('wait works over TCP, TLS and unix sockets: UDP has no connection to wait for (try sockcat scan -u)');
+    if (addressKind(parsed) === 'datagram') throw new UsageError('wait works over TCP, TLS and unix sockets: UDP has no connection to wait for (try sockcat scan -u)');
     const [address] = settleAddresses([{ address: parsed, role: 'connect', primary: true }], argv, ['connect'], ['stream']);
     const code = await runWait(
       {

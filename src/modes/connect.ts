@@ -6,7 +6,7 @@
 import { addressKind, connectAddress, formatAddress, type Address } from '../endpoints/index';
 import { StdioStream, stdinLingerMs } from '../endpoints/stdio';
 import { hexDumper } from '../hexdump';
-import { formatDuration, createLogger, Logger, type LogOptions } from '../log';
+import { createLogger, Logger, type LogOptions } from '../log';
 import { relay, type RelayResult } from '../relay';
 import { describeError, NetError } from '../errors';
 import { interruptedExitCode, type ModeIO } from '../io';
@@ -56,11 +56,7 @@ export async function runConnect(opts: ConnectOptions, io: ModeIO): Promise<numb
     onData: dump,
     onEof: (side) => (side === 'a' ? logger.halfClosed('server', `${label} closed its side`) : logger.halfClosed('client', 'stdin closed; shutting down our write side')),
   });
-  logger.event(
-    'close',
-    `closed ${conn.remote.label}: ${result.aToB} bytes in, ${result.bToA} bytes out, ${formatDuration(result.durationMs)} (${result.reason})`,
-    { server: conn.remote.label, bytes_in: result.aToB, bytes_out: result.bToA, duration_ms: result.durationMs, reason: result.reason },
-  );
+  logger.closed({ server: conn.remote.label, bytesIn: result.aToB, bytesOut: result.bToA, durationMs: result.durationMs, reason: result.reason });
   if (rejectedClientCertificate(opts.address, result)) {
     const how = result.reason === 'reset' ? 'it reset the connection' : result.reason === 'error' ? `it sent ${String((result.error as NodeJS.ErrnoException)?.code ?? 'an alert').replace(/^ERR_SSL_(TLSV1_)?ALERT_/, 'the alert ').toLowerCase().replace(/_/g, ' ')}` : 'it closed the connection';
     logger.error('rejected', `${label}: the server rejected our client certificate (${how} right after the TLS handshake, before sending anything: is --client-cert signed by a CA it trusts?)`);

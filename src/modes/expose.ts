@@ -3,30 +3,15 @@
  * rathole's client or mysocketctl connect do). It connects out to the relay, prints the public
  * address, and brings every public client home to LOCAL; see src/tunnel/agent.ts.
  */
-import type { Address } from '../endpoints/index';
 import { createLogger, type LogOptions } from '../log';
-import type { ProxyVersion } from '../proxy-protocol';
 import type { ModeIO } from '../io';
-import { runAgent, type RelayTarget } from '../tunnel/agent';
+import { runAgent, type AgentOptions } from '../tunnel/agent';
 import { Metrics, serveMetrics } from '../metrics';
 import type { TcpAddress } from '../endpoints/index';
 
-export interface ExposeOptions extends LogOptions {
-  local: Address;
-  relay: RelayTarget;
-  token: string;
-  remotePort?: number;
-  allow?: string[];
-  name?: string;
-  httpAuth?: string;
-  heartbeatMs?: number;
-  once?: boolean;
-  proxyProtocol?: ProxyVersion;
-  closeWaitMs?: number;
-  connectTimeoutMs?: number;
+export interface ExposeOptions extends LogOptions, Omit<AgentOptions, 'logger' | 'signal' | 'metrics'> {
   /** --insecure: the relay's control port is plain text (warned). */
   insecure?: boolean;
-  onPublic?: (info: { host: string; port: number; name: string }) => void;
   /** --metrics: where to serve Prometheus metrics (the tunnel, its clients and bytes). */
   metrics?: TcpAddress;
 }

@@ -78,7 +78,7 @@ export async function runScan(opts: ScanOptions, io: ModeIO): Promise<number> {
   const inFlight = new Set<() => void>();
   const stopAll = () => inFlight.forEach((cancel) => cancel());
   io.signal.addEventListener('abort', stopAll, { once: true });
-  const probe = (port: number) => (opts.udp ? probeUdpPort : probeTcpPort)(addresses, port, timeoutMs, inFlight);
+  const probe = (port: number) => probeEachAddress(opts.udp ? probeUdp : probeTcp, addresses, port, timeoutMs, inFlight);
   let next = 0;
   const worker = async () => {
     while (next < opts.ports.length && !io.signal.aborted) {
@@ -126,36 +126,56 @@ async function resolveHost(host: string, family?: 4 | 6): Promise<string[]> {
   }
 }
 
+type Probe = (address: string, port: number, timeoutMs: number, inFlight: Set<() => void>) => Promise<PortResult>;
+
 /**
- * A TCP port is open if any address of the host completes the handshake (nc tries each address
- * the same way: `localhost` may be ::1 first while the server listens on 127.0.0.1).
+ * A port is open if any address of the host answers (nc tries each address the same way:
+ * `localhost` may be ::1 first while the server listens on 127.0.0.1).
  */
-async function probeTcpPort(addresses: string[], port: number, timeoutMs: number, inFlight: Set<() => void>): Promise<PortResult> {
+async function probeEachAddress(probe: Probe, addresses: string[], port: number, timeoutMs: number, inFlight: Set<() => void>): Promise<PortResult> {
   let first: PortResult | undefined;
   for (const address of addresses) {
-    const r = await probeTcp(address, port, timeoutMs, inFlight);
+    const r = await probe(address, port, timeoutMs, inFlight);
     if (r.state === 'open') return r;
     first ??= r;
   }
   return first!;
 }
 
+/**
+ * Settles one probe exactly once: by what the socket says (the returned `done`), by the timeout,
+ * or by Ctrl-C (`inFlight` holds the aborts of the probes running). Silence counts as `silent`.
+ */
+function probeSettler(
+  address: string,
+  port: number,
+  timeoutMs: number,
+  inFlight: Set<() => void>,
+  silent: { state: PortState; reason: string },
+  close: () => void,
+  resolve: (r: PortResult) => void,
+): (state: PortState, reason: string) => void {
+  let finished = false;
+  const done = (state: PortState, reason: string) => {
+    if (finished) return;
+    finished = true;
+    clearTimeout(timer);
+    inFlight.delete(onAbort);
+    close();
+    resolve({ port, state, address, reason });
+  };
+  const onAbort = () => done(silent.state, 'scan interrupted');
+  const timer = setTimeout(() => done(silent.state, silent.reason), timeoutMs);
+  inFlight.add(onAbort);
+  return done;
+}
+
 function probeTcp(address: string, port: number, timeoutMs: number, inFlight: Set<() => void>): Promise<PortResult> {
   return new Promise((resolve) => {
     const socket = net.connect({ host: address, port });
-    let finished = false;
-    const done = (state: PortState, reason: string) => {
-      if (finished) return;
-      finished = true;
-      clearTimeout(timer);
-      inFlight.delete(onAbort);
-      // Open: end with a FIN, as nc -z does, so the server sees an ordinary (empty) connection.
-      socket.destroy();
-      resolve({ port, state, address, reason });
-    };
-    const onAbort = () => done('filtered', 'scan interrupted');
-    const timer = setTimeout(() => done('filtered', `no answer within ${formatDuration(timeoutMs)}`), timeoutMs);
-    inFlight.add(onAbort);
+    // Open: end with a FIN, as nc -z does, so the server sees an ordinary (empty) connection.
+    const silent = { state: 'filtered' as const, reason: `no answer within ${formatDuration(timeoutMs)}` };
+    const done = probeSettler(address, port, timeoutMs, inFlight, silent, () => socket.destroy(), resolve);
     socket.once('connect', () => done('open', 'handshake completed'));
     socket.once('error', (err: NodeJS.ErrnoException) => {
       if (err.code === 'ECONNREFUSED') done('closed', 'connection refused (reset)');
@@ -164,32 +184,12 @@ function probeTcp(address: string, port: number, timeoutMs: number, inFlight: Se
   });
 }
 
-async function probeUdpPort(addresses: string[], port: number, timeoutMs: number, inFlight: Set<() => void>): Promise<PortResult> {
-  let first: PortResult | undefined;
-  for (const address of addresses) {
-    const r = await probeUdp(address, port, timeoutMs, inFlight);
-    if (r.state === 'open') return r;
-    first ??= r;
-  }
-  return first!;
-}
-
 /** On a connected UDP socket, Linux reports the ICMP port unreachable as ECONNREFUSED. */
 function probeUdp(address: string, port: number, timeoutMs: number, inFlight: Set<() => void>): Promise<PortResult> {
   return new Promise((resolve) => {
     const socket = dgram.createSocket(net.isIPv6(address) ? 'udp6' : 'udp4');
-    let finished = false;
-    const done = (state: PortState, reason: string) => {
-      if (finished) return;
-      finished = true;
-      clearTimeout(timer);
-      inFlight.delete(onAbort);
-      socket.close();
-      resolve({ port, state, address, reason });
-    };
-    const onAbort = () => done('open|filtered', 'scan interrupted');
-    const timer = setTimeout(() => done('open|filtered', `no answer within ${formatDuration(timeoutMs)} (open, or dropped by a firewall)`), timeoutMs);
-    inFlight.add(onAbort);
+    const silent = { state: 'open|filtered' as const, reason: `no answer within ${formatDuration(timeoutMs)} (open, or dropped by a firewall)` };
+    const done = probeSettler(address, port, timeoutMs, inFlight, silent, () => socket.close(), resolve);
     socket.on('message', (msg) => done('open', `answered with ${msg.length} byte${msg.length === 1 ? '' : 's'}`));
     socket.on('error', (err: NodeJS.ErrnoException) => {
       if (err.code === 'ECONNREFUSED') done('closed', 'ICMP port unreachable');

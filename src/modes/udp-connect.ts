@@ -9,8 +9,7 @@ import { hexDumper } from '../hexdump';
 import { formatDuration, createLogger } from '../log';
 import type { ConnectOptions } from './connect';
 import { interruptedExitCode, type ModeIO } from '../io';
-import { LfToCrlf } from '../endpoints/stdio';
-import type { Readable } from 'node:stream';
+import { StdioDatagrams } from '../runtime/datagram';
 
 /** Default wait for replies after stdin EOF. */
 export const DEFAULT_QUIT_AFTER_MS = 1000;
@@ -25,84 +24,80 @@ export async function runUdpConnect(opts: ConnectOptions, io: ModeIO): Promise<n
   logger.event('connected', `sending to ${where} from ${local}`, { server: where, local });
   const dump = opts.hex ? hexDumper(io.stderr, { in: '<', out: '>' }) : undefined;
   const quitAfterMs = opts.quitAfterMs ?? DEFAULT_QUIT_AFTER_MS;
-  // -C: each line typed ends in CRLF, as line protocols over UDP (SIP, syslog) may want.
-  const stdin: Readable = opts.crlf ? io.stdin.pipe(new LfToCrlf()) : io.stdin;
   const started = Date.now();
   let bytesIn = 0;
   let bytesOut = 0;
 
+  let how = 'eof';
   const code = await new Promise<number>((resolve) => {
     let stdinDone = false;
     let quitTimer: NodeJS.Timeout | undefined;
     let idleTimer: NodeJS.Timeout | undefined;
-    const finish = (exitCode: number) => {
+    const finish = (exitCode: number, reason: string) => {
+      how = reason;
       if (quitTimer) clearTimeout(quitTimer);
       if (idleTimer) clearTimeout(idleTimer);
       io.signal.removeEventListener('abort', onAbort);
-      stdin.off('data', stdinOnData);
-      stdin.off('end', stdinOnEnd);
-      stdin.off('error', stdinOnEnd);
-      stdin.pause();
+      stdio.stop();
       resolve(exitCode);
     };
     // Ctrl-C: an interrupted session (130/143), as for TCP.
-    const onAbort = () => finish(interruptedExitCode(io.signal) ?? 0);
+    const onAbort = () => finish(interruptedExitCode(io.signal) ?? 0, 'interrupted');
     // Every datagram either way restarts the timers: replies may come in several pieces.
     const traffic = () => {
       if (opts.idleTimeoutMs) {
         if (idleTimer) clearTimeout(idleTimer);
         idleTimer = setTimeout(() => {
           logger.error('idle', `${where}: idle timeout, closing`);
-          finish(1);
+          finish(1, 'idle');
         }, opts.idleTimeoutMs);
       }
       if (stdinDone) {
         if (quitTimer) clearTimeout(quitTimer);
-        quitTimer = setTimeout(() => finish(0), quitAfterMs);
+        quitTimer = setTimeout(() => finish(0, 'eof'), quitAfterMs);
       }
     };
-    async function stdinOnData(chunk: Buffer): Promise<void> {
-      stdin.pause();
-      const err = await sendDatagrams(chunk, (part, cb) => socket.send(part, cb));
-      if (err) {
-        logger.error('send', udpError(err, where).message);
-        return finish(1);
-      }
-      bytesOut += chunk.length;
-      dump?.('out', chunk);
-      traffic();
-      stdin.resume();
-    }
-    function stdinOnEnd(): void {
-      stdinDone = true;
-      logger.event('eof', `stdin closed; waiting ${formatDuration(quitAfterMs)} for replies`, { quit_after_ms: quitAfterMs });
-      traffic();
-    }
+    const stdio = new StdioDatagrams({
+      stdin: io.stdin,
+      stdout: io.stdout,
+      logger,
+      crlf: opts.crlf,
+      async send(chunk) {
+        const err = await sendDatagrams(chunk, (part, cb) => socket.send(part, cb));
+        if (err) {
+          logger.error('send', udpError(err, where).message);
+          finish(1, 'error');
+          return false;
+        }
+        bytesOut += chunk.length;
+        dump?.('out', chunk);
+        traffic();
+        return true;
+      },
+      onEnd() {
+        stdinDone = true;
+        logger.event('eof', `stdin closed; waiting ${formatDuration(quitAfterMs)} for replies`, { quit_after_ms: quitAfterMs });
+        traffic();
+      },
+    });
     socket.on('message', (msg: Buffer) => {
       bytesIn += msg.length;
       dump?.('in', msg);
-      io.stdout.write(msg);
+      stdio.deliver(msg);
       traffic();
     });
     socket.on('error', (err: Error) => {
       logger.error('error', udpError(err, where).message);
-      finish(1);
+      finish(1, 'error');
     });
     if (io.signal.aborted) return onAbort();
     io.signal.addEventListener('abort', onAbort, { once: true });
-    stdin.on('data', stdinOnData);
-    stdin.on('end', stdinOnEnd);
-    stdin.on('error', stdinOnEnd);
-    stdin.resume();
+    stdio.read();
     traffic();
   });
 
   socket.close();
-  logger.event('close', `done with ${where}: ${bytesIn} bytes in, ${bytesOut} bytes out, ${formatDuration(Date.now() - started)}`, {
-    server: where,
-    bytes_in: bytesIn,
-    bytes_out: bytesOut,
-  });
+  logger.closed({ server: where, bytesIn, bytesOut, durationMs: Date.now() - started, reason: how });
   // Let stdout flush before the caller ends it or exits.
   await new Promise<void>((ok) => io.stdout.write('', () => ok()));
   if (io.endStdout) io.stdout.end();

@@ -10,22 +10,14 @@
 import { sendDatagrams } from '../endpoints/udp';
 import { hexDumper } from '../hexdump';
 import { createLogger } from '../log';
-import { DEFAULT_UDP_IDLE_MS, serveDatagrams, type UdpPeer } from '../runtime/datagram';
+import { DEFAULT_UDP_IDLE_MS, serveDatagrams, StdioDatagrams, type UdpPeer } from '../runtime/datagram';
 import type { ListenOptions } from './listen';
 import type { ModeIO } from '../io';
-import { LfToCrlf } from '../endpoints/stdio';
-import type { Readable } from 'node:stream';
-
-/** Datagrams arriving while this much output is still unwritten are dropped (UDP cannot push back). */
-export const STDOUT_BACKLOG_LIMIT = 4 << 20;
 
 /** Runs the UDP server until stopped; resolves with the exit code. */
 export async function runUdpListen(opts: ListenOptions, io: ModeIO): Promise<number> {
   const logger = createLogger(opts, io.stderr);
   const dump = opts.hex ? hexDumper(io.stderr, {}) : undefined;
-  // -C: each line typed ends in CRLF, as line protocols over UDP (SIP, syslog) may want.
-  const stdin: Readable = opts.crlf ? io.stdin.pipe(new LfToCrlf()) : io.stdin;
-  let dropped = 0;
 
   await serveDatagrams<null>({
     address: opts.address,
@@ -39,60 +31,49 @@ export async function runUdpListen(opts: ListenOptions, io: ModeIO): Promise<num
     peers: { maxPeers: opts.maxConns, idleMs: opts.udpIdleMs ?? (opts.keepOpen ? undefined : DEFAULT_UDP_IDLE_MS), create: () => null },
     start: ({ socket, peers, touch }) => {
       let lastPeer: UdpPeer<null> | undefined;
-
-      async function stdinOnData(chunk: Buffer): Promise<void> {
-        // One read, one datagram: stdin waits until it is handed to the kernel for every target.
-        stdin.pause();
-        const targets = opts.keepOpen ? [...peers.peers.values()] : lastPeer && peers.peers.has(lastPeer.label) ? [lastPeer] : [];
-        for (const peer of targets) {
-          const err = await sendDatagrams(chunk, (part, cb) => socket.send(part, peer.port, peer.address, cb));
-          if (err) logger.error('send', `sending to ${peer.label} failed: ${err.message}`);
-          else {
-            peer.sent += chunk.length;
-            dump?.(`> ${peer.label}`, chunk);
-          }
-        }
-        touch();
-        stdin.resume();
-      }
-      const stdinOnEnd = () => logger.event('eof', 'stdin closed; still receiving (UDP has no end of stream)');
-      if (!opts.echo) {
-        stdin.on('data', stdinOnData);
-        stdin.on('end', stdinOnEnd);
-        stdin.on('error', stdinOnEnd);
-        // Nothing to send to before a peer has spoken.
-        stdin.pause();
-      }
+      // Nothing to send to before a peer has spoken: stdin is read from the first datagram on.
+      const stdio = opts.echo
+        ? undefined
+        : new StdioDatagrams({
+            stdin: io.stdin,
+            stdout: io.stdout,
+            logger,
+            crlf: opts.crlf,
+            async send(chunk) {
+              const targets = opts.keepOpen ? [...peers.peers.values()] : lastPeer && peers.peers.has(lastPeer.label) ? [lastPeer] : [];
+              for (const peer of targets) {
+                const err = await sendDatagrams(chunk, (part, cb) => socket.send(part, peer.port, peer.address, cb));
+                if (err) logger.error('send', `sending to ${peer.label} failed: ${err.message}`);
+                else {
+                  peer.sent += chunk.length;
+                  dump?.(`> ${peer.label}`, chunk);
+                }
+              }
+              touch();
+              return true;
+            },
+            onEnd: () => logger.event('eof', 'stdin closed; still receiving (UDP has no end of stream)'),
+          });
 
       return {
         onMessage(msg, peer, rinfo) {
           dump?.(`< ${peer.label}`, msg);
-          if (opts.echo) {
+          if (!stdio) {
             peer.sent += msg.length;
             dump?.(`> ${peer.label}`, msg);
             socket.send(msg, rinfo.port, rinfo.address);
             return;
           }
-          if (io.stdout.writableLength > STDOUT_BACKLOG_LIMIT) {
-            if (dropped++ === 0) logger.warn('dropped', `stdout is not keeping up: dropping datagrams (UDP cannot slow the sender down)`);
-            return;
-          }
-          io.stdout.write(msg);
-          if (!lastPeer) stdin.resume();
+          if (!stdio.deliver(msg)) return;
+          if (!lastPeer) stdio.read();
           // Without -k only the last peer matters: replies go to it.
           if (!opts.keepOpen && lastPeer && lastPeer !== peer) peers.drop(lastPeer, 'another peer spoke');
           lastPeer = peer;
         },
-        stop() {
-          stdin.off('data', stdinOnData);
-          stdin.off('end', stdinOnEnd);
-          stdin.off('error', stdinOnEnd);
-          stdin.pause();
-        },
+        stop: () => stdio?.stop(),
       };
     },
   });
-  if (dropped > 0) logger.warn('dropped', `${dropped} datagram(s) dropped because stdout was not keeping up`);
   if (io.endStdout) io.stdout.end();
   return 0;
 }

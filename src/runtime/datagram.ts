@@ -1,8 +1,9 @@
 /**
- * The datagram side of the listener runtime, shared by the UDP modes (listen -u, forward udp:…):
+ * The datagram side of the runtime, shared by the UDP modes (listen -u, connect -u, forward udp:…):
  * UDP has no connections, so a "client" is an address:port that sent us a datagram, remembered
  * until it falls silent. The peer table does admission (access control, the limit, eviction),
- * idle expiry and the open/close log lines; untilStopped() is a datagram server's run loop.
+ * idle expiry and the open/close log lines; serveDatagrams() is a datagram server's run loop;
+ * StdioDatagrams is the pump between stdio and a socket (listen -u, connect -u).
  */
 import type dgram from 'node:dgram';
 import type { RemoteInfo } from 'node:dgram';
@@ -11,6 +12,8 @@ import { formatDuration, type Logger } from '../log';
 import { bindUdpSocket, peerLabel, type UdpAddress } from '../endpoints/udp';
 import type { Address, Listener } from '../endpoints/types';
 import { announceListening } from './listener';
+import { LfToCrlf } from '../endpoints/stdio';
+import type { Readable, Writable } from 'node:stream';
 
 /** One remembered peer, with its own state (an upstream socket for forward). */
 export interface UdpPeer<S> {
@@ -82,15 +85,15 @@ export class PeerTable<S> {
     }
     const { logger, access } = this.opts;
     const verdict = access ? access.check(rinfo.address) : { ok: true as const };
-    if (!verdict.ok) return this.refuse(label, `refused ${label}: ${verdict.reason}`, 'denied', verdict.reason);
+    if (!verdict.ok) return this.refuse(label, 'denied', verdict.reason, verdict.reason);
     const max = this.opts.maxPeers ?? 10_000;
     if (this.peers.size >= max && !this.evictFor(label, max)) {
-      return this.refuse(label, `refused ${label}: ${max} peers already active, none silent for ${this.opts.evictSilentAfterMs ?? '∞'} ms (--max-conns, open-file limit)`, 'limit', 'limit');
+      return this.refuse(label, 'limit', `${max} peers already active, none silent for ${this.opts.evictSilentAfterMs ?? '∞'} ms (--max-conns, open-file limit)`, 'limit');
     }
     const now = Date.now();
     const peer: UdpPeer<S> = { label, address: rinfo.address, port: rinfo.port, lastSeen: now, started: now, received: 0, sent: 0, state: this.opts.create(rinfo, label) };
     this.peers.set(label, peer);
-    logger.event('open', `datagrams from ${label}`, { client: label });
+    logger.opened({ client: label, datagrams: true });
     return peer;
   }
 
@@ -99,14 +102,7 @@ export class PeerTable<S> {
     if (this.peers.get(peer.label) !== peer) return;
     this.peers.delete(peer.label);
     this.opts.release?.(peer, reason);
-    const ms = Date.now() - peer.started;
-    this.opts.logger.event('close', `forgot ${peer.label}: ${peer.received} bytes in, ${peer.sent} bytes out (${reason})`, {
-      client: peer.label,
-      bytes_in: peer.received,
-      bytes_out: peer.sent,
-      duration_ms: ms,
-      reason,
-    });
+    this.opts.logger.closed({ client: peer.label, datagrams: true, bytesIn: peer.received, bytesOut: peer.sent, durationMs: Date.now() - peer.started, reason });
   }
 
   /** Makes room for `newcomer` by forgetting the peer silent the longest, if it is silent enough. */
@@ -135,11 +131,11 @@ export class PeerTable<S> {
     for (const peer of [...this.peers.values()]) if (peer.lastSeen < limit) this.drop(peer, 'idle');
   }
 
-  private refuse(label: string, text: string, event: string, reason: string): undefined {
+  private refuse(label: string, event: string, text: string, reason: string): undefined {
     if (!this.refused.has(label)) {
       if (this.refused.size >= MAX_REFUSED_REMEMBERED) this.refused.clear();
       this.refused.add(label);
-      this.opts.logger.event(event, text, { client: label, reason });
+      this.opts.logger.refused({ event, client: label, text, fields: { reason } });
     }
     return undefined;
   }
@@ -237,4 +233,80 @@ export async function serveDatagrams<S>(opts: DatagramServeOptions<S>): Promise<
   peers.close();
   access?.close();
   close();
+}
+
+/** Datagrams arriving while this much output is still unwritten are dropped (UDP cannot push back). */
+export const STDOUT_BACKLOG_LIMIT = 4 << 20;
+
+export interface StdioDatagramOptions {
+  stdin: Readable;
+  stdout: Writable;
+  logger: Logger;
+  /** -C: each line read from stdin ends in CRLF, as line protocols over UDP (SIP, syslog) may want. */
+  crlf?: boolean;
+  /** Sends one stdin read (split into datagrams by the caller's sendDatagrams); resolves false to stop reading. */
+  send(chunk: Buffer): Promise<boolean>;
+  /** stdin reached its end (or failed). */
+  onEnd(): void;
+}
+
+/**
+ * The datagram pump between stdio and a UDP socket, the same for `listen -u` and `connect -u`:
+ * each stdin read becomes one datagram (one per 65507 bytes), and stdin is read again only once
+ * the kernel took it, so a fast stdin never queues without bound; each datagram received goes
+ * to stdout, except while stdout has more than STDOUT_BACKLOG_LIMIT bytes unwritten: then it is
+ * dropped, with one warning, since UDP cannot slow its sender down.
+ */
+export class StdioDatagrams {
+  /** Datagrams dropped because stdout was not keeping up. */
+  dropped = 0;
+  private readonly stdin: Readable;
+  private stopped = false;
+
+  constructor(private readonly opts: StdioDatagramOptions) {
+    this.stdin = opts.crlf ? opts.stdin.pipe(new LfToCrlf()) : opts.stdin;
+    this.stdin.on('data', this.onData);
+    this.stdin.on('end', this.onEnd);
+    this.stdin.on('error', this.onEnd);
+    this.stdin.pause();
+  }
+
+  /** Starts (or restarts) reading stdin. */
+  read(): void {
+    if (!this.stopped) this.stdin.resume();
+  }
+
+  /** Writes a received datagram to stdout; false when it was dropped. */
+  deliver(msg: Buffer): boolean {
+    if (this.opts.stdout.writableLength > STDOUT_BACKLOG_LIMIT) {
+      if (this.dropped++ === 0) this.opts.logger.warn('dropped', 'stdout is not keeping up: dropping datagrams (UDP cannot slow the sender down)');
+      return false;
+    }
+    this.opts.stdout.write(msg);
+    return true;
+  }
+
+  /** Stops reading stdin for good, and says how many datagrams were dropped, if any. */
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.stdin.off('data', this.onData);
+    this.stdin.off('end', this.onEnd);
+    this.stdin.off('error', this.onEnd);
+    this.stdin.pause();
+    if (this.dropped > 0) this.opts.logger.warn('dropped', `${this.dropped} datagram(s) dropped because stdout was not keeping up`);
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
+    // One read, one datagram: the next read waits until this one is handed to the kernel.
+    this.stdin.pause();
+    void this.opts.send(chunk).then((more) => {
+      if (more) this.read();
+      else this.stop();
+    });
+  };
+
+  private readonly onEnd = (): void => {
+    if (!this.stopped) this.opts.onEnd();
+  };
 }

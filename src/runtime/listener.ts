@@ -188,10 +188,7 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
     fdWatch.check(live.size + handshaking.size + preStepping.size + 1);
     if (!opts.proxy) return admit(conn);
     if (preStepping.size >= maxConns) {
-      logger.event('limit', `refused ${conn.remote.label}: ${maxConns} connections already waiting for their PROXY header`, { client: conn.remote.label, reason: 'limit', max_conns: maxConns });
-      metrics?.connectionRefused('limit');
-      conn.stream.destroy();
-      return;
+      return refuse(conn, 'limit', `${maxConns} connections already waiting for their PROXY header`, { reason: 'limit', max_conns: maxConns });
     }
     preStepping.add(conn);
     void opts.proxy.run(conn).then((r) => {
@@ -202,13 +199,17 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
       }
       if (!r.ok) {
         // An event like 'denied' (-v or JSON): a stranger scanning the port must not flood stderr.
-        logger.event(r.reason, `refused ${conn.remote.label}: ${r.text}`, { client: conn.remote.label, reason: r.reason, error: r.text });
-        metrics?.connectionRefused(r.reason);
-        conn.stream.destroy();
-        return;
+        return refuse(conn, r.reason, r.text, { reason: r.reason, error: r.text });
       }
       admit(r.conn, conn.remote.label);
     });
+  }
+
+  /** Turns a client away: the `refused` event (-v or JSON only), the metric, and the socket closed. */
+  function refuse(conn: Connection, event: string, text: string, fields: LogFields): void {
+    logger.refused({ event, client: conn.remote.label, text, fields });
+    metrics?.connectionRefused(event);
+    conn.stream.destroy();
   }
 
   /** Access control, the limit, then the mode's handler. `via` names the proxy the client came through. */
@@ -223,19 +224,9 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
           : opts.access.hasAllowRules
             ? { ok: false as const, reason: 'unix-socket clients have no IP address to match --allow' }
             : { ok: true as const };
-      if (!verdict.ok) {
-        logger.event('denied', `refused ${who}: ${verdict.reason}`, { ...baseFields, reason: verdict.reason });
-        metrics?.connectionRefused('denied');
-        conn.stream.destroy();
-        return;
-      }
+      if (!verdict.ok) return refuse(conn, 'denied', verdict.reason, { via, reason: verdict.reason });
     }
-    if (live.size + handshaking.size >= maxConns) {
-      logger.event('limit', `refused ${who}: ${maxConns} connections already open (--max-conns)`, { ...baseFields, reason: 'limit', max_conns: maxConns });
-      metrics?.connectionRefused('limit');
-      conn.stream.destroy();
-      return;
-    }
+    if (live.size + handshaking.size >= maxConns) return refuse(conn, 'limit', `${maxConns} connections already open (--max-conns)`, { via, reason: 'limit', max_conns: maxConns });
     const overlay = listener?.overlay;
     if (!overlay) return start(conn, baseFields, via);
     // The overlay (TLS handshake) runs only now, after access control and the limit, and counts
@@ -268,7 +259,7 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
     if (opts.maxAccepts !== undefined && accepted >= opts.maxAccepts) void stopAccepting();
     // Its bytes are read from its socket at each scrape: nothing per chunk here.
     const counted = metrics?.connectionAccepted(conn.stream);
-    logger.event('open', `connection from ${who}${via ? ` (via ${via})` : ''}`, { ...baseFields, id });
+    logger.opened({ id, client: who, text: via ? ` (via ${via})` : undefined, fields: { via } });
     const abort = new AbortController();
     const started = Date.now();
     // A stream error before the handler attaches its own listeners must not crash the process.
@@ -280,11 +271,7 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
           const ms = Date.now() - started;
           if (counted) metrics!.connectionClosed(counted, summary?.reason ?? 'closed', ms, summary ?? undefined);
           if (summary) {
-            logger.event(
-              'close',
-              `closed ${who}${summary.text ?? ''}: ${summary.received} bytes in, ${summary.sent} bytes out, ${formatDuration(ms)} (${summary.reason})`,
-              { ...baseFields, id, ...summary.fields, bytes_in: summary.received, bytes_out: summary.sent, duration_ms: ms, reason: summary.reason },
-            );
+            logger.closed({ id, client: who, text: summary.text, bytesIn: summary.received, bytesOut: summary.sent, durationMs: ms, reason: summary.reason, fields: { via, ...summary.fields } });
           } else {
             logger.event('close', `closed ${who} after ${formatDuration(ms)}`, { ...baseFields, id, duration_ms: ms });
           }

@@ -133,7 +133,7 @@ export function workerLogOptions(quiet: boolean): Pick<LoggerOptions, 'fields' |
 export interface PrimaryOptions extends LogOptions {
   workers: number;
   listen: Address;
-  /** --max-conns for the whole relay, or undefined for the default. */
+  /** --max-conns for the whole server (split between workers), or undefined for the default. */
   maxConns: number | undefined;
   defaultMaxConns: number;
   fdsPerClient: number;
@@ -314,16 +314,9 @@ export type ListenerProcess =
       metrics: (m: ServedMetrics | undefined) => ServedMetrics | undefined;
     };
 
-export interface ListenerProcessOptions extends LogOptions {
-  workers: number;
-  listen: Address;
-  maxConns: number | undefined;
-  defaultMaxConns: number;
-  fdsPerClient: number;
-  raiseFdLimit: boolean;
+export interface ListenerProcessOptions extends PrimaryOptions {
   /** Fit --max-conns to the open-file limit (default true; a one-shot server has one client). */
   fitFdLimit?: boolean;
-  metrics?: TcpAddress;
 }
 
 /**

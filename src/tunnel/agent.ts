@@ -283,7 +283,7 @@ class AgentSession {
     const id = stream.id;
     const who = formatHostPort(open.client.address, open.client.port);
     const started = Date.now();
-    logger.event('open', `connection from ${who} → ${this.localLabel}`, { client: who, id, target: this.localLabel });
+    logger.opened({ id, client: who, text: ` → ${this.localLabel}`, fields: { target: this.localLabel } });
     let local: Duplex;
     try {
       local = (await connectAddress(this.opts.local, { timeoutMs: this.opts.connectTimeoutMs ?? CONNECT_TIMEOUT_MS })).stream;
@@ -291,14 +291,7 @@ class AgentSession {
       // LOCAL refused: the public client is reset (RST on the stream), as if LOCAL itself had refused it.
       stream.destroy();
       logger.warn('upstream', `${who}: ${(err as Error).message}`, { client: who, id, error: (err as Error).message });
-      logger.event('close', `closed ${who} → ${this.localLabel}: 0 bytes in, 0 bytes out, ${formatDuration(Date.now() - started)} (refused upstream)`, {
-        client: who,
-        id,
-        bytes_in: 0,
-        bytes_out: 0,
-        duration_ms: Date.now() - started,
-        reason: 'refused upstream',
-      });
+      logger.closed({ id, client: who, text: ` → ${this.localLabel}`, bytesIn: 0, bytesOut: 0, durationMs: Date.now() - started, reason: 'refused upstream', fields: { target: this.localLabel } });
       return;
     }
     if (this.closedWith || stream.destroyed) {
@@ -325,12 +318,16 @@ class AgentSession {
         resetOnFailure: { b: true },
         closeWait: { a: this.opts.closeWaitMs ?? Infinity, b: Infinity },
       });
-      const ms = result.durationMs;
-      logger.event(
-        'close',
-        `closed ${who} → ${this.localLabel}: ${result.aToB} bytes in, ${result.bToA} bytes out, ${formatDuration(ms)} (${result.reason})`,
-        { client: who, id, target: this.localLabel, bytes_in: result.aToB, bytes_out: result.bToA, duration_ms: ms, reason: result.reason, error: result.error?.message },
-      );
+      logger.closed({
+        id,
+        client: who,
+        text: ` → ${this.localLabel}`,
+        bytesIn: result.aToB,
+        bytesOut: result.bToA,
+        durationMs: result.durationMs,
+        reason: result.reason,
+        fields: { target: this.localLabel, error: result.error?.message },
+      });
     } finally {
       this.locals.delete(local);
       if (counted) this.opts.metrics!.tunnelConnectionClosed(this.name, counted);

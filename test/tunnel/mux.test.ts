@@ -265,6 +265,28 @@ describe('mux streams over a real connection', () => {
     for (const e of await Promise.all(errs)) expect(e.code).toBe('ECONNRESET');
   });
 
+  it('a DATA frame that arrives in pieces reaches the stream whole, in one chunk (one write for its socket)', async () => {
+    const { opened, relaySock, relay } = await muxPair();
+    const s = relay.open(info);
+    const a = (await until(() => opened[0])).stream;
+    const chunks: Buffer[] = [];
+    a.on('data', (c: Buffer) => chunks.push(Buffer.from(c)));
+    for (const size of [MAX_DATA_PAYLOAD, 1000]) {
+      chunks.length = 0;
+      const payload = randomBytes(size);
+      const wire = Buffer.concat([frameHeaderBytes(FrameType.DATA, s.id, size), payload]);
+      // Four pieces, each its own read on the agent's side (as TLS records come).
+      const cuts = [0, 5, Math.floor(wire.length / 3), Math.floor((2 * wire.length) / 3), wire.length];
+      for (let i = 0; i < 4; i++) {
+        relaySock.write(wire.subarray(cuts[i], cuts[i + 1]));
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      await until(() => chunks.length > 0);
+      expect(chunks.map((c) => c.length)).toEqual([size]);
+      expect(chunks[0].equals(payload)).toBe(true);
+    }
+  });
+
   it('a peer that breaks the protocol after the handshake is cut off, and its streams reset', async () => {
     const { agent, opened, relaySock, relay } = await muxPair();
     const s = relay.open(info);

@@ -23,8 +23,16 @@
  * FrameParser only ever calls its handlers with well-formed frames or throws a MuxError: the
  * connection is then closed and every stream on it reset. It buffers at most one header and one
  * small control payload; DATA payloads are handed over as they arrive, never gathered.
+ *
+ * A bulk read that filled a 64 KiB buffer of its own is freed as soon as its bytes are sent on or
+ * written out (releaseReadBuffer()), instead of at V8's next garbage collection: V8 counts that
+ * external memory towards its old-generation limit, and GB/s of it made both processes run a full
+ * mark-compact every ~50 ms of a transfer (bench/RESULTS.md, tunnel section). TLS records come in
+ * blocks shared between reads, which are left to the GC.
  */
+import net from 'node:net';
 import { Duplex } from 'node:stream';
+import tls from 'node:tls';
 import type { WireAddress } from './protocol';
 
 export const FRAME_HEADER_BYTES = 9;
@@ -42,6 +50,38 @@ const CONNECTION_HIGH_WATER = 512 * 1024;
 /** Credit is given back once this much of the window was consumed (fewer, bigger WINDOW frames). */
 const CREDIT_THRESHOLD = WINDOW_BYTES / 4;
 const MAX_ADDRESS_BYTES = 64;
+/** `ArrayBuffer.prototype.transfer` (Node ≥ 21); on older Node nothing is released early. */
+const transfer = (ArrayBuffer.prototype as { transfer?: (this: ArrayBuffer, length: number) => ArrayBuffer }).transfer;
+
+/**
+ * Whether `chunk` is the only view of its ArrayBuffer that a read handed out. Node 24 carves
+ * socket reads (and TLS records) out of 64 KiB blocks shared by every socket of the process: a
+ * read that left room in its block may share it with another socket's read, and Buffer's own
+ * pool is shared too. A read that filled a whole block (a bulk TCP read) is the block's only
+ * user. Smaller buffers are never released (Buffer.poolSize is 8 KiB).
+ */
+export function ownsItsBuffer(chunk: Buffer): boolean {
+  return chunk.byteOffset === 0 && chunk.length === chunk.buffer.byteLength && chunk.length > 8 * 1024 && chunk.buffer instanceof ArrayBuffer;
+}
+
+/**
+ * Frees the memory under `ab` now (detaching it: every view of it becomes empty) instead of at
+ * V8's next garbage collection. Only for a buffer that ownsItsBuffer() says a socket read had
+ * alone, once its bytes were sent on or handed to the kernel and nobody holds them.
+ */
+export function releaseReadBuffer(ab: ArrayBufferLike): void {
+  if (!transfer || !(ab instanceof ArrayBuffer)) return;
+  try {
+    transfer.call(ab, 0);
+  } catch {
+    // Not detachable (an embedder's buffer): the GC frees it as before.
+  }
+}
+
+/** A plain TCP or unix socket: what it reads comes in buffers of its own, and a write it completes at once is in the kernel. */
+export function isPlainSocket(s: Duplex): s is net.Socket {
+  return s instanceof net.Socket && !(s instanceof tls.TLSSocket);
+}
 
 export const FrameType = {
   DATA: 0,
@@ -234,6 +274,8 @@ export class Mux {
   /** Streams with DATA to send, waiting for the connection to drain. */
   private readonly blocked = new Set<MuxStream>();
   private corked = false;
+  /** Whether a stream kept a DATA piece of the read being parsed. */
+  private readBufferHeld = false;
   /** When the last bytes arrived (for heartbeats). */
   lastSeen = Date.now();
 
@@ -246,11 +288,16 @@ export class Mux {
     socket.on('data', (chunk: Buffer) => {
       if (this.closedReason) return;
       this.lastSeen = Date.now();
+      // A read that fills its buffer alone is released once parsed, if no stream kept a DATA piece
+      // of it (see onDataFrame()).
+      this.readBufferHeld = false;
       try {
         this.parser.push(chunk);
       } catch (err) {
         this.close(err as Error);
+        return;
       }
+      if (!this.readBufferHeld && ownsItsBuffer(chunk)) releaseReadBuffer(chunk.buffer);
     });
     socket.on('drain', () => this.onDrain());
     socket.on('end', () => this.close(new MuxError('the peer closed the connection')));
@@ -300,15 +347,19 @@ export class Mux {
     this.opts.onClose?.(reason);
   }
 
-  /** Writes frame bytes, batching everything written in one tick into one write (one TLS record run). */
-  send(buf: Buffer): void {
+  /**
+   * Writes frame bytes, batching everything written in one tick into one write (one TLS record
+   * run); `sent` is called once the connection has taken them (not if it is lost first).
+   */
+  send(buf: Buffer, sent?: () => void): void {
     if (this.closedReason || this.socket.destroyed) return;
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
       process.nextTick(this.uncork);
     }
-    this.socket.write(buf);
+    if (sent) this.socket.write(buf, (err) => err || sent());
+    else this.socket.write(buf);
   }
 
   private uncork(): void {
@@ -348,7 +399,7 @@ export class Mux {
       if (id >= this.nextId && id > this.lastOpened) throw new MuxError(`DATA on stream ${id}, which was never opened`);
       return;
     }
-    s.receive(chunk);
+    if (!s.receive(chunk)) this.readBufferHeld = true;
   }
 
   private onFrame(type: FrameType, id: number, payload: Buffer): void {
@@ -406,7 +457,18 @@ export class MuxStream extends Duplex {
   private unacked = 0;
   /** Received bytes the consumer has not asked for yet (push() said stop). */
   private owed = 0;
-  private pending: { chunk: Buffer; cb: (err?: Error | null) => void } | undefined;
+  private pending: { chunk: Buffer; cb: (err?: Error | null) => void; release: ArrayBuffer | undefined } | undefined;
+  /**
+   * Where the shared relay() writes what this stream reads, when it is a plain socket: a DATA
+   * piece it took in the same tick (nothing left in our readable buffer nor in its write queue)
+   * is in the kernel, so the connection's read buffer can be released (Mux.onDataFrame()).
+   */
+  sink: net.Socket | undefined;
+  /**
+   * Set when what is written to this stream is a plain socket's reads, passed on by relay() and
+   * kept by nobody else: each read's buffer is released once its last byte is sent.
+   */
+  releaseSent = false;
   private finSent = false;
   private finReceived = false;
   private resetReceived = false;
@@ -420,14 +482,18 @@ export class MuxStream extends Duplex {
     this.on('error', noop);
   }
 
-  /** DATA from the far side. */
-  receive(chunk: Buffer): void {
+  /**
+   * DATA from the far side. Returns whether the bytes are gone from memory we share: handed to
+   * the kernel by our sink within push() (or dropped, the stream being destroyed).
+   */
+  receive(chunk: Buffer): boolean {
     if (this.finReceived) throw new MuxError(`DATA on stream ${this.id} after its FIN`);
     if (chunk.length > this.recvWindow) throw new MuxError(`stream ${this.id} overran its window`);
     this.recvWindow -= chunk.length;
-    if (this.destroyed) return;
+    if (this.destroyed) return true;
     if (this.push(chunk)) this.credit(chunk.length);
     else this.owed += chunk.length;
+    return this.readableLength === 0 && this.sink !== undefined && this.sink.writableLength === 0;
   }
 
   receiveFin(): void {
@@ -452,10 +518,12 @@ export class MuxStream extends Duplex {
   private credit(n: number): void {
     this.unacked += n;
     if (this.unacked < CREDIT_THRESHOLD) return;
-    const h = frameHeader(FrameType.WINDOW, this.id, 4);
-    const p = Buffer.allocUnsafe(4);
-    p.writeUInt32BE(this.unacked, 0);
-    this.mux.send(Buffer.concat([h, p]));
+    const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + 4);
+    frame[0] = FrameType.WINDOW;
+    frame.writeUInt32BE(this.id, 1);
+    frame.writeUInt32BE(4, 5);
+    frame.writeUInt32BE(this.unacked, FRAME_HEADER_BYTES);
+    this.mux.send(frame);
     this.recvWindow += this.unacked;
     this.unacked = 0;
   }
@@ -469,7 +537,8 @@ export class MuxStream extends Duplex {
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    this.pending = { chunk, cb };
+    const release = this.releaseSent && ownsItsBuffer(chunk) ? (chunk.buffer as ArrayBuffer) : undefined;
+    this.pending = { chunk, cb, release };
     this.flush();
   }
 
@@ -486,7 +555,9 @@ export class MuxStream extends Duplex {
       if (this.mux.full) return this.mux.waitForDrain(this);
       const n = Math.min(p.chunk.length, this.sendWindow, MAX_DATA_PAYLOAD);
       this.mux.send(frameHeader(FrameType.DATA, this.id, n));
-      this.mux.send(n === p.chunk.length ? p.chunk : p.chunk.subarray(0, n));
+      // The connection's write callbacks come in order: after the last piece's, the whole read is sent.
+      const release = n === p.chunk.length ? p.release : undefined;
+      this.mux.send(n === p.chunk.length ? p.chunk : p.chunk.subarray(0, n), release && (() => releaseReadBuffer(release)));
       this.sendWindow -= n;
       p.chunk = p.chunk.subarray(n);
     }

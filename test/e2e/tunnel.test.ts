@@ -133,6 +133,61 @@ describe('relay and expose', () => {
     expect(reply.toString()).toBe(`TCP4 127.0.0.1 ${sock.localPort}`);
   });
 
+  it.each([false, true])('bulk data through readers that stall now and then arrives intact both ways (insecure=%s)', async (insecure) => {
+    // Bulk reads fill whole 64 KiB buffers, which the tunnel frees as soon as their bytes are
+    // sent or written out (mux.ts): a reader that stalls makes the other end hold pieces of
+    // them instead, which must then be left alone.
+    const MiB = 1 << 20;
+    const size = 8 * MiB;
+    /** Reads `s` to its end, stopping for 20 ms after every MiB; resolves with what came. */
+    const stallingRead = (s: net.Socket) =>
+      new Promise<Buffer>((resolve, reject) => {
+        const chunks: Buffer[] = [];
+        let n = 0;
+        let nextStall = MiB;
+        const timer = setTimeout(() => reject(new Error(`stalling read timed out with ${n} bytes`)), 60_000);
+        s.on('data', (c: Buffer) => {
+          chunks.push(c);
+          n += c.length;
+          if (n >= nextStall) {
+            nextStall += MiB;
+            s.pause();
+            setTimeout(() => s.resume(), 20);
+          }
+        });
+        s.once('end', () => {
+          clearTimeout(timer);
+          resolve(Buffer.concat(chunks));
+        });
+      });
+    const backend = await tcpServer((sock) => {
+      sock.on('error', () => {});
+      void stallingRead(sock).then((got) => {
+        const r = randomBytes(size);
+        sock.write(`${sha256(got)} ${got.length}\n`);
+        sock.write(r);
+        sock.end(createHash('sha256').update(r).digest());
+      });
+    });
+    servers.push(backend);
+    const relay = await startRelay(start, insecure ? ['--insecure'] : []);
+    const agent = await startAgent(start, backend.port, relay, ['--heartbeat', '5']);
+    const one = async () => {
+      const sock = await connect(agent.publicPort);
+      const payload = randomBytes(size);
+      const got = stallingRead(sock);
+      sock.end(payload);
+      const reply = await got;
+      sock.destroy();
+      const line = reply.indexOf(10);
+      expect(reply.subarray(0, line).toString()).toBe(`${sha256(payload)} ${size}`);
+      const data = reply.subarray(line + 1, reply.length - 32);
+      expect(data.length).toBe(size);
+      expect(sha256(data)).toBe(reply.subarray(reply.length - 32).toString('hex'));
+    };
+    await Promise.all([one(), one(), one()]);
+  }, 120_000);
+
   it('kill -9 the agent mid-transfer: the public client is reset, not ended, and the port is freed within 3 heartbeats', async () => {
     // LOCAL streams forever: the transfer is cut in the middle.
     const streamer = await tcpServer((sock) => {

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { encodeFrame, encodeOpen, FrameParser, FrameType, Mux, MuxError, MuxStream, parseOpen, WINDOW_BYTES, MAX_DATA_PAYLOAD, FRAME_HEADER_BYTES, type OpenInfo } from '../../src/tunnel/mux';
+import { encodeFrame, encodeOpen, FrameParser, FrameType, Mux, MuxError, MuxStream, ownsItsBuffer, parseOpen, releaseReadBuffer, WINDOW_BYTES, MAX_DATA_PAYLOAD, FRAME_HEADER_BYTES, type OpenInfo } from '../../src/tunnel/mux';
 
 type Seen = Array<[number, number, string]>;
 
@@ -188,6 +188,21 @@ function writeAll(s: MuxStream, data: Buffer, end = true): Promise<void> {
 }
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+describe('read buffers', () => {
+  it('only a buffer a read filled alone is its own; releasing it empties every view of it (Node ≥ 21)', () => {
+    const whole = Buffer.allocUnsafeSlow(64 * 1024);
+    expect(ownsItsBuffer(whole)).toBe(true);
+    expect(ownsItsBuffer(whole.subarray(0, 1000))).toBe(false); // the rest may be another read's
+    expect(ownsItsBuffer(whole.subarray(1))).toBe(false);
+    expect(ownsItsBuffer(Buffer.from('from the shared pool'))).toBe(false);
+    expect(ownsItsBuffer(Buffer.allocUnsafeSlow(4096))).toBe(false);
+    const view = whole.subarray(100, 200);
+    releaseReadBuffer(whole.buffer);
+    const canRelease = typeof (ArrayBuffer.prototype as { transfer?: unknown }).transfer === 'function';
+    expect([whole.length, view.length]).toEqual(canRelease ? [0, 0] : [64 * 1024, 100]);
+  });
+});
 
 describe('mux streams over a real connection', () => {
   it('carries 8 MiB each way with SHA-256 intact; a reply written after the FIN arrives (half-close)', async () => {

@@ -7,6 +7,9 @@
 import type { Duplex } from 'node:stream';
 import { encodeFrame, FrameReader, ProtocolError, type Message } from './protocol';
 
+/** How long a refused peer is given to read the refusal and close (see close()). */
+const LINGER_MS = 2000;
+
 type Waiter = { resolve: (m: Message) => void; reject: (e: Error) => void; timer?: NodeJS.Timeout };
 
 export class Channel {
@@ -94,10 +97,24 @@ export class Channel {
     return this.stream;
   }
 
-  /** Ends the channel with `reason` and destroys the stream. */
+  /**
+   * Ends the channel with `reason` and destroys the stream. A stream whose write side was already
+   * ended (a refusal's last frame is on its way) is not destroyed at once: closing a socket with
+   * unread bytes makes the kernel send a reset, which can destroy that frame before the peer reads
+   * it. What the peer still sends is read and dropped until it closes too, for at most LINGER_MS.
+   */
   close(reason: Error): void {
     this.end(reason);
-    this.stream.destroy();
+    const stream = this.stream;
+    if (!stream.writableEnded || stream.destroyed) {
+      stream.destroy();
+      return;
+    }
+    const timer = setTimeout(() => stream.destroy(), LINGER_MS);
+    stream.once('close', () => clearTimeout(timer));
+    stream.once('end', () => stream.destroy());
+    stream.off('data', this.onData);
+    stream.resume();
   }
 
   private onData(chunk: Buffer): void {

@@ -9,7 +9,8 @@ import path from 'node:path';
 import net from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
 import { cliStartedPerTest } from '../helpers/cli';
-import { connect, exchange, readAll, sha256, tcpServer, waitFor } from '../helpers/net';
+import { closedHow, connect, exchange, readAll, sha256, tcpServer, waitFor } from '../helpers/net';
+import { encodeFrame, FrameReader, PROTOCOL_VERSION, type Message } from '../../src/tunnel/protocol';
 import { makeTestCerts } from '../helpers/tls';
 import { freePort, isRefused, startAgent, startRelay, TOKEN, waitForNth } from '../helpers/tunnel';
 
@@ -274,6 +275,28 @@ describe('authentication and hostile peers', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/refused the tunnel: wrong token/);
     await relay.cli.waitForStderr(/refused agent 127\.0\.0\.1:\d+: wrong token/);
+  });
+
+  it('a refusal reaches the agent even when more bytes follow its proof: the reason, then a FIN, never a reset', async () => {
+    // Unread bytes in the relay's receive buffer turn an immediate close into a reset, which can
+    // destroy the refusal before the agent reads it (it then took the loss for a network blip and
+    // tried again, a wrong token counted once per attempt).
+    const relay = await startRelay(start, ['--insecure']);
+    const sock = await connect(relay.port);
+    const got: Buffer[] = [];
+    sock.on('data', (c: Buffer) => got.push(c));
+    const how = closedHow(sock);
+    sock.write(encodeFrame({ type: 'hello', version: PROTOCOL_VERSION }));
+    await waitFor(() => got.length > 0, 5000, 'the challenge');
+    sock.write(Buffer.concat([encodeFrame({ type: 'auth', mac: '00'.repeat(32), heartbeatMs: 5000 }), Buffer.alloc(256 * 1024, 0x41)]));
+    expect((await how).how).toBe('eof');
+    const reader = new FrameReader();
+    reader.append(Buffer.concat(got));
+    const messages: Message[] = [];
+    for (let m = reader.next(); m; m = reader.next()) messages.push(m);
+    expect(messages.map((m) => m.type)).toEqual(['challenge', 'error']);
+    expect((messages[1] as Extract<Message, { type: 'error' }>).message).toMatch(/wrong token/);
+    sock.destroy();
   });
 
   it('a wrong fingerprint is refused by the agent before it says anything', async () => {

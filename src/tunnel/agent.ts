@@ -172,23 +172,24 @@ export async function connectRelay(target: RelayTarget, signal?: AbortSignal): P
   });
 }
 
-/** What the relay said on a connection's first exchange. */
-async function greet(channel: Channel, where: string): Promise<string> {
+/**
+ * What the relay said on a connection's first exchange. `plain`: the agent talks in plain text
+ * (--insecure), so a relay that hangs up on its hello is most likely a TLS one.
+ */
+async function greet(channel: Channel, where: string, plain: boolean): Promise<string> {
   channel.send({ type: 'hello', version: PROTOCOL_VERSION });
   let m: Message;
   try {
     m = await channel.next(HANDSHAKE_TIMEOUT_MS, 'challenge from the relay');
   } catch (err) {
-    throw new NetError(`the relay ${where} did not answer the handshake: ${describeProtocolFailure(err as Error)}`);
+    const why = (err as Error).message;
+    // Only a plain agent can be talking to a TLS relay; over TLS the handshake already succeeded.
+    const hint = plain && /closed/.test(why) ? ' (a TLS relay? then drop --insecure and pin --fingerprint)' : '';
+    throw new NetError(`the relay ${where} did not answer the handshake: ${why}${hint}`);
   }
   if (m.type === 'error') throw refusal(m, where);
   if (m.type !== 'challenge') throw new NetError(`the relay ${where} sent '${m.type}' instead of a challenge`);
   return m.nonce;
-}
-
-function describeProtocolFailure(err: Error): string {
-  if (/closed/.test(err.message)) return `${err.message} (a TLS relay? then drop --insecure and pin --fingerprint)`;
-  return err.message;
 }
 
 function refusal(m: Extract<Message, { type: 'error' }>, where: string): Error {
@@ -218,7 +219,8 @@ class AgentSession {
     this.mux = new Mux(stream, {
       role: 'agent',
       onStream: (s, info) => void this.serveClient(s, info),
-      onClose: (reason) => this.stop(describeProtocolFailure(reason)),
+      // A session that was up lost its relay (restart, network): no protocol mix-up to hint at.
+      onClose: (reason) => this.stop(reason.message),
     });
   }
 
@@ -229,7 +231,7 @@ class AgentSession {
     const stream = await connectRelay(opts.relay, opts.signal);
     const channel = new Channel(stream);
     try {
-      const nonce = await greet(channel, where);
+      const nonce = await greet(channel, where, !opts.relay.tls);
       // Past `ready` the connection carries multiplexed streams (mux.ts), not messages.
       channel.rawAfterNext();
       channel.send({ type: 'auth', mac: proveToken(opts.token, 'control', nonce), port, heartbeatMs: opts.heartbeatMs ?? DEFAULT_HEARTBEAT_MS, allow: opts.allow, name: opts.name, httpAuth: opts.httpAuth });

@@ -39,6 +39,9 @@ const MAX_PENDING_HANDSHAKES = 512;
 const MIN_HEARTBEAT_MS = 100;
 const MAX_HEARTBEAT_MS = 600_000;
 
+/** A refusal the handshake has already logged in its own words (a wrong token is a warning, shown without -v): not logged again. */
+class RefusalLogged extends ProtocolError {}
+
 export interface TunnelRelayOptions {
   /** Where agents connect (tls: with cert/key, or tcp: with --insecure). */
   control: Address;
@@ -213,7 +216,7 @@ class TunnelRelay {
     this.handshake(channel, conn)
       .catch((err: Error) => {
         const why = err instanceof ProtocolError || err instanceof NetError ? err.message : `handshake failed: ${err.message}`;
-        this.logger.event('refused', `refused ${who}: ${why}`, { client: who, reason: why });
+        if (!(err instanceof RefusalLogged)) this.logger.event('refused', `refused ${who}: ${why}`, { client: who, reason: why });
         channel.close(err);
       })
       .finally(() => this.pendingHandshakes--);
@@ -248,7 +251,7 @@ class TunnelRelay {
       this.opts.metrics?.tunnelAuthFailed();
       refuse(channel, 'wrong token: the relay knows no agent with this token');
       this.logger.warn('refused', `refused agent ${who}: wrong token`, { client: who, reason: 'wrong token' });
-      throw new ProtocolError('wrong token');
+      throw new RefusalLogged('wrong token');
     }
     await this.startSession(channel, conn, entry, msg as Extract<Message, { type: 'auth' }>);
   }

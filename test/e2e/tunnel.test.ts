@@ -254,6 +254,20 @@ describe('relay and expose', () => {
     fs.rmSync(certs.dir, { recursive: true, force: true });
   }, 60_000);
 
+  it('a TLS agent that loses a working relay is not told to drop --insecure', async () => {
+    const certs = await makeTestCerts();
+    const tlsArgs = ['--cert', certs.cert, '--key', certs.key];
+    const echo = await echoServer();
+    const relay = await startRelay(start, tlsArgs);
+    const agent = await startAgent(start, echo.port, relay);
+    relay.cli.kill('SIGTERM');
+    await relay.cli.exited;
+    const [lost] = await agent.cli.waitForStderr(/lost the relay 127\.0\.0\.1:\d+: [^\n]*\n/);
+    expect(lost).toMatch(/the peer closed the connection/);
+    expect(lost).not.toMatch(/--insecure|a TLS relay\?/);
+    fs.rmSync(certs.dir, { recursive: true, force: true });
+  });
+
   it('LOCAL refusing a client resets that client, and the agent stays up', async () => {
     const closed = await freePort();
     const relay = await startRelay(start);
@@ -275,6 +289,18 @@ describe('authentication and hostile peers', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/refused the tunnel: wrong token/);
     await relay.cli.waitForStderr(/refused agent 127\.0\.0\.1:\d+: wrong token/);
+  });
+
+  it('a wrong token is one refusal in the relay log, not two (one JSON "refused" event per agent turned away)', async () => {
+    const relay = await startRelay(start, ['--log-format', 'json']);
+    const r = await startAgent(start, 9, relay, ['--token', 'not-the-right-token-at-all'], false).then((a) => a.cli.exited);
+    expect(r.code).toBe(1);
+    // Everything the relay logged about it is out once it has stopped.
+    relay.cli.kill('SIGTERM');
+    const stopped = await relay.cli.exited;
+    const refusals = stopped.stderr.split('\n').filter((l) => l.includes('"event":"refused"'));
+    expect(refusals).toHaveLength(1);
+    expect(refusals[0]).toMatch(/"reason":"wrong token"/);
   });
 
   it('a refusal reaches the agent even when more bytes follow its proof: the reason, then a FIN, never a reset', async () => {

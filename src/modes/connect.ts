@@ -54,7 +54,10 @@ export async function runConnect(opts: ConnectOptions, io: ModeIO): Promise<numb
     idleTimeoutMs: opts.idleTimeoutMs,
     signal: io.signal,
     onData: dump,
-    onEof: (side) => (side === 'a' ? logger.halfClosed('server', `${label} closed its side`) : logger.halfClosed('client', 'stdin closed; shutting down our write side')),
+    onEof: (side) =>
+      side === 'a'
+        ? logger.halfClosed('server', `${label} closed its side`, { server: conn.remote.label })
+        : logger.halfClosed('client', 'stdin closed; shutting down our write side', { server: conn.remote.label }),
   });
   logger.closed({ server: conn.remote.label, bytesIn: result.aToB, bytesOut: result.bToA, durationMs: result.durationMs, reason: result.reason });
   if (rejectedClientCertificate(opts.address, result)) {

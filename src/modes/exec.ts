@@ -101,8 +101,8 @@ export async function runExec(opts: ExecOptions, io: ModeIO): Promise<number> {
       onData: opts.hex ? hexDumper(io.stderr, { a: `< ${who}`, b: `> ${who}` }) : undefined,
       onEof: (side) =>
         side === 'a'
-          ? logger.halfClosed('client', `${who} closed its side (the program's stdin is closed)`, { client: who, pid: child.pid })
-          : logger.halfClosed('program', `${command.argv0} (pid ${child.pid ?? '-'}) closed its stdout; shutting down our write side to ${who}`, { client: who, pid: child.pid }),
+          ? logger.halfClosed('client', `${who} closed its side (the program's stdin is closed)`, { client: who, id: ctx.id, pid: child.pid })
+          : logger.halfClosed('program', `${command.argv0} (pid ${child.pid ?? '-'}) closed its stdout; shutting down our write side to ${who}`, { client: who, id: ctx.id, pid: child.pid }),
     });
     const exit = await child.exited;
     metrics?.childExited();

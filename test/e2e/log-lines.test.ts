@@ -133,6 +133,10 @@ describe('JSON events name the ends', () => {
     const closed = cEvents.find((e) => e.event === 'close')!;
     expect(closed.server).toBe(`127.0.0.1:${port}`);
     expect(cEvents.find((e) => e.event === 'connected')!.server).toBe(`127.0.0.1:${port}`);
+    // Each half-close names the server too, as listen's name the client: a log reader can join them.
+    const cEofs = cEvents.filter((e) => e.event === 'eof');
+    expect(cEofs.map((e) => e.side).sort()).toEqual(['client', 'server']);
+    for (const e of cEofs) expect(e.server).toBe(`127.0.0.1:${port}`);
     for (const e of [...sEvents, ...cEvents]) {
       expect(Object.keys(e)).not.toContain('remote');
       for (const v of Object.values(e)) expect(v === 'a' || v === 'b').toBe(false);
@@ -159,7 +163,12 @@ describe('JSON events name the ends', () => {
     e.end('y');
     expect((await eGot).toString()).toBe('y');
     await ex.waitForStderr(/"event":"close"/);
-    expect(jsonLines(ex.stderr()).filter((x) => x.event === 'eof').map((x) => x.side)).toEqual(['client', 'program']);
+    const exEvents = jsonLines(ex.stderr());
+    expect(exEvents.filter((x) => x.event === 'eof').map((x) => x.side)).toEqual(['client', 'program']);
+    // exec's half-closes carry the connection id, as listen's and forward's do.
+    const exId = exEvents.find((x) => x.event === 'close')!.id;
+    expect(exId).toBeTypeOf('number');
+    for (const x of exEvents.filter((x) => x.event === 'eof')) expect(x.id).toBe(exId);
     await upstream.close();
   });
 });

@@ -126,7 +126,7 @@ export class Logger {
     const fields: LogFields = e.client !== undefined ? { client: e.client, id: e.id } : { server: e.server };
     const all = { ...fields, ...e.fields, bytes_in: e.bytesIn, bytes_out: e.bytesOut, duration_ms: e.durationMs, reason: e.reason };
     const counts = `${e.bytesIn} bytes in, ${e.bytesOut} bytes out`;
-    if (e.datagrams) return this.event('close', `forgot ${who}: ${counts} (${e.reason})`, all);
+    if (e.datagrams) return this.event('close', `forgot ${who}${e.text ?? ''}: ${counts}, ${formatDuration(e.durationMs)} (${e.reason})`, all);
     this.event('close', `closed ${who}${e.text ?? ''}: ${counts}, ${formatDuration(e.durationMs)} (${e.reason})`, all);
   }
 

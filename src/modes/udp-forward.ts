@@ -72,6 +72,7 @@ export async function runUdpForward(opts: UdpForwardOptions, io: ModeIO): Promis
       // A full table forgets the peer silent the longest rather than turn newcomers away until
       // --udp-idle: 1,000 one-datagram source ports must not lock a real client out.
       evictSilentAfterMs: DEFAULT_EVICT_SILENT_MS,
+      target: targetLabel,
       create: () => ({ pending: [], opening: false, closed: false }),
       release: (peer) => {
         peer.state.closed = true;

@@ -46,6 +46,8 @@ export interface PeerTableOptions<S> {
    * sent one datagram and left until --udp-idle expires.
    */
   evictSilentAfterMs?: number;
+  /** Where the mode relays each peer (forward's TARGET): named in the peer's last line and JSON, as forward over TCP does. */
+  target?: string;
 }
 
 /** Without -k, a peer silent this long is forgotten (replies then wait for the next one to speak). */
@@ -102,7 +104,8 @@ export class PeerTable<S> {
     if (this.peers.get(peer.label) !== peer) return;
     this.peers.delete(peer.label);
     this.opts.release?.(peer, reason);
-    this.opts.logger.closed({ client: peer.label, datagrams: true, bytesIn: peer.received, bytesOut: peer.sent, durationMs: Date.now() - peer.started, reason });
+    const { target } = this.opts;
+    this.opts.logger.closed({ client: peer.label, datagrams: true, text: target && ` → ${target}`, fields: target ? { target } : undefined, bytesIn: peer.received, bytesOut: peer.sent, durationMs: Date.now() - peer.started, reason });
   }
 
   /** Makes room for `newcomer` by forgetting the peer silent the longest, if it is silent enough. */

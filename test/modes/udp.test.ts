@@ -165,7 +165,8 @@ describe('runUdpForward', () => {
     expect([...b.got].sort()).toEqual(['B0', 'B1', 'B2', 'B3', 'B4'].map((m) => `reply to ${m}`));
     expect(upstreamPorts.size).toBe(2);
     await waitFor(() => (log.match(/\(idle\)/g) ?? []).length === 2, 5000, 'both peers forgotten after --udp-idle');
-    expect(log).toMatch(new RegExp(`forgot 127\\.0\\.0\\.1:${a.port}: 10 bytes in, \\d+ bytes out \\(idle\\)`));
+    // Worded like every other session's last line: counts, then how long, then why.
+    expect(log).toMatch(new RegExp(`forgot 127\\.0\\.0\\.1:${a.port} → udp:127\\.0\\.0\\.1:${target.port}: 10 bytes in, \\d+ bytes out, [\\d.]+ m?s \\(idle\\)`));
     // A client that comes back after expiry gets a fresh upstream socket and still its replies.
     a.send('A again', port);
     await waitFor(() => a.got.includes('reply to A again'), 5000, 'the reply after expiry');

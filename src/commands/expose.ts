@@ -24,6 +24,8 @@ export const exposeCommand: CommandFactory = (env) => ({
       .option('ca', { type: 'string', describe: 'Trust the relay certificate if signed by this CA PEM FILE (default: the system CAs)' })
       .option('servername', { type: 'string', describe: 'Name the relay certificate must carry (default: the host of --via)' })
       .option('insecure', { type: 'boolean', describe: 'Plain-text connection to a relay started with --insecure; warned' })
+      .option('local-ca', { type: 'string', describe: 'tls: LOCAL: trust its certificate if signed by this CA (or is this self-signed certificate), PEM FILE' })
+      .option('local-insecure', { type: 'boolean', describe: 'tls: LOCAL: do not verify its certificate (a development server\'s self-signed one); warned' })
       .option('remote-port', { type: 'number', describe: 'Public port to ask for (default: the relay picks one, and the same again after a reconnect)' })
       .option('allow', { type: 'string', describe: 'Only these public clients, address or CIDR (repeatable): enforced by the relay for this tunnel' })
       .option('name', { type: 'string', describe: "Name of this tunnel on a relay with --http/--https: NAME.DOMAIN (default: a generated word-word-NNNN, the same after a reconnect)" })
@@ -49,6 +51,13 @@ export const exposeCommand: CommandFactory = (env) => ({
     if (argv.local === undefined) throw new UsageError('missing LOCAL: the service to publish (e.g. sockcat expose 8080 --via relay:7000)');
     const local = addressFromArgs(argv.local, undefined, 'connect', 'LOCAL address');
     if (addressKind(local) === 'datagram') throw new UsageError('expose carries TCP streams; UDP tunnels are not supported (expose tcp:, tls: or unix: addresses)');
+    // --ca and --insecure are the relay's (the control channel); LOCAL's TLS has flags of its own.
+    const localTrust = [argv.localCa !== undefined && '--local-ca', argv.localInsecure && '--local-insecure'].filter(Boolean);
+    if (localTrust.length > 0 && local.scheme !== 'tls') throw new UsageError(`${localTrust.join(' and ')} apply to a LOCAL reached over TLS: write tls:HOST:PORT`);
+    if (localTrust.length > 1) throw new UsageError('--local-ca and --local-insecure contradict each other: --local-ca verifies with that CA, --local-insecure verifies nothing');
+    if (local.scheme === 'tls' && localTrust.length > 0) {
+      local.tls = { ...local.tls, ca: argv.localCa === undefined ? undefined : readPemFile(String(argv.localCa), '--local-ca'), insecure: argv.localInsecure === true };
+    }
     if (argv.via === undefined) throw new UsageError('missing --via HOST:PORT: the relay\'s control address');
     const via = parseHostPort(String(argv.via), 'connect', String(argv.via));
     if (argv.token !== undefined && argv.tokenFile !== undefined) throw new UsageError('--token and --token-file contradict each other: give one');

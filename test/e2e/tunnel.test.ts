@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import net from 'node:net';
+import tls from 'node:tls';
 import { createHash, randomBytes } from 'node:crypto';
 import { cliStartedPerTest } from '../helpers/cli';
 import { closedHow, connect, exchange, readAll, sha256, tcpServer, waitFor } from '../helpers/net';
@@ -267,6 +268,41 @@ describe('relay and expose', () => {
     expect(lost).not.toMatch(/--insecure|a TLS relay\?/);
     fs.rmSync(certs.dir, { recursive: true, force: true });
   });
+
+  it('a tls: LOCAL with a self-signed certificate: the agent says which flags trust it, and --local-ca / --local-insecure do', async () => {
+    const certs = await makeTestCerts();
+    const open = new Set<net.Socket>();
+    const tlsEcho = tls.createServer({ cert: fs.readFileSync(certs.cert), key: fs.readFileSync(certs.key), allowHalfOpen: true }, (s) => {
+      s.on('error', () => {});
+      s.pipe(s);
+    });
+    tlsEcho.on('connection', (s: net.Socket) => (open.add(s), s.on('close', () => open.delete(s))));
+    await new Promise<void>((res) => tlsEcho.listen(0, '127.0.0.1', res));
+    servers.push({ close: () => new Promise<void>((res) => (tlsEcho.close(() => res()), open.forEach((s) => s.destroy()))) });
+    const local = `tls:127.0.0.1:${(tlsEcho.address() as net.AddressInfo).port}`;
+    const relay = await startRelay(start);
+    // Untrusted: the client is reset, and the hint names expose's own flags (--ca and --insecure are the relay's here).
+    const plain = await startAgent(start, local, relay);
+    const refused = await connect(plain.publicPort);
+    expect((await closedHow(refused)).how).toBe('reset');
+    const [hint] = await plain.cli.waitForStderr(/self-signed[^\n]*\n/);
+    expect(hint).toMatch(/--local-ca FILE/);
+    expect(hint).toMatch(/--local-insecure/);
+    plain.cli.kill('SIGTERM');
+    await plain.cli.exited;
+    for (const trust of [['--local-ca', certs.cert], ['--local-insecure']]) {
+      const agent = await startAgent(start, local, relay, trust);
+      expect((await exchange(agent.publicPort, 'through a trusted LOCAL\n')).toString()).toBe('through a trusted LOCAL\n');
+      agent.cli.kill('SIGTERM');
+      await agent.cli.exited;
+    }
+    // They make sense only for a tls: LOCAL: one line, exit 2.
+    const wrong = await start(['expose', '9', '--via', `127.0.0.1:${relay.port}`, '--token', TOKEN, '--fingerprint', relay.fingerprint!, '--local-insecure']).exited;
+    expect(wrong.code).toBe(2);
+    expect(wrong.stderr.trim().split('\n')).toHaveLength(1);
+    expect(wrong.stderr).toMatch(/--local-insecure .*tls:/);
+    fs.rmSync(certs.dir, { recursive: true, force: true });
+  }, 30_000);
 
   it('LOCAL refusing a client resets that client, and the agent stays up', async () => {
     const closed = await freePort();

@@ -76,7 +76,7 @@ export async function runUdpConnect(opts: ConnectOptions, io: ModeIO): Promise<n
       },
       onEnd() {
         stdinDone = true;
-        logger.event('eof', `stdin closed; waiting ${formatDuration(quitAfterMs)} for replies`, { quit_after_ms: quitAfterMs });
+        logger.event('eof', `stdin closed; waiting ${formatDuration(quitAfterMs)} for replies`, { side: 'client', server: where, quit_after_ms: quitAfterMs });
         traffic();
       },
     });

@@ -143,6 +143,18 @@ describe('JSON events name the ends', () => {
     }
   });
 
+  it('connect -u: stdin\'s eof says side client and names the server, like connect over TCP', async () => {
+    const echo = sockcat(['listen', '-u', '-k', '--echo', '--log-format', 'json', '0']);
+    const port = Number((await echo.waitForStderr(/"address":"udp:127\.0\.0\.1:(\d+)"/))[1]);
+    const client = await runCli(['connect', '-u', '--quit-after', '0.3', '--log-format', 'json', `127.0.0.1:${port}`], { stdin: 'hi\n' });
+    expect(client.code).toBe(0);
+    const events = jsonLines(client.stderr);
+    const eof = events.find((e) => e.event === 'eof')!;
+    expect(eof.side).toBe('client');
+    expect(eof.server).toBe(`udp:127.0.0.1:${port}`);
+    expect(events.find((e) => e.event === 'close')!.server).toBe(`udp:127.0.0.1:${port}`);
+  });
+
   it('forward: eof sides are client and upstream; exec: client and program', async () => {
     const upstream = await tcpServer((s) => s.pipe(s));
     const fwd = sockcat(['forward', '--log-format', 'json', '0', `127.0.0.1:${upstream.port}`]);

@@ -11,6 +11,7 @@
  *   looks the same whether the peer half-closed or went away, the remaining direction may then
  *   go quiet for at most `closeWait` milliseconds: every byte it moves restarts that wait, so a
  *   reply that keeps streaming is never cut, while a peer that neither talks nor closes is.
+ *   Bytes still being written out count as moving: a slow reader is not a silent peer.
  *   Then both streams are destroyed.
  * - Errors: the first error on either side destroys both streams and is reported once.
  * - Bulk reads: once a TCP/unix socket shows it is moving bulk data to another one (a read of
@@ -293,6 +294,11 @@ export function relay(a: Duplex, b: Duplex, opts: RelayOptions = {}): Promise<Re
      */
     function armQuietTimer(reason: 'close-wait' | 'idle', ms: number, delay: number) {
       quietTimers[reason] = setTimeout(() => {
+        // After an EOF, bytes still being written out mean the other side is not quiet: it is
+        // waiting for a slow reader, and a write shows no progress until it completes (a 128 KiB
+        // write to a reader at 30 KB/s takes 4 s). Cutting it would end a reply with a FIN, as
+        // if it were complete. A reader that takes nothing at all is --idle-timeout's to end.
+        if (reason === 'close-wait' && (a.writableLength > 0 || b.writableLength > 0)) lastActivity = Date.now();
         const quiet = Date.now() - lastActivity;
         if (quiet >= ms) finish(reason);
         else armQuietTimer(reason, ms, ms - quiet);

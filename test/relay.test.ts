@@ -1,5 +1,8 @@
 import { describe, it, expect } from 'vitest';
 import net from 'node:net';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { relay } from '../src/relay';
 import { closedHow, connect, readAll, tcpServer, randomBytes, sha256, sleep, waitFor } from './helpers/net';
@@ -11,6 +14,20 @@ async function socketPair(): Promise<[net.Socket, net.Socket, () => Promise<void
   const client = await connect(srv.port);
   await waitFor(() => serverSide !== undefined);
   return [client, serverSide, srv.close];
+}
+
+/** A connected unix socket pair: [client side, server side]. Unix sockets buffer ~200 KiB, TCP on loopback megabytes: a slow reader is felt at once. */
+async function unixPair(): Promise<[net.Socket, net.Socket, () => Promise<void>]> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sockcat-relay-'));
+  const file = path.join(dir, 's.sock');
+  let serverSide!: net.Socket;
+  const srv = net.createServer({ allowHalfOpen: true }, (s) => (serverSide = s));
+  await new Promise<void>((res) => srv.listen(file, res));
+  const client = net.connect({ path: file, allowHalfOpen: true });
+  await new Promise<void>((res, rej) => client.once('connect', res).once('error', rej));
+  await waitFor(() => serverSide !== undefined);
+  const close = () => new Promise<void>((res) => srv.close(() => (fs.rmSync(dir, { recursive: true, force: true }), res())));
+  return [client, serverSide, close];
 }
 
 /**
@@ -222,6 +239,23 @@ describe('relay', () => {
     expect(got).toContain('chunk 19\n');
     expect(got.endsWith('last\n')).toBe(true);
     expect((await done).reason).toBe('eof');
+    await close1();
+    await close2();
+  });
+
+  it('does not cut a reply to a slow reader after its FIN: a write still under way is not silence', async () => {
+    // A write shows no progress until all of it is out: to this reader a 64 KiB or 128 KiB write
+    // takes longer than the close-wait, so counting only reads and completed writes as traffic
+    // ended the reply early, with a FIN, as if it were complete.
+    const [client, x, close1] = await unixPair();
+    const [y, backend, close2] = await socketPair();
+    const done = relay(x, y, { closeWait: 150 });
+    const reply = randomBytes(1 << 20);
+    const clientGot = readSlowly(client, 64 * 1024, 300);
+    client.end();
+    backend.end(reply);
+    expect(sha256(await clientGot)).toBe(sha256(reply));
+    expect(await done).toMatchObject({ reason: 'eof', bToA: reply.length });
     await close1();
     await close2();
   });

@@ -140,9 +140,14 @@ const EMPTY = Buffer.alloc(0);
  * otherwise look like one that sent and closed. Only an idle writable side is probed: queued
  * writes fail by themselves on a reset connection.
  */
+/** A plain TCP or unix socket (not TLS): what it reads comes in buffers of its own, and a write it completes at once is in the kernel. */
+export function isPlainSocket(s: Duplex | undefined): s is net.Socket {
+  return s instanceof net.Socket && !(s instanceof tls.TLSSocket);
+}
+
 function resetProbeFor(s: Duplex): net.Socket | undefined {
-  const sock = s instanceof tls.TLSSocket ? (s as { _parent?: unknown })._parent : s;
-  if (!(sock instanceof net.Socket) || sock instanceof tls.TLSSocket) return undefined;
+  const sock = s instanceof tls.TLSSocket ? (s as { _parent?: Duplex })._parent : s;
+  if (!isPlainSocket(sock)) return undefined;
   if (!(sock as { _handle?: unknown })._handle || sock.destroyed || sock.writableEnded || sock.writableLength > 0) return undefined;
   if (s !== sock && (s.writableEnded || s.writableLength > 0)) return undefined;
   return sock;
@@ -170,8 +175,7 @@ function onreadSymbolsOf(s: net.Socket) {
  * Node whose sockets take a user buffer the way net.Socket's `onread` option sets one up.
  */
 function canReadIntoOwnBuffer(src: Duplex, dst: Duplex): src is net.Socket {
-  const plain = (s: Duplex) => s instanceof net.Socket && !(s instanceof tls.TLSSocket);
-  if (!plain(src) || !plain(dst) || isObserved(src as net.Socket)) return false;
+  if (!isPlainSocket(src) || !isPlainSocket(dst) || isObserved(src)) return false;
   const handle = (src as { _handle?: { useUserBuffer?: unknown } })._handle;
   return typeof handle?.useUserBuffer === 'function' && onreadSymbolsOf(src as net.Socket) !== undefined;
 }

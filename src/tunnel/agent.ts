@@ -23,7 +23,7 @@ import { formatDuration, type Logger } from '../log';
 import { NetError, describeError } from '../errors';
 import { Channel } from './channel';
 import { proveToken, ProtocolError, PROTOCOL_VERSION, type Message } from './protocol';
-import { isPlainSocket, Mux, type MuxStream, type OpenInfo } from './mux';
+import { Mux, type MuxStream, type OpenInfo } from './mux';
 import type { CountedConnection, Metrics } from '../metrics';
 
 export const DEFAULT_HEARTBEAT_MS = 5000;
@@ -320,12 +320,7 @@ class AgentSession {
       if (this.opts.proxyProtocol) local.write(encodeProxyHeader(this.opts.proxyProtocol, open.client, open.server));
       // --metrics: counted on the connection to LOCAL (what it is written is `in`), after the PROXY header.
       counted = this.opts.metrics?.tunnelConnectionOpened(this.name, local, { towardsService: true });
-      // LOCAL's reads go through relay() and nowhere else: their buffers are freed as soon as
-      // they are sent or written out, instead of piling up for V8's GC (mux.ts).
-      if (isPlainSocket(local)) {
-        stream.sink = local;
-        stream.releaseSent = true;
-      }
+      stream.relayWith(local);
       // The stream's FIN is in-band and ordered after its data: an EOF from it is a real end. A
       // reset (RST frame, or the relay lost) reaches LOCAL as a reset.
       const result = await relay(stream, local, {

@@ -32,9 +32,9 @@
  * mark-compact every ~50 ms of a transfer (bench/RESULTS.md, tunnel section). TLS records come in
  * blocks shared between reads, which are left to the GC.
  */
-import net from 'node:net';
+import type net from 'node:net';
 import { Duplex } from 'node:stream';
-import tls from 'node:tls';
+import { isPlainSocket } from '../relay';
 import type { WireAddress } from './protocol';
 
 export const FRAME_HEADER_BYTES = 9;
@@ -80,10 +80,6 @@ export function releaseReadBuffer(ab: ArrayBufferLike): void {
   }
 }
 
-/** A plain TCP or unix socket: what it reads comes in buffers of its own, and a write it completes at once is in the kernel. */
-export function isPlainSocket(s: Duplex): s is net.Socket {
-  return s instanceof net.Socket && !(s instanceof tls.TLSSocket);
-}
 
 export const FrameType = {
   DATA: 0,
@@ -485,16 +481,10 @@ export class MuxStream extends Duplex {
   private owed = 0;
   private pending: { chunk: Buffer; cb: (err?: Error | null) => void; release: ArrayBuffer | undefined } | undefined;
   /**
-   * Where the shared relay() writes what this stream reads, when it is a plain socket: a DATA
-   * piece it took in the same tick (nothing left in our readable buffer nor in its write queue)
-   * is in the kernel, so the connection's read buffer can be released (Mux.onDataFrame()).
+   * The plain socket relay() joins this stream to (see relayWith()): what this stream reads is
+   * written to it, and what is written to this stream is its reads.
    */
-  sink: net.Socket | undefined;
-  /**
-   * Set when what is written to this stream is a plain socket's reads, passed on by relay() and
-   * kept by nobody else: each read's buffer is released once its last byte is sent.
-   */
-  releaseSent = false;
+  private sink: net.Socket | undefined;
   private finSent = false;
   private finReceived = false;
   private resetReceived = false;
@@ -506,6 +496,17 @@ export class MuxStream extends Duplex {
     super({ allowHalfOpen: true, readableHighWaterMark: 64 * 1024, writableHighWaterMark: 64 * 1024 });
     // A reset can come before anyone joined the stream to a socket: never an uncaught error.
     this.on('error', noop);
+  }
+
+  /**
+   * Tells the stream that relay() joins it to `peer` and nothing else holds their chunks. When
+   * `peer` is a plain socket, buffers are then freed as soon as their bytes are gone instead of
+   * piling up for V8's GC: a DATA piece `peer` took in the same tick is in the kernel, so the
+   * connection's read buffer can be released (Mux.onDataFrame()); each of `peer`'s reads written
+   * here is released once its last byte is sent.
+   */
+  relayWith(peer: Duplex): void {
+    if (isPlainSocket(peer)) this.sink = peer;
   }
 
   /**
@@ -563,7 +564,7 @@ export class MuxStream extends Duplex {
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    const release = this.releaseSent && ownsItsBuffer(chunk) ? (chunk.buffer as ArrayBuffer) : undefined;
+    const release = this.sink !== undefined && ownsItsBuffer(chunk) ? (chunk.buffer as ArrayBuffer) : undefined;
     this.pending = { chunk, cb, release };
     this.flush();
   }

@@ -20,7 +20,7 @@ import { formatDuration, type Logger } from '../log';
 import { NetError } from '../errors';
 import { Channel } from './channel';
 import { checkProof, encodeFrame, newNonce, newSessionId, ProtocolError, PROTOCOL_VERSION, type Message } from './protocol';
-import { isPlainSocket, Mux, type MuxStream } from './mux';
+import { Mux, type MuxStream } from './mux';
 import { formatPortSet, portInSet, type PortSet, type TokenEntry } from './tokens';
 import type { Duplex } from 'node:stream';
 import type { HostPort } from '../endpoints/address';
@@ -484,12 +484,7 @@ class Session implements NamedRoute {
     let counted: ReturnType<NonNullable<typeof opts.metrics>['tunnelConnectionOpened']> | undefined;
     try {
       if (head) stream.write(head);
-      // The client's reads go through relay() and nowhere else: their buffers are freed as soon as
-      // they are sent or written out, instead of piling up for V8's GC (mux.ts).
-      if (isPlainSocket(client)) {
-        stream.sink = client;
-        stream.releaseSent = true;
-      }
+      stream.relayWith(client);
       // --metrics: the client's bytes, read from its socket at each scrape, from its first byte
       // (the request head --http read to route it included, as the client sent it).
       counted = opts.metrics?.tunnelConnectionOpened(this.entry.name, client, { fromStart: true });

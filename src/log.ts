@@ -125,9 +125,9 @@ export class Logger {
     const who = e.client ?? e.server!;
     const fields: LogFields = e.client !== undefined ? { client: e.client, id: e.id } : { server: e.server };
     const all = { ...fields, ...e.fields, bytes_in: e.bytesIn, bytes_out: e.bytesOut, duration_ms: e.durationMs, reason: e.reason };
-    const counts = `${e.bytesIn} bytes in, ${e.bytesOut} bytes out`;
-    if (e.datagrams) return this.event('close', `forgot ${who}${e.text ?? ''}: ${counts}, ${formatDuration(e.durationMs)} (${e.reason})`, all);
-    this.event('close', `closed ${who}${e.text ?? ''}: ${counts}, ${formatDuration(e.durationMs)} (${e.reason})`, all);
+    // A datagram peer is not closed, only forgotten: the one word that differs.
+    const verb = e.datagrams ? 'forgot' : 'closed';
+    this.event('close', `${verb} ${who}${e.text ?? ''}: ${e.bytesIn} bytes in, ${e.bytesOut} bytes out, ${formatDuration(e.durationMs)} (${e.reason})`, all);
   }
 
   private write(level: string, event: string, text: string, fields: LogFields): void {

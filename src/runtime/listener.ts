@@ -214,8 +214,6 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
 
   /** Access control, the limit, then the mode's handler. `via` names the proxy the client came through. */
   function admit(conn: Connection, via?: string) {
-    const who = conn.remote.label;
-    const baseFields: LogFields = { client: who, via };
     if (opts.access) {
       // Unix-socket peers have no IP: --deny cannot match them, an allow list cannot include them.
       const verdict =
@@ -228,7 +226,7 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
     }
     if (live.size + handshaking.size >= maxConns) return refuse(conn, 'limit', `${maxConns} connections already open (--max-conns)`, { via, reason: 'limit', max_conns: maxConns });
     const overlay = listener?.overlay;
-    if (!overlay) return start(conn, baseFields, via);
+    if (!overlay) return start(conn, via);
     // The overlay (TLS handshake) runs only now, after access control and the limit, and counts
     // against --max-conns while it runs.
     conn.stream.on('error', () => {});
@@ -239,11 +237,11 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
         handshaking.delete(conn);
         // Stopped meanwhile, or (listen without -k) another client got through first.
         if (stopping || (opts.maxAccepts !== undefined && accepted >= opts.maxAccepts)) return void secured.stream.destroy();
-        start(secured, baseFields, via);
+        start(secured, via);
       },
       (err: Error & { code?: string }) => {
         handshaking.delete(conn);
-        logger.event('handshake', err.message, { ...baseFields, reason: 'handshake', code: err.code });
+        logger.event('handshake', err.message, { client: conn.remote.label, via, reason: 'handshake', code: err.code });
         metrics?.connectionRefused('handshake');
         conn.stream.destroy();
         wakeWhenServed?.();
@@ -252,8 +250,9 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
   }
 
   /** An admitted connection: its id, the "open" event, and the mode's handler. */
-  function start(conn: Connection, baseFields: LogFields, via?: string) {
+  function start(conn: Connection, via?: string) {
     const who = conn.remote.label;
+    const baseFields: LogFields = { client: who, via };
     const id = nextId++;
     accepted++;
     if (opts.maxAccepts !== undefined && accepted >= opts.maxAccepts) void stopAccepting();

@@ -3,7 +3,7 @@ import net from 'node:net';
 import dgram from 'node:dgram';
 import { spawn } from 'node:child_process';
 import { cliStartedPerTest, runCli, sockcatCommand, type RunningCli } from '../helpers/cli';
-import { connect, readAll, tcpServer, randomBytes, sha256, sleep, waitFor } from '../helpers/net';
+import { connect, connectionOutcome, readAll, tcpServer, randomBytes, sha256, sleep, waitFor } from '../helpers/net';
 
 // Each test's sockcat processes are SIGKILLed after it.
 const sockcat = cliStartedPerTest();
@@ -54,15 +54,7 @@ describe('sockcat forward (CLI)', () => {
     await gone.close();
     const fwd = sockcat(['forward', '-v', '0', `127.0.0.1:${gone.port}`]);
     const port = await fwd.listeningPort();
-    for (let i = 0; i < 2; i++) {
-      // The reset can come before Node has even reported the connect: listen from the start.
-      const client = net.connect({ port, host: '127.0.0.1' });
-      const err = await new Promise<string | undefined>((resolve) => {
-        client.once('error', (e: NodeJS.ErrnoException) => resolve(e.code));
-        client.once('end', () => resolve('eof'));
-      });
-      expect(err).toBe('ECONNRESET');
-    }
+    for (let i = 0; i < 2; i++) expect(await connectionOutcome(port)).toBe('ECONNRESET');
     await fwd.waitForStderr(/closed 127\.0\.0\.1:\d+ → 127\.0\.0\.1:\d+: 0 bytes in, 0 bytes out, .* \(refused upstream\)[^]*refused upstream/);
     expect(fwd.child.exitCode).toBeNull();
   });

@@ -80,6 +80,18 @@ export async function waitFor(cond: () => boolean, timeoutMs = 5000, what = 'con
   }
 }
 
+/**
+ * Connects to `port` and says how the connection ended first: an error code (ECONNRESET for a
+ * reset) or 'eof'. Listens from the start, since a reset can come before Node reports the connect.
+ */
+export function connectionOutcome(port: number, host = '127.0.0.1'): Promise<string | undefined> {
+  const c = net.connect({ port, host });
+  return new Promise<string | undefined>((resolve) => {
+    c.once('error', (e: NodeJS.ErrnoException) => resolve(e.code));
+    c.once('end', () => resolve('eof'));
+  }).finally(() => c.destroy());
+}
+
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**

@@ -8,7 +8,7 @@ import { isDnsLabel, normalizeFingerprint } from '../tunnel/protocol';
 import { readAgentToken, tokenFromFlag } from '../tunnel/tokens';
 import { DEFAULT_HEARTBEAT_MS } from '../tunnel/agent';
 import type { ProxyVersion } from '../proxy-protocol';
-import { addressFromArgs, commonFromArgs, examplesEpilog, listOption, readPemFile, secondsOption } from './options';
+import { addressFromArgs, commonFromArgs, examplesEpilog, listOption, readPemFile, refuseTyped, secondsOption } from './options';
 import type { CommandFactory } from './types';
 
 export const exposeCommand: CommandFactory = (env) => ({
@@ -52,8 +52,8 @@ export const exposeCommand: CommandFactory = (env) => ({
     const local = addressFromArgs(argv.local, undefined, 'connect', 'LOCAL address');
     if (addressKind(local) === 'datagram') throw new UsageError('expose carries TCP streams; UDP tunnels are not supported (expose tcp:, tls: or unix: addresses)');
     // --ca and --insecure are the relay's (the control channel); LOCAL's TLS has flags of its own.
-    const localTrust = [argv.localCa !== undefined && '--local-ca', argv.localInsecure && '--local-insecure'].filter(Boolean);
-    if (localTrust.length > 0 && local.scheme !== 'tls') throw new UsageError(`${localTrust.join(' and ')} apply to a LOCAL reached over TLS: write tls:HOST:PORT`);
+    if (local.scheme !== 'tls') refuseTyped(env.args, ['local-ca', 'local-insecure'], 'to a LOCAL reached over TLS: write tls:HOST:PORT');
+    const localTrust = [argv.localCa !== undefined, argv.localInsecure === true].filter(Boolean);
     if (localTrust.length > 1) throw new UsageError('--local-ca and --local-insecure contradict each other: --local-ca verifies with that CA, --local-insecure verifies nothing');
     if (local.scheme === 'tls' && localTrust.length > 0) {
       local.tls = { ...local.tls, ca: argv.localCa === undefined ? undefined : readPemFile(String(argv.localCa), '--local-ca'), insecure: argv.localInsecure === true };

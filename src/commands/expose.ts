@@ -55,8 +55,10 @@ export const exposeCommand: CommandFactory = (env) => ({
     if (local.scheme !== 'tls') refuseTyped(env.args, ['local-ca', 'local-insecure'], 'to a LOCAL reached over TLS: write tls:HOST:PORT');
     const localTrust = [argv.localCa !== undefined, argv.localInsecure === true].filter(Boolean);
     if (localTrust.length > 1) throw new UsageError('--local-ca and --local-insecure contradict each other: --local-ca verifies with that CA, --local-insecure verifies nothing');
-    if (local.scheme === 'tls' && localTrust.length > 0) {
-      local.tls = { ...local.tls, ca: argv.localCa === undefined ? undefined : readPemFile(String(argv.localCa), '--local-ca'), insecure: argv.localInsecure === true };
+    if (local.scheme === 'tls') {
+      // Advice about LOCAL's certificate names LOCAL's flags: --ca, --insecure and --servername are the relay's.
+      local.tls = { ...local.tls, flags: { ca: '--local-ca', insecure: '--local-insecure', servername: 'write LOCAL as tls:NAME:PORT' } };
+      if (localTrust.length > 0) local.tls = { ...local.tls, ca: argv.localCa === undefined ? undefined : readPemFile(String(argv.localCa), '--local-ca'), insecure: argv.localInsecure === true };
     }
     if (argv.via === undefined) throw new UsageError('missing --via HOST:PORT: the relay\'s control address');
     const via = parseHostPort(String(argv.via), 'connect', String(argv.via));

@@ -51,7 +51,19 @@ export interface TlsSettings {
   requireClientCert?: boolean;
   /** Server without cert/key: write the ephemeral certificate (not its key) to this file. */
   saveCert?: string;
+  /** Client: how the command names `ca` and `insecure` in its advice and warnings (default connect's --ca, --insecure). */
+  flags?: TlsClientFlags;
 }
+
+/** The words a command uses for a TLS client's trust settings (expose's LOCAL: --local-ca, --local-insecure). */
+export interface TlsClientFlags {
+  ca: string;
+  insecure: string;
+  /** The way to connect by another name than the host's. */
+  servername: string;
+}
+
+const CONNECT_FLAGS: TlsClientFlags = { ca: '--ca', insecure: '--insecure', servername: 'pass --servername NAME' };
 
 export interface TlsAddress extends HostPortAddress {
   scheme: 'tls';
@@ -269,7 +281,7 @@ async function wrapTls(inner: Connection, addr: TlsAddress, opts: WrapOptions): 
   const log = opts.log ?? stderrLog;
   if (addr.tls?.insecure && !insecureWarned.has(where)) {
     insecureWarned.add(where);
-    log.warn('insecure', `--insecure: not verifying the certificate of ${where}; anyone in the path can read and change the traffic`, { address: where });
+    log.warn('insecure', `${addr.tls.flags?.insecure ?? '--insecure'}: not verifying the certificate of ${where}; anyone in the path can read and change the traffic`, { address: where });
   }
   const socket = await new Promise<tls.TLSSocket>((resolve, reject) => {
     const socket = tls.connect({ ...clientOptions(addr), socket: inner.stream });
@@ -284,7 +296,7 @@ async function wrapTls(inner: Connection, addr: TlsAddress, opts: WrapOptions): 
       // An alert about a certificate, received while we presented ours: the server refused it
       // (TLS 1.2 refuses during the handshake; our own verification failures are not alerts).
       const refusedOurs = addr.tls?.clientCert && CERTIFICATE_ALERT.test(code) ? `${where}: the server rejected our client certificate (${code.replace(/^ERR_SSL_(TLSV1_)?ALERT_/, 'alert ').toLowerCase().replace(/_/g, ' ')}): is --client-cert signed by a CA it trusts?` : undefined;
-      const words = refusedOurs ?? describeTlsError(err, where) ?? describeError(err, { action: 'connect', address: where });
+      const words = refusedOurs ?? describeTlsError(err, where, 'client', addr.tls?.flags) ?? describeError(err, { action: 'connect', address: where });
       reject(new NetError(words, (err as NodeJS.ErrnoException)?.code));
     };
     const timer = setTimeout(() => fail(new NetError(`TLS handshake with ${where} timed out after ${TLS_HANDSHAKE_TIMEOUT_MS / 1000} s`, 'ETIMEDOUT')), TLS_HANDSHAKE_TIMEOUT_MS);
@@ -498,18 +510,18 @@ function refuseCertificate(socket: tls.TLSSocket, p: Pending): void {
 }
 
 /** Certificate verification failures (client side): what is wrong with the certificate, and the way out. */
-const VERIFY_FAILURES: Record<string, { what: string; hint: string }> = {
-  DEPTH_ZERO_SELF_SIGNED_CERT: { what: 'is self-signed', hint: 'pass --ca FILE to trust it or --insecure' },
-  SELF_SIGNED_CERT_IN_CHAIN: { what: 'is signed by an untrusted self-signed CA', hint: 'pass --ca FILE with that CA or --insecure' },
-  UNABLE_TO_VERIFY_LEAF_SIGNATURE: { what: 'is signed by an unknown authority', hint: 'pass --ca FILE with the CA that signed it or --insecure' },
-  UNABLE_TO_GET_ISSUER_CERT: { what: 'is signed by an unknown authority', hint: 'pass --ca FILE with the CA that signed it or --insecure' },
-  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: { what: 'is signed by an unknown authority', hint: 'pass --ca FILE with the CA that signed it or --insecure' },
-  CERT_HAS_EXPIRED: { what: 'has expired', hint: 'the server must renew it (--insecure skips the check)' },
-  CERT_NOT_YET_VALID: { what: 'is not valid yet', hint: "check this machine's clock (--insecure skips the check)" },
-  CERT_SIGNATURE_FAILURE: { what: 'has an invalid signature', hint: 'it may have been tampered with' },
-  CERT_REVOKED: { what: 'has been revoked', hint: 'the server must get a new one' },
-  INVALID_CA: { what: 'is signed by a certificate that is not a CA', hint: 'pass --ca FILE with the real CA' },
-  CERT_UNTRUSTED: { what: 'is not trusted', hint: 'pass --ca FILE to trust it or --insecure' },
+const VERIFY_FAILURES: Record<string, { what: string; hint: (f: TlsClientFlags) => string }> = {
+  DEPTH_ZERO_SELF_SIGNED_CERT: { what: 'is self-signed', hint: (f) => `pass ${f.ca} FILE to trust it or ${f.insecure}` },
+  SELF_SIGNED_CERT_IN_CHAIN: { what: 'is signed by an untrusted self-signed CA', hint: (f) => `pass ${f.ca} FILE with that CA or ${f.insecure}` },
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: { what: 'is signed by an unknown authority', hint: (f) => `pass ${f.ca} FILE with the CA that signed it or ${f.insecure}` },
+  UNABLE_TO_GET_ISSUER_CERT: { what: 'is signed by an unknown authority', hint: (f) => `pass ${f.ca} FILE with the CA that signed it or ${f.insecure}` },
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: { what: 'is signed by an unknown authority', hint: (f) => `pass ${f.ca} FILE with the CA that signed it or ${f.insecure}` },
+  CERT_HAS_EXPIRED: { what: 'has expired', hint: (f) => `the server must renew it (${f.insecure} skips the check)` },
+  CERT_NOT_YET_VALID: { what: 'is not valid yet', hint: (f) => `check this machine's clock (${f.insecure} skips the check)` },
+  CERT_SIGNATURE_FAILURE: { what: 'has an invalid signature', hint: () => 'it may have been tampered with' },
+  CERT_REVOKED: { what: 'has been revoked', hint: () => 'the server must get a new one' },
+  INVALID_CA: { what: 'is signed by a certificate that is not a CA', hint: (f) => `pass ${f.ca} FILE with the real CA` },
+  CERT_UNTRUSTED: { what: 'is not trusted', hint: (f) => `pass ${f.ca} FILE to trust it or ${f.insecure}` },
 };
 
 /** Alerts the peer sent, or protocol mismatches, keyed by a fragment of the error code. */
@@ -533,15 +545,15 @@ const HANDSHAKE_FAILURES: [RegExp, (label: string, side: ErrorSide) => string][]
  * address on the server `side`); undefined when the error is not a TLS one (then the caller's
  * generic wording applies).
  */
-export function describeTlsError(err: unknown, label: string, side: ErrorSide = 'client'): string | undefined {
+export function describeTlsError(err: unknown, label: string, side: ErrorSide = 'client', flags: TlsClientFlags = CONNECT_FLAGS): string | undefined {
   const e = err as NodeJS.ErrnoException & { reason?: string; host?: string; cert?: { subjectaltname?: string } };
   const code = e?.code ?? '';
   if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
     const names = e.cert?.subjectaltname ? ` (it is for ${e.cert.subjectaltname})` : '';
-    return `certificate of ${label} does not match the name '${e.host ?? '?'}'${names} — connect by a name it lists, or pass --servername NAME`;
+    return `certificate of ${label} does not match the name '${e.host ?? '?'}'${names} — connect by a name it lists, or ${flags.servername}`;
   }
   const verify = VERIFY_FAILURES[code];
-  if (verify) return `certificate of ${label} ${verify.what} — ${verify.hint}`;
+  if (verify) return `certificate of ${label} ${verify.what} — ${verify.hint(flags)}`;
   for (const [pattern, words] of HANDSHAKE_FAILURES) if (pattern.test(code)) return words(label, side);
   if (code.startsWith('ERR_SSL_')) return `TLS error with ${label}: ${e.reason ?? e.message}`;
   if (/before secure TLS connection was established/.test(e?.message ?? '')) {

@@ -197,18 +197,6 @@ function refusal(m: Extract<Message, { type: 'error' }>, where: string): Error {
   return m.retry ? new NetError(text) : new FatalTunnelError(text);
 }
 
-/**
- * A failure reaching LOCAL in expose's words: the TLS layer's advice names connect's flags, and
- * here --ca, --insecure and --servername are the relay's; LOCAL has --local-ca, --local-insecure
- * and its own host name.
- */
-export function localAdvice(message: string): string {
-  return message
-    .replace(/--ca\b/g, '--local-ca')
-    .replace(/--insecure\b/g, '--local-insecure')
-    .replace(/pass --servername NAME/, 'write LOCAL as tls:NAME:PORT');
-}
-
 /** One connection to the relay: its multiplexed control connection and the clients it carries. */
 class AgentSession {
   private closedWith: string | undefined;
@@ -304,7 +292,7 @@ class AgentSession {
     } catch (err) {
       // LOCAL refused: the public client is reset (RST on the stream), as if LOCAL itself had refused it.
       stream.destroy();
-      const why = localAdvice((err as Error).message);
+      const why = (err as Error).message;
       logger.warn('upstream', `${who}: ${why}`, { client: who, id, error: why });
       logger.closed({ id, client: who, text: ` → ${this.localLabel}`, bytesIn: 0, bytesOut: 0, durationMs: Date.now() - started, reason: 'refused upstream', fields: { target: this.localLabel } });
       return;

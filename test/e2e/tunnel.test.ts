@@ -294,7 +294,9 @@ describe('relay and expose', () => {
       const agent = await startAgent(start, local, relay, trust);
       expect((await exchange(agent.publicPort, 'through a trusted LOCAL\n')).toString()).toBe('through a trusted LOCAL\n');
       agent.cli.kill('SIGTERM');
-      await agent.cli.exited;
+      const { stderr } = await agent.cli.exited;
+      // The warning names the flag the user typed, not the relay's --insecure.
+      if (trust[0] === '--local-insecure') expect(stderr).toMatch(/--local-insecure: not verifying the certificate of tls:/);
     }
     // They make sense only for a tls: LOCAL: one line, exit 2.
     const wrong = await start(['expose', '9', '--via', `127.0.0.1:${relay.port}`, '--token', TOKEN, '--fingerprint', relay.fingerprint!, '--local-insecure']).exited;

@@ -4,6 +4,7 @@
  * own announcements start with `* `. The server's stdout gets the whole room with timestamps,
  * and lines typed on its stdin go to everyone as `<server> line`.
  */
+import { isAscii } from 'node:buffer';
 import type { Readable } from 'node:stream';
 import type { Logger } from '../log';
 import { escapeControls, LineReader, timestamp } from './lines';
@@ -13,6 +14,11 @@ import type { ChatStrings } from './lang/index';
 import { SERVER_NAME, nameRefusal, nameSkeleton } from './names';
 /** Lines joined by LF that hold a control character to escape or a command (a line starting with /). */
 const NEEDS_CARE = /[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]|(?:^|\n)\//;
+/**
+ * NEEDS_CARE's character class for text known to be ASCII: C0 controls but TAB and LF, and DEL
+ * (CR too: a run sent with CRLF goes line by line). Twice as fast as NEEDS_CARE.
+ */
+const ASCII_NEEDS_CARE = /[\x00-\x08\x0b-\x1f\x7f]/;
 
 /** One `* text` line. */
 export function notice(text: string): Buffer {
@@ -28,6 +34,11 @@ export interface ChatOptions {
   strings: ChatStrings;
   /** How newcomers are named: user1, user2… or by their address (127.0.0.1:51234). */
   names: ChatNaming;
+  /**
+   * Format runs of plain lines straight from their bytes (default). false sends every line
+   * through split2 and clientLines: the reference the byte path is tested against.
+   */
+  wholeLines?: boolean;
 }
 
 /** `user`: user1, user2…; `peer`: the client's address, to see who is who (the course's fifo script). */
@@ -61,6 +72,7 @@ export class Chat implements RoomProtocol {
           this.opts.logger.error('error', `${member.label} (${member.name}): ${err.message}`, { client: member.label, error: err.message });
           member.sendAway('error');
         },
+        this.opts.wholeLines === false ? undefined : (run, count) => this.wholeLines(member, run, count),
       ),
     );
     const others = this.namesExcept(member);
@@ -105,25 +117,42 @@ export class Chat implements RoomProtocol {
   }
 
   /**
+   * The whole lines of one chunk from a client, as bytes (see LineReader). Plain text — no
+   * command, nothing to escape, no CR — is formatted straight from them: one decode, one test,
+   * one string and one Buffer per copy, however many lines; no string per line. Anything else
+   * is declined (false) and comes back through clientLines, line by line.
+   */
+  private wholeLines(member: Member, run: Buffer, count: number): boolean {
+    // An ASCII run decodes as latin1 (a plain copy), and needs only the short test.
+    const ascii = isAscii(run);
+    const text = run.toString(ascii ? 'latin1' : 'utf8', 0, run.length - 1);
+    const care = ascii ? ASCII_NEEDS_CARE.test(text) || text.charCodeAt(0) === 0x2f || text.includes('\n/') : NEEDS_CARE.test(text);
+    if (care) return false;
+    this.plainLines(member, text, count, ascii);
+    return true;
+  }
+
+  /**
    * The lines of one chunk from a client. The common case — plain text, no command, nothing to
    * escape — is formatted in one go for the whole chunk: one string, one Buffer, however many
    * lines. Anything else goes line by line.
    */
   private clientLines(member: Member, lines: string[]): void {
     const text = lines.join('\n');
-    if (lines.length > 1 && !NEEDS_CARE.test(text)) {
-      const prefix = `<${member.name}> `;
-      const { room } = this.opts;
-      room.broadcast(member, Buffer.from(prefix + text.replaceAll('\n', '\n' + prefix) + '\n'), member.stream, lines.length);
-      const stamped = timestamp().toString() + prefix;
-      room.logText(Buffer.from(stamped + text.replaceAll('\n', '\n' + stamped) + '\n'), lines.length);
-      return;
-    }
+    if (lines.length > 1 && !NEEDS_CARE.test(text)) return this.plainLines(member, text, lines.length);
     for (const line of lines) {
       // After /quit, the rest of what it sent is ignored.
       if (member.leaving) return;
       this.clientLine(member, line);
     }
+  }
+
+  /** `count` plain lines joined by LF (`ascii`: known to be ASCII), to the others and to the room log. */
+  private plainLines(member: Member, text: string, count: number, ascii = false): void {
+    const prefix = `<${member.name}> `;
+    const { room } = this.opts;
+    room.broadcast(member, prefixLines(prefix, text, ascii), member.stream, count);
+    room.logText(prefixLines(timestamp().toString() + prefix, text, ascii), count);
   }
 
   private clientLine(member: Member, line: string): void {
@@ -250,6 +279,24 @@ export class Chat implements RoomProtocol {
     this.opts.room.announce(about, notice(text));
     this.opts.room.log(timestamp(), notice(text + logExtra));
   }
+}
+
+/**
+ * `prefix` before every line of `text` (lines joined by LF) and LF after each, as one Buffer.
+ * Written into the Buffer piece by piece: `prefix + body + '\n'` would be flattened into one
+ * more string as long as the output first (GC work for every chunk of a burst).
+ */
+function prefixLines(prefix: string, text: string, ascii: boolean): Buffer {
+  const body = text.replaceAll('\n', '\n' + prefix);
+  const prefixBytes = Buffer.byteLength(prefix);
+  // An ASCII text behind an ASCII prefix is ASCII: one byte per character, copied as latin1.
+  const bodyAscii = ascii && prefixBytes === prefix.length;
+  const bodyBytes = bodyAscii ? body.length : Buffer.byteLength(body);
+  const out = Buffer.allocUnsafe(prefixBytes + bodyBytes + 1);
+  out.write(prefix, 0);
+  out.write(body, prefixBytes, bodyAscii ? 'latin1' : 'utf8');
+  out[out.length - 1] = 0x0a;
+  return out;
 }
 
 /** Something a client typed, safe and short enough to quote back. */

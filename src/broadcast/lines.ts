@@ -27,11 +27,13 @@ export class LineCutter {
 
   /**
    * Feeds one chunk; `out` receives the pieces to pass on: sub-slices of `chunk` (no copies), as
-   * few as possible — one for a chunk with no overlong line, however many lines it holds.
+   * few as possible — one for a chunk with no overlong line, however many lines it holds — each
+   * with the number of newlines in it (the loop finds every one anyway; the reader needs the count).
    */
-  feed(chunk: Buffer, out: (piece: Buffer) => void): void {
+  feed(chunk: Buffer, out: (piece: Buffer, newlines: number) => void): void {
     let start = 0;
     let pieceStart = 0;
+    let newlines = 0;
     while (start < chunk.length) {
       const nl = chunk.indexOf(LF, start);
       const end = nl === -1 ? chunk.length : nl;
@@ -48,18 +50,20 @@ export class LineCutter {
       const crlfFits = nl === start + room + 1 && chunk[nl - 1] === 0x0d;
       if (end - start <= room || crlfFits) {
         this.lineBytes = nl === -1 ? this.lineBytes + (end - start) : 0;
+        if (nl !== -1) newlines++;
         start = nl === -1 ? end : nl + 1;
         continue;
       }
       const cut = utf8Boundary(chunk, start, start + room);
-      if (cut > pieceStart) out(chunk.subarray(pieceStart, cut));
-      out(NEWLINE);
+      if (cut > pieceStart) out(chunk.subarray(pieceStart, cut), newlines);
+      newlines = 0;
+      out(NEWLINE, 1);
       this.onCut();
       this.skipping = true;
       this.lineBytes = 0;
       start = pieceStart = cut;
     }
-    if (!this.skipping && pieceStart < chunk.length) out(chunk.subarray(pieceStart));
+    if (!this.skipping && pieceStart < chunk.length) out(chunk.subarray(pieceStart), newlines);
   }
 }
 
@@ -73,9 +77,22 @@ function utf8Boundary(buf: Buffer, min: number, pos: number): number {
 }
 
 /**
+ * Takes a run of whole lines straight from the bytes: `run` starts at the beginning of a line and
+ * ends with the newline of its `lines`-th line (LF, or CRLF as sent). Returns false to have them
+ * split into strings and handed to `onLines` as usual.
+ */
+export type WholeLinesHandler = (run: Buffer, lines: number) => boolean;
+
+/**
  * One client's bytes → lines: cut at `maxLine` bytes, split on LF or CRLF by split2, decoded as
  * UTF-8 (invalid bytes become U+FFFD). `onLines` gets the lines of each chunk, in one array,
  * without their line endings: whoever handles them can do so in bulk.
+ *
+ * With `onWholeLines`, the complete lines of a chunk are first offered as bytes (one run per
+ * chunk): a line held from the previous chunk is finished by split2, the run of whole lines
+ * after it goes to `onWholeLines`, and a partial last line goes to split2, which holds it until
+ * its newline. split2 (and its UTF-8 decoder) is therefore between lines, holding nothing,
+ * whenever a run is offered, so a run that is declined goes the usual way unchanged.
  */
 export class LineReader {
   private readonly cutter: LineCutter;
@@ -83,12 +100,30 @@ export class LineReader {
   private discarded = false;
   private lines: string[] = [];
   private writing = false;
-  private readonly feedSplitter = (piece: Buffer) => {
-    // split2 transforms synchronously: the lines of this piece are collected during write().
-    this.writing = true;
-    this.splitter.write(piece);
-    this.writing = false;
-    this.handOver();
+  /** True when everything passed to split2 so far ended with a newline (it holds no partial line). */
+  private atLineStart = true;
+  private readonly takePiece = (piece: Buffer, newlines: number) => {
+    // Pieces after a /quit (the cutter goes on through the chunk) are not for anyone.
+    if (this.discarded) return;
+    const onWholeLines = this.onWholeLines;
+    if (!onWholeLines || newlines === 0) return this.split(piece);
+    let start = 0;
+    if (!this.atLineStart) {
+      // The rest of a line begun in an earlier chunk: split2 holds its start.
+      const nl = piece.indexOf(LF);
+      this.split(piece.subarray(0, nl + 1));
+      if (this.discarded) return;
+      start = nl + 1;
+      newlines--;
+    }
+    if (newlines > 0) {
+      const end = piece.lastIndexOf(LF) + 1;
+      const run = start === 0 && end === piece.length ? piece : piece.subarray(start, end);
+      if (!onWholeLines(run, newlines)) this.split(run);
+      if (this.discarded) return;
+      start = end;
+    }
+    if (start < piece.length) this.split(piece.subarray(start));
   };
 
   constructor(
@@ -96,6 +131,7 @@ export class LineReader {
     private readonly onLines: (lines: string[]) => void,
     onCut: () => void,
     onError: (err: Error) => void = () => {},
+    private readonly onWholeLines?: WholeLinesHandler,
   ) {
     this.cutter = new LineCutter(maxLine, onCut);
     // split2's mapper collects each line and returns nothing to push: no trip through the
@@ -114,7 +150,7 @@ export class LineReader {
   }
 
   write(chunk: Buffer): void {
-    if (!this.discarded) this.cutter.feed(chunk, this.feedSplitter);
+    if (!this.discarded) this.cutter.feed(chunk, this.takePiece);
   }
 
   /** Passes on a last line without newline, then calls `done`. */
@@ -129,6 +165,15 @@ export class LineReader {
     this.discarded = true;
     this.lines = [];
     this.splitter.destroy();
+  }
+
+  private split(piece: Buffer): void {
+    this.atLineStart = piece[piece.length - 1] === LF;
+    // split2 transforms synchronously: the lines of this piece are collected during write().
+    this.writing = true;
+    this.splitter.write(piece);
+    this.writing = false;
+    this.handOver();
   }
 
   private handOver(): void {

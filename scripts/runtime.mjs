@@ -23,8 +23,14 @@ export function pinnedNodeVersion() {
  * --max-semi-space-size=1 caps the young generation's two semi-spaces at 1 MiB; without it they
  * grow to 16 MiB during a burst of connections and stay resident, ~5 KiB per idle connection
  * with 2,000 held; connections/s and throughput did not move.
+ * --no-concurrent-recompilation: TurboFan compiles a hot function on the main thread instead of
+ * on a background thread. The background compiles' zone memory stayed in that thread's malloc
+ * arena after a burst of connections (7 MiB more anonymous memory: 2,000 idle connections
+ * through forward cost 12.6 KiB each from start with it, 9.1 without, bench/RESULTS.md wave 5);
+ * connections/s, p99 and throughput measured the same (A/B, 5 rounds: 7,344 vs 7,757 conn/s).
+ * Compiling stalls the loop a moment only while a function first gets hot.
  */
-export const NODE_FLAGS = ['--max-semi-space-size=1'];
+export const NODE_FLAGS = ['--max-semi-space-size=1', '--no-concurrent-recompilation'];
 
 /** Fails with one line when `npm ci` has not installed the pinned Node (e.g. another platform). */
 export function pinnedNodeOrFail() {

@@ -60,7 +60,7 @@ export class ProxyAcceptor {
       return { ok: false, reason: 'proxy-header', text: `bad PROXY header from ${from.label}: ${(err as Error).message}` };
     }
     if (header.command !== 'proxy') return { ok: true, conn, header };
-    return { ok: true, header, conn: { ...conn, remote: peerOf(header.source), local: peerOf(header.destination) } };
+    return { ok: true, header, conn: { stream: conn.stream, remote: peerOf(header.source), local: peerOf(header.destination) } };
   }
 }
 

@@ -229,211 +229,296 @@ function readIntoOwnBuffer(src: net.Socket, dst: Duplex, counted: (n: number) =>
  * Resolves (never rejects) with byte counts and how it ended; both streams are destroyed by then.
  */
 export function relay(a: Duplex, b: Duplex, opts: RelayOptions = {}): Promise<RelayResult> {
-  return new Promise((resolve) => {
-    const streams: Record<Side, Duplex> = { a, b };
-    const started = Date.now();
-    const result: RelayResult = { aToB: 0, bToA: 0, reason: 'eof', durationMs: 0 };
-    /** Readable side of each stream has ended. */
-    const readEnded: Record<Side, boolean> = { a: false, b: false };
-    /** Writable side of each stream has been ended and flushed (or deliberately left open). */
-    const writeDone: Record<Side, boolean> = { a: false, b: false };
-    const removers: Array<() => void> = [];
-    let finished = false;
-    /** The two silence timers: 'close-wait' after the first EOF, 'idle' for the whole session. */
-    const quietTimers: Partial<Record<'close-wait' | 'idle', NodeJS.Timeout>> = {};
-    let lastActivity = Date.now();
+  return new Promise((resolve) => new Session(a, b, opts, resolve).start());
+}
 
-    const closeWaitFor = (side: Side): number => {
-      const cw = opts.closeWait;
-      if (cw === undefined) return Infinity;
-      if (typeof cw === 'number') return cw;
-      return cw[side] ?? Infinity;
-    };
+/**
+ * Where a stream's listeners find the copy that reads from it. The listeners are module-level
+ * functions (as ws's `socketOnData`), not closures made per session: an idle relayed connection
+ * keeps one Session and two Copy objects, not two dozen closures and their contexts
+ * (bench/RESULTS.md, wave 5: memory per idle connection).
+ */
+const kCopy = Symbol('sockcat.relay.copy');
+type Relayed = Duplex & { [kCopy]?: Copy };
 
-    const on = (s: Duplex, event: string, fn: (...args: any[]) => void) => {
-      s.on(event, fn);
-      removers.push(() => s.off(event, fn));
-    };
+/** One session: two copies, the timers, the result. */
+class Session {
+  readonly result: RelayResult = { aToB: 0, bToA: 0, reason: 'eof', durationMs: 0 };
+  readonly started = Date.now();
+  finished = false;
+  lastActivity = Date.now();
+  /** The two silence timers: 'close-wait' after the first EOF, 'idle' for the whole session. */
+  closeWaitTimer: NodeJS.Timeout | undefined;
+  idleTimer: NodeJS.Timeout | undefined;
+  readonly copyA: Copy;
+  readonly copyB: Copy;
+  /** The abort signal's listener, while there is a signal. */
+  private onAbort: (() => void) | undefined;
 
-    function finish(reason: EndReason, error?: Error, errorSide?: Side) {
-      if (finished) return;
-      finished = true;
-      clearTimeout(quietTimers['close-wait']);
-      clearTimeout(quietTimers.idle);
-      opts.signal?.removeEventListener('abort', onAbort);
-      for (const remove of removers) remove();
-      if (reason === 'reset' && errorSide && opts.propagateReset) resetStream(streams[other(errorSide)]);
-      // A session we give up on (a local failure such as a full disk on stdout, or a stop by
-      // signal) must not look complete to the peer: a FIN would say "that was all". A TCP peer
-      // whose stream we had not finished writing to gets a reset instead.
-      if (reason === 'error' && errorSide) resetStream(streams[other(errorSide)]);
-      if (reason === 'aborted') for (const side of ['a', 'b'] as const) if (!writeDone[side] || !readEnded[side]) resetStream(streams[side]);
-      if (reason !== 'eof') for (const side of ['a', 'b'] as const) if (opts.resetOnFailure?.[side]) resetStream(streams[side]);
-      for (const s of [a, b]) {
-        // Late errors (e.g. a write racing the destroy) must not crash the process.
-        s.on('error', noop);
-        s.destroy();
-      }
-      result.reason = reason;
-      result.error = error;
-      result.errorSide = errorSide;
-      result.durationMs = Date.now() - started;
-      resolve(result);
+  constructor(
+    readonly a: Duplex,
+    readonly b: Duplex,
+    readonly opts: RelayOptions,
+    private readonly resolve: (r: RelayResult) => void,
+  ) {
+    this.copyA = new Copy(this, 'a', a, b);
+    this.copyB = new Copy(this, 'b', b, a);
+  }
+
+  start(): void {
+    const { opts, a, b } = this;
+    if (opts.signal?.aborted) return this.finish('aborted');
+    if (opts.signal) {
+      this.onAbort = () => this.finish('aborted');
+      opts.signal.addEventListener('abort', this.onAbort, { once: true });
     }
-
-    /** The copy that reads from `from` is over: its EOF was passed on and flushed. */
-    function directionDone(from: Side) {
-      if (finished) return;
-      if (isDirectionDone('a') && isDirectionDone('b')) return finish('eof');
-      const wait = closeWaitFor(from);
-      if (wait === Infinity || quietTimers['close-wait']) return;
-      if (wait <= 0) return finish('eof');
-      lastActivity = Date.now();
-      armQuietTimer('close-wait', wait, wait);
-    }
-
-    /**
-     * Ends the session with `reason` once nothing has moved for `ms`. One timer at a time: when
-     * it fires early (something moved meanwhile) it is set again for the rest of the silence.
-     */
-    function armQuietTimer(reason: 'close-wait' | 'idle', ms: number, delay: number) {
-      quietTimers[reason] = setTimeout(() => {
-        // After an EOF, bytes still being written out mean the other side is not quiet: it is
-        // waiting for a slow reader, and a write shows no progress until it completes (a 128 KiB
-        // write to a reader at 30 KB/s takes 4 s). Cutting it would end a reply with a FIN, as
-        // if it were complete. A reader that takes nothing at all is --idle-timeout's to end.
-        if (reason === 'close-wait' && (a.writableLength > 0 || b.writableLength > 0)) lastActivity = Date.now();
-        const quiet = Date.now() - lastActivity;
-        if (quiet >= ms) finish(reason);
-        else armQuietTimer(reason, ms, ms - quiet);
-      }, delay);
-    }
-
-    const isDirectionDone = (from: Side) => readEnded[from] && writeDone[other(from)];
-
-    function copy(from: Side) {
-      const src = streams[from];
-      const dst = streams[other(from)];
-      const shutdown = opts.shutdown?.[from] !== false;
-      /** Whether this direction has been looked at for a reused read buffer (once, at its first bulk read). */
-      let bulkChecked = false;
-      on(src, 'data', (chunk: Buffer) => {
-        if (finished) return;
-        if (from === 'a') result.aToB += chunk.length;
-        else result.bToA += chunk.length;
-        lastActivity = Date.now();
-        opts.onData?.(from, chunk);
-        // Switched before this chunk is written: the switch only changes where the next read
-        // lands. Never with onData, which could keep the chunk.
-        if (!bulkChecked && chunk.length >= BULK_READ_BYTES && src.readableLength === 0) {
-          bulkChecked = true;
-          if (!opts.onData && canReadIntoOwnBuffer(src, dst)) {
-            // Made here, not with the copy: nothing more per connection until one moves bulk data.
-            readIntoOwnBuffer(src, dst, (n) => {
-              if (finished) return false;
-              if (from === 'a') result.aToB += n;
-              else result.bToA += n;
-              lastActivity = Date.now();
-              return true;
-            });
-          }
-        }
-        if (!dst.write(chunk)) src.pause();
-      });
-      on(dst, 'drain', () => {
-        if (finished) return;
-        lastActivity = Date.now();
-        src.resume();
-      });
-      let probing = false;
-      function srcEnded() {
-        if (finished || readEnded[from] || probing) return;
-        // A reset that arrives right after data is reported by Node as a plain EOF: ask the
-        // socket before taking it for a clean end.
-        const probe = resetProbeFor(src);
-        if (probe) {
-          probing = true;
-          probe.write(EMPTY, (err?: Error | null) => {
-            probing = false;
-            if (finished) return;
-            if (err && isResetError(err)) return finish('reset', err, from);
-            srcEndedForSure();
-          });
-          return;
-        }
-        srcEndedForSure();
-      }
-      function srcEndedForSure() {
-        if (finished || readEnded[from]) return;
-        readEnded[from] = true;
-        result.firstEof ??= from;
-        opts.onEof?.(from);
-        if (!shutdown) {
-          writeDone[other(from)] = true;
-          return directionDone(from);
-        }
-        const gate = opts.eofGate?.[from];
-        if (gate) {
-          gate().then(
-            (ok) => {
-              if (finished) return;
-              if (ok) passEof();
-              else finish('reset', new Error('the connection broke before it ended cleanly'), from);
-            },
-            (err: Error) => finish('error', err, from),
-          );
-          return;
-        }
-        passEof();
-      }
-      function passEof() {
-        // Pass the EOF on as a shutdown of the other side's write half (TCP FIN), once what
-        // was written before it has been flushed.
-        dst.end(() => {
-          writeDone[other(from)] = true;
-          directionDone(from);
-        });
-      }
-      function srcClosed() {
-        // A stream that closes before both of its halves are done was destroyed under us.
-        if (!finished && !(readEnded[from] && writeDone[from])) {
-          const err = (src as any).errored as Error | null;
-          if (err) finish(isResetError(err) ? 'reset' : 'error', err, from);
-          else finish('aborted');
-        }
-      }
-      on(src, 'end', srcEnded);
-      on(src, 'error', (err: Error) => finish(isResetError(err) ? 'reset' : 'error', err, from));
-      on(src, 'close', srcClosed);
-      return { ended: srcEnded, closed: srcClosed };
-    }
-
-    /**
-     * A stream may have ended or closed before the relay was called: a client that connects and
-     * closes at once (nc -z, a health check) while forward is still connecting upstream has
-     * already emitted 'end', with nobody listening; one that reset is already destroyed. Act on
-     * it now, or the EOF is never passed on and the session waits for the other side forever.
-     * (A stream destroyed but not yet closed still emits 'close', which srcClosed handles.)
-     */
-    function catchUp(from: Side, handlers: { ended: () => void; closed: () => void }) {
-      const s = streams[from];
-      if (s.readableEnded) handlers.ended();
-      if ((s as any).closed === true) handlers.closed();
-    }
-
-    function onAbort() {
-      finish('aborted');
-    }
-
-    if (opts.signal?.aborted) return finish('aborted');
-    opts.signal?.addEventListener('abort', onAbort, { once: true });
-    const handlersA = copy('a');
-    const handlersB = copy('b');
-    if (opts.idleTimeoutMs && opts.idleTimeoutMs > 0) armQuietTimer('idle', opts.idleTimeoutMs, opts.idleTimeoutMs);
+    this.copyA.listen();
+    this.copyB.listen();
+    if (opts.idleTimeoutMs && opts.idleTimeoutMs > 0) this.armQuietTimer('idle', opts.idleTimeoutMs, opts.idleTimeoutMs);
     // Streams may arrive paused (pauseOnConnect, or a stream read before the relay): start them.
     a.resume();
     b.resume();
-    catchUp('a', handlersA);
-    catchUp('b', handlersB);
-  });
+    this.copyA.catchUp();
+    this.copyB.catchUp();
+  }
+
+  copyOf(side: Side): Copy {
+    return side === 'a' ? this.copyA : this.copyB;
+  }
+
+  closeWaitFor(side: Side): number {
+    const cw = this.opts.closeWait;
+    if (cw === undefined) return Infinity;
+    if (typeof cw === 'number') return cw;
+    return cw[side] ?? Infinity;
+  }
+
+  /** The copy reading from `from` has ended and the other stream's writable side is done. */
+  isDirectionDone(from: Side): boolean {
+    return this.copyOf(from).ended && this.copyOf(other(from)).flushed;
+  }
+
+  finish(reason: EndReason, error?: Error, errorSide?: Side): void {
+    if (this.finished) return;
+    this.finished = true;
+    const { opts, a, b } = this;
+    clearTimeout(this.closeWaitTimer);
+    clearTimeout(this.idleTimer);
+    if (this.onAbort) opts.signal?.removeEventListener('abort', this.onAbort);
+    this.copyA.unlisten();
+    this.copyB.unlisten();
+    if (reason === 'reset' && errorSide && opts.propagateReset) resetStream(this.copyOf(other(errorSide)).src);
+    // A session we give up on (a local failure such as a full disk on stdout, or a stop by
+    // signal) must not look complete to the peer: a FIN would say "that was all". A TCP peer
+    // whose stream we had not finished writing to gets a reset instead.
+    if (reason === 'error' && errorSide) resetStream(this.copyOf(other(errorSide)).src);
+    if (reason === 'aborted') for (const c of [this.copyA, this.copyB]) if (!c.flushed || !c.ended) resetStream(c.src);
+    if (reason !== 'eof') for (const side of ['a', 'b'] as const) if (opts.resetOnFailure?.[side]) resetStream(this.copyOf(side).src);
+    for (const s of [a, b]) {
+      // Late errors (e.g. a write racing the destroy) must not crash the process.
+      s.on('error', noop);
+      s.destroy();
+    }
+    const result = this.result;
+    result.reason = reason;
+    result.error = error;
+    result.errorSide = errorSide;
+    result.durationMs = Date.now() - this.started;
+    this.resolve(result);
+  }
+
+  /** The copy that reads from `from` is over: its EOF was passed on and flushed. */
+  directionDone(from: Side): void {
+    if (this.finished) return;
+    if (this.isDirectionDone('a') && this.isDirectionDone('b')) return this.finish('eof');
+    const wait = this.closeWaitFor(from);
+    if (wait === Infinity || this.closeWaitTimer) return;
+    if (wait <= 0) return this.finish('eof');
+    this.lastActivity = Date.now();
+    this.armQuietTimer('close-wait', wait, wait);
+  }
+
+  /**
+   * Ends the session with `reason` once nothing has moved for `ms`. One timer at a time: when
+   * it fires early (something moved meanwhile) it is set again for the rest of the silence.
+   */
+  armQuietTimer(reason: 'close-wait' | 'idle', ms: number, delay: number): void {
+    const timer = setTimeout(() => {
+      // After an EOF, bytes still being written out mean the other side is not quiet: it is
+      // waiting for a slow reader, and a write shows no progress until it completes (a 128 KiB
+      // write to a reader at 30 KB/s takes 4 s). Cutting it would end a reply with a FIN, as
+      // if it were complete. A reader that takes nothing at all is --idle-timeout's to end.
+      if (reason === 'close-wait' && (this.a.writableLength > 0 || this.b.writableLength > 0)) this.lastActivity = Date.now();
+      const quiet = Date.now() - this.lastActivity;
+      if (quiet >= ms) this.finish(reason);
+      else this.armQuietTimer(reason, ms, ms - quiet);
+    }, delay);
+    if (reason === 'close-wait') this.closeWaitTimer = timer;
+    else this.idleTimer = timer;
+  }
+}
+
+/** One direction: reads from `src` (its side), writes to `dst`; also what is known of `src`'s two halves. */
+class Copy {
+  /** `src`'s readable side has ended (its EOF is known for sure). */
+  ended = false;
+  /** `src`'s writable side has been ended and flushed (or deliberately left open) by the other copy. */
+  flushed = false;
+  /** Whether this direction has been looked at for a reused read buffer (once, at its first bulk read). */
+  bulkChecked = false;
+  /** A zero-length write is asking the socket whether its EOF was a reset. */
+  probing = false;
+
+  constructor(
+    readonly session: Session,
+    readonly from: Side,
+    readonly src: Duplex,
+    readonly dst: Duplex,
+  ) {}
+
+  listen(): void {
+    const { src, dst } = this;
+    (src as Relayed)[kCopy] = this;
+    src.on('data', copyOnData);
+    // A 'drain' of dst lets the copy that writes to it go on: dst's own copy knows its peer.
+    dst.on('drain', copyOnDrain);
+    src.on('end', copyOnEnd);
+    src.on('error', copyOnError);
+    src.on('close', copyOnClose);
+  }
+
+  unlisten(): void {
+    const { src, dst } = this;
+    src.off('data', copyOnData);
+    dst.off('drain', copyOnDrain);
+    src.off('end', copyOnEnd);
+    src.off('error', copyOnError);
+    src.off('close', copyOnClose);
+  }
+
+  /** Counts a read done into the reused buffer; false once the session is over. */
+  counted(n: number): boolean {
+    const s = this.session;
+    if (s.finished) return false;
+    if (this.from === 'a') s.result.aToB += n;
+    else s.result.bToA += n;
+    s.lastActivity = Date.now();
+    return true;
+  }
+
+  srcEnded(): void {
+    const s = this.session;
+    if (s.finished || this.ended || this.probing) return;
+    // A reset that arrives right after data is reported by Node as a plain EOF: ask the
+    // socket before taking it for a clean end.
+    const probe = resetProbeFor(this.src);
+    if (probe) {
+      this.probing = true;
+      probe.write(EMPTY, (err?: Error | null) => {
+        this.probing = false;
+        if (s.finished) return;
+        if (err && isResetError(err)) return s.finish('reset', err, this.from);
+        this.srcEndedForSure();
+      });
+      return;
+    }
+    this.srcEndedForSure();
+  }
+
+  srcEndedForSure(): void {
+    const s = this.session;
+    const from = this.from;
+    if (s.finished || this.ended) return;
+    this.ended = true;
+    s.result.firstEof ??= from;
+    s.opts.onEof?.(from);
+    if (s.opts.shutdown?.[from] === false) {
+      s.copyOf(other(from)).flushed = true;
+      return s.directionDone(from);
+    }
+    const gate = s.opts.eofGate?.[from];
+    if (gate) {
+      gate().then(
+        (ok) => {
+          if (s.finished) return;
+          if (ok) this.passEof();
+          else s.finish('reset', new Error('the connection broke before it ended cleanly'), from);
+        },
+        (err: Error) => s.finish('error', err, from),
+      );
+      return;
+    }
+    this.passEof();
+  }
+
+  passEof(): void {
+    // Pass the EOF on as a shutdown of the other side's write half (TCP FIN), once what
+    // was written before it has been flushed.
+    this.dst.end(() => {
+      this.session.copyOf(other(this.from)).flushed = true;
+      this.session.directionDone(this.from);
+    });
+  }
+
+  srcClosed(): void {
+    // A stream that closes before both of its halves are done was destroyed under us.
+    const s = this.session;
+    if (!s.finished && !(this.ended && this.flushed)) {
+      const err = (this.src as any).errored as Error | null;
+      if (err) s.finish(isResetError(err) ? 'reset' : 'error', err, this.from);
+      else s.finish('aborted');
+    }
+  }
+
+  /**
+   * A stream may have ended or closed before the relay was called: a client that connects and
+   * closes at once (nc -z, a health check) while forward is still connecting upstream has
+   * already emitted 'end', with nobody listening; one that reset is already destroyed. Act on
+   * it now, or the EOF is never passed on and the session waits for the other side forever.
+   * (A stream destroyed but not yet closed still emits 'close', which srcClosed handles.)
+   */
+  catchUp(): void {
+    const s = this.src;
+    if (s.readableEnded) this.srcEnded();
+    if ((s as any).closed === true) this.srcClosed();
+  }
+}
+
+function copyOnData(this: Relayed, chunk: Buffer): void {
+  const c = this[kCopy]!;
+  const s = c.session;
+  if (s.finished) return;
+  if (c.from === 'a') s.result.aToB += chunk.length;
+  else s.result.bToA += chunk.length;
+  s.lastActivity = Date.now();
+  s.opts.onData?.(c.from, chunk);
+  // Switched before this chunk is written: the switch only changes where the next read
+  // lands. Never with onData, which could keep the chunk.
+  if (!c.bulkChecked && chunk.length >= BULK_READ_BYTES && this.readableLength === 0) {
+    c.bulkChecked = true;
+    // Made here, not with the copy: nothing more per connection until one moves bulk data.
+    if (!s.opts.onData && canReadIntoOwnBuffer(this, c.dst)) readIntoOwnBuffer(this, c.dst, (n) => c.counted(n));
+  }
+  if (!c.dst.write(chunk)) this.pause();
+}
+
+/** This stream took what was waiting to be written to it: the other stream, which feeds it, may be read again. */
+function copyOnDrain(this: Relayed): void {
+  const c = this[kCopy]!;
+  if (c.session.finished) return;
+  c.session.lastActivity = Date.now();
+  c.dst.resume();
+}
+
+function copyOnEnd(this: Relayed): void {
+  this[kCopy]!.srcEnded();
+}
+
+function copyOnError(this: Relayed, err: Error): void {
+  const c = this[kCopy]!;
+  c.session.finish(isResetError(err) ? 'reset' : 'error', err, c.from);
+}
+
+function copyOnClose(this: Relayed): void {
+  this[kCopy]!.srcClosed();
 }

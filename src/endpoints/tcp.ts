@@ -94,17 +94,24 @@ export function connectNetSocket(target: net.NetConnectOpts, ctx: ErrorContext, 
  */
 export function socketConnection(socket: net.Socket, lazy = false): Connection {
   if (!lazy) return { stream: socket, remote: socketPeer(socket, 'remote'), local: socketPeer(socket, 'local') };
-  let remote: Peer | undefined;
-  let local: Peer | undefined;
-  return {
-    stream: socket,
-    get remote() {
-      return (remote ??= socketPeer(socket, 'remote'));
-    },
-    get local() {
-      return (local ??= socketPeer(socket, 'local'));
-    },
-  };
+  return new LazySocketConnection(socket);
+}
+
+/**
+ * socketConnection()'s lazy kind. A class, so the getters are shared by every connection rather
+ * than two closures made per connection. Its addresses are getters on the prototype: copy one
+ * field by field (`{ stream, remote: c.remote, local: c.local }`), never with a spread.
+ */
+class LazySocketConnection implements Connection {
+  private remotePeer: Peer | undefined;
+  private localPeer: Peer | undefined;
+  constructor(readonly stream: net.Socket) {}
+  get remote(): Peer {
+    return (this.remotePeer ??= socketPeer(this.stream, 'remote'));
+  }
+  get local(): Peer {
+    return (this.localPeer ??= socketPeer(this.stream, 'local'));
+  }
 }
 
 /**

@@ -318,7 +318,7 @@ async function wrapTls(inner: Connection, addr: TlsAddress, opts: WrapOptions): 
     if (cert) log.event('certificate', `${where} presented a certificate with SHA-256 fingerprint ${cert.fingerprint256}`, { address: where, fingerprint: cert.fingerprint256 });
   }
   // The peers' addresses are the carrier's.
-  return { ...inner, stream: socket };
+  return { stream: socket, remote: inner.remote, local: inner.local };
 }
 
 /** Alerts a server sends about the client certificate it was shown. */
@@ -441,7 +441,7 @@ async function tlsAcceptor(addr: TlsAddress, opts: { log?: TransportLog }): Prom
           source,
           resolve: (socket) => {
             done();
-            resolve({ ...conn, stream: socket });
+            resolve({ stream: socket, remote: conn.remote, local: conn.local });
           },
           reject: (err) => {
             done();

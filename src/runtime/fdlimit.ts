@@ -48,6 +48,8 @@ export function openFdCount(): number {
   }
 }
 
+/** Clients the default --max-conns may be trimmed to without a warning (see ensureFdLimit). */
+const QUIET_CAPACITY = 1000;
 /** How often, at most, the open-file limit being reached is said (once per wave, not once per client). */
 export const FD_EXHAUSTION_LOG_INTERVAL_MS = 10_000;
 
@@ -190,9 +192,13 @@ export async function ensureFdLimit(opts: FdLimitOptions): Promise<FdLimitOutcom
 
   const capacity = clientCapacity(limits.soft, opts.fdsPerClient, inUse);
   const text = `open-file limit is ${limits.soft}: at most ~${capacity} ${opts.clientsWord ?? 'clients'}${opts.maxConns !== undefined ? ` (not ${wanted})` : ''}; raise it with ulimit -n`;
-  // Said only when it lowers what the user asked for (an explicit --max-conns), or when the limit
-  // is so small that the default is cut by more than half; the default trimmed by a few clients
-  // on a generous limit ("20000: at most ~9974") is not news, even with -v.
-  if (opts.maxConns !== undefined || capacity < wanted / 2) opts.logger.warn('fd-limit', text, { soft: limits.soft, hard: limits.hard, max_conns: capacity });
+  // A warning when it lowers what the user asked for (an explicit --max-conns), or when the limit
+  // is small enough to matter: the default cut by more than half, to fewer than a thousand
+  // clients. The default cut by half on a generous limit ("20000: at most ~4987" exec clients,
+  // each a process) is not news on every start: -v says it. Trimmed by a few clients ("20000: at
+  // most ~9974"): not even that.
+  const fields = { soft: limits.soft, hard: limits.hard, max_conns: capacity };
+  if (opts.maxConns !== undefined || capacity < Math.min(wanted / 2, QUIET_CAPACITY)) opts.logger.warn('fd-limit', text, fields);
+  else if (capacity < wanted / 2) opts.logger.event('fd-limit', text, fields);
   return { relaunched: false, maxConns: Math.max(1, capacity) };
 }

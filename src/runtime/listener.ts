@@ -125,6 +125,9 @@ export interface ServeOptions {
 
 export const DEFAULT_MAX_CONNS = 10000;
 
+/** The 'error' listener that keeps a late socket error from crashing the process: one function for every connection. */
+const ignoreError = () => {};
+
 /**
  * The start-up line every listener prints, without -v (-q silences it), so a server never starts
  * on a blank screen: `listening on 127.0.0.1:9090 (loopback only)`, or `(all interfaces: reachable
@@ -180,7 +183,7 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
   function onConnection(conn: Connection) {
     // From the first moment: a socket refused or destroyed below can still report a late read
     // error (a peer's reset racing our destroy), which must never crash the process.
-    conn.stream.on('error', () => {});
+    conn.stream.on('error', ignoreError);
     if (stopping) {
       conn.stream.destroy();
       return;
@@ -229,7 +232,7 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
     if (!overlay) return start(conn, via);
     // The overlay (TLS handshake) runs only now, after access control and the limit, and counts
     // against --max-conns while it runs.
-    conn.stream.on('error', () => {});
+    conn.stream.on('error', ignoreError);
     const abort = new AbortController();
     handshaking.set(conn, abort);
     overlay.accept(conn, abort.signal).then(
@@ -251,41 +254,51 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
 
   /** An admitted connection: its id, the "open" event, and the mode's handler. */
   function start(conn: Connection, via?: string) {
-    const who = conn.remote.label;
-    const baseFields: LogFields = { client: who, via };
     const id = nextId++;
     accepted++;
     if (opts.maxAccepts !== undefined && accepted >= opts.maxAccepts) void stopAccepting();
+    const entry = { abort: new AbortController(), done: Promise.resolve() };
+    live.set(id, entry);
+    entry.done = run(conn, via, id, entry.abort);
+  }
+
+  /**
+   * Runs the handler and logs how the connection ended. One async function rather than a chain
+   * of then/finally callbacks: an idle connection keeps one suspended function, not six pending
+   * closures and their contexts (bench/RESULTS.md, wave 5: memory per idle connection).
+   */
+  async function run(conn: Connection, via: string | undefined, id: number, abort: AbortController): Promise<void> {
+    const who = conn.remote.label;
     // Its bytes are read from its socket at each scrape: nothing per chunk here.
     const counted = metrics?.connectionAccepted(conn.stream);
     logger.opened({ id, client: who, text: via ? ` (via ${via})` : undefined, fields: { via } });
-    const abort = new AbortController();
     const started = Date.now();
     // A stream error before the handler attaches its own listeners must not crash the process.
-    conn.stream.on('error', () => {});
-    const done = Promise.resolve()
-      .then(() => opts.handle(conn, { id, signal: abort.signal }))
-      .then(
-        (summary) => {
-          const ms = Date.now() - started;
-          if (counted) metrics!.connectionClosed(counted, summary?.reason ?? 'closed', ms, summary ?? undefined);
-          if (summary) {
-            logger.closed({ id, client: who, text: summary.text, bytesIn: summary.received, bytesOut: summary.sent, durationMs: ms, reason: summary.reason, fields: { via, ...summary.fields } });
-          } else {
-            logger.event('close', `closed ${who} after ${formatDuration(ms)}`, { ...baseFields, id, duration_ms: ms });
-          }
-        },
-        (err: Error) => {
-          if (counted) metrics!.connectionClosed(counted, 'error', Date.now() - started);
-          logger.error('error', `${who}: ${err.message}`, { ...baseFields, id, error: err.message });
-          conn.stream.destroy();
-        },
-      )
-      .finally(() => {
-        live.delete(id);
-        wakeWhenServed?.();
-      });
-    live.set(id, { abort, done });
+    conn.stream.on('error', ignoreError);
+    try {
+      let summary: ConnectionSummary | void;
+      try {
+        // After the connection is in `live` (the handler may finish at once).
+        await undefined;
+        summary = await opts.handle(conn, { id, signal: abort.signal });
+      } catch (e) {
+        const err = e as Error;
+        if (counted) metrics!.connectionClosed(counted, 'error', Date.now() - started);
+        logger.error('error', `${who}: ${err.message}`, { client: who, via, id, error: err.message });
+        conn.stream.destroy();
+        return;
+      }
+      const ms = Date.now() - started;
+      if (counted) metrics!.connectionClosed(counted, summary?.reason ?? 'closed', ms, summary ?? undefined);
+      if (summary) {
+        logger.closed({ id, client: who, text: summary.text, bytesIn: summary.received, bytesOut: summary.sent, durationMs: ms, reason: summary.reason, fields: { via, ...summary.fields } });
+      } else {
+        logger.event('close', `closed ${who} after ${formatDuration(ms)}`, { client: who, via, id, duration_ms: ms });
+      }
+    } finally {
+      live.delete(id);
+      wakeWhenServed?.();
+    }
   }
 
   if (opts.proxy && opts.address.scheme !== 'tcp' && opts.address.scheme !== 'tls') {

@@ -56,6 +56,17 @@ describe('open-file limit', () => {
     expect(log.text()).toBe('');
   });
 
+  it('tells a default cut by half on a generous limit only with -v (exec: 4 descriptors per client)', async () => {
+    const opts = { maxConns: undefined, defaultMaxConns: 10_000, fdsPerClient: 4, relaunch: false, limits: { soft: 20_000, hard: 20_000 } };
+    const quiet = logger();
+    const r = await ensureFdLimit({ ...opts, logger: quiet.logger });
+    expect((r as { maxConns: number }).maxConns).toBeLessThan(5000);
+    expect(quiet.text()).toBe('');
+    const verbose = logger(true);
+    await ensureFdLimit({ ...opts, logger: verbose.logger });
+    expect(verbose.text()).toMatch(/open-file limit is 20000: at most ~\d+ clients; raise it with ulimit -n\n$/);
+  });
+
   it('names an explicit --max-conns it cannot honour', async () => {
     const log = logger();
     await ensureFdLimit({ maxConns: 5000, defaultMaxConns: 10_000, fdsPerClient: 2, logger: log.logger, relaunch: false, limits: { soft: 4096, hard: 4096 } });

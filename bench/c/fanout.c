@@ -74,13 +74,13 @@ static struct rx rxs[MAX_CLIENTS];
 static char buf[2 + 262144];
 
 static long count_mark(const char *p, size_t n, const char *mark) {
+  /* memchr for the marker's first byte, then compare: glibc's memmem was half the generator's CPU. */
   long c = 0;
   const char *end = p + n;
-  while (p < end) {
-    const char *hit = memmem(p, end - p, mark, 3);
+  while (end - p >= 3) {
+    const char *hit = memchr(p, mark[0], end - p - 2);
     if (!hit) break;
-    c++;
-    p = hit + 3;
+    if (hit[1] == mark[1] && hit[2] == mark[2]) { c++; p = hit + 3; } else p = hit + 1;
   }
   return c;
 }

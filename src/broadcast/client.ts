@@ -7,7 +7,7 @@ import type { Connection } from '../endpoints/index';
 import type { ConnectionContext, ConnectionSummary } from '../runtime/listener';
 import { isResetError } from '../errors';
 import type { LeaveReason, RoomProtocol } from './protocol';
-import type { Member, Room } from './room';
+import { freshMemberState, type Member, type Room } from './room';
 
 /** How long a client that was sent away with a FIN may take to close before it is destroyed. */
 export const LEAVE_GRACE_MS = 2000;
@@ -36,13 +36,7 @@ export function serveClient(conn: Connection, ctx: ConnectionContext, deps: Clie
     id: ctx.id,
     stream,
     label: conn.remote.label,
-    name: '',
-    received: 0,
-    sent: 0,
-    dropped: 0,
-    dropping: false,
-    droppedNow: 0,
-    inRoom: true,
+    ...freshMemberState(),
     sendAway,
   };
 

@@ -56,6 +56,11 @@ export interface Member extends Reader {
   sendAway(reason: LeaveReason): void;
 }
 
+/** A member's state as it joins: no name yet, nothing sent, received or dropped, in the room. */
+export function freshMemberState(): Pick<Member, 'name' | 'received' | 'sent' | 'dropped' | 'dropping' | 'droppedNow' | 'inRoom'> {
+  return { name: '', received: 0, sent: 0, dropped: 0, dropping: false, droppedNow: 0, inRoom: true };
+}
+
 export interface RoomOptions {
   /** Cap on a client's outgoing queue, in bytes. */
   maxQueue: number;

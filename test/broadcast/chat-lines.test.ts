@@ -5,7 +5,7 @@ import { describe, it, expect, vi } from 'vitest';
 import { Duplex, Writable } from 'node:stream';
 import { Chat } from '../../src/broadcast/chat';
 import { LineReader } from '../../src/broadcast/lines';
-import { Room, type Member } from '../../src/broadcast/room';
+import { freshMemberState, Room, type Member } from '../../src/broadcast/room';
 import { CHAT_LANGUAGES } from '../../src/broadcast/lang/index';
 import type { Logger } from '../../src/log';
 
@@ -44,13 +44,7 @@ async function runChat(chunks: Buffer[], wholeLines: boolean, maxLine = 16): Pro
       id,
       stream: new Sink(),
       label: `127.0.0.1:${5000 + id}`,
-      name: '',
-      received: 0,
-      sent: 0,
-      dropped: 0,
-      dropping: false,
-      droppedNow: 0,
-      inRoom: true,
+      ...freshMemberState(),
       sendAway: (reason) => {
         if (m.leaving) return;
         m.leaving = reason;

@@ -11,7 +11,8 @@
  * - Anything a stranger sends to the control port is a handshake that fails with a logged reason:
  *   one bad peer never disturbs the agents being served.
  */
-import { listenAddress, formatAddress, type Address, type Connection, type Listener } from '../endpoints/index';
+import { listenAddress, formatAddress, type Acceptor, type Address, type Connection, type Listener } from '../endpoints/index';
+import { HandshakeReader } from '../endpoints/handshake-reader';
 import { relay, resetStream } from '../relay';
 import { announceListening, serve, listenerParts, DEFAULT_MAX_CONNS, type ConnectionSummary } from '../runtime/listener';
 import { createAccessControl, type AccessControl, type AccessOptions } from '../access';
@@ -35,6 +36,8 @@ import type { AllowLinks, AllowLinkOptions } from '../allow-link';
 export const HANDSHAKE_TIMEOUT_MS = 10_000;
 /** Unauthenticated connections to the control port at once; more are dropped at accept. */
 const MAX_PENDING_HANDSHAKES = 512;
+/** The first byte of a TLS handshake record (a ClientHello). */
+const TLS_HANDSHAKE_RECORD = 0x16;
 /** Heartbeat bounds the relay accepts from an agent. */
 const MIN_HEARTBEAT_MS = 100;
 const MAX_HEARTBEAT_MS = 600_000;
@@ -105,6 +108,8 @@ class TunnelRelay {
   /** "http://*.example.org:8080" and the like, once the router ports are bound. */
   private readonly routerBases: Array<{ proto: 'http' | 'https'; port: number }> = [];
   private pendingHandshakes = 0;
+  /** The control port's TLS step, run by onControlCarrier (undefined for a plain relay, --insecure). */
+  private controlOverlay: Acceptor | undefined;
   private readonly logger: Logger;
   /** Public connections across all tunnels (--max-conns counts them all). */
   liveClients = 0;
@@ -127,10 +132,13 @@ class TunnelRelay {
     // A bad allow file stops us here (exit 2), before any agent is let in.
     await this.access?.ready;
     const listener = await listenAddress(this.opts.control, {
-      onConnection: (conn) => this.onControlConnection(conn),
+      onConnection: (conn) => this.onControlCarrier(conn),
       onAcceptError: (err) => this.logger.error('accept-error', `${formatAddress(this.opts.control)}: accept failed: ${err.message}`),
       log: this.logger,
+      // The TLS handshake runs here, after a look at the first byte (onControlCarrier).
+      deferOverlay: true,
     });
+    this.controlOverlay = listener.overlay;
     announceListening(this.logger, listener, 'relay control channel (agents connect here)');
     const stopRouters = new AbortController();
     const routers: Array<Promise<unknown>> = [];
@@ -201,6 +209,37 @@ class TunnelRelay {
       const name = generateName();
       if (!this.routeOwner.has(name)) return name;
     }
+  }
+
+  /**
+   * A connection to the control port, before TLS: a TLS relay tells a plain agent (--insecure)
+   * what is wrong in its own framing, instead of failing the handshake on its hello, which the
+   * agent could only take for a network failure and retry forever. A tunnel frame starts with
+   * 0x00 (its length is under 16 MiB), a TLS handshake record with 0x16.
+   */
+  private onControlCarrier(conn: Connection): void {
+    const overlay = this.controlOverlay;
+    if (!overlay) return this.onControlConnection(conn);
+    const who = conn.remote.label;
+    conn.stream.on('error', () => {});
+    const reader = new HandshakeReader(conn.stream, { timeoutMs: HANDSHAKE_TIMEOUT_MS, signal: this.opts.signal });
+    reader
+      .read(1)
+      .then(async (first) => {
+        reader.unshift(first);
+        reader.release();
+        if (first[0] === TLS_HANDSHAKE_RECORD) return this.onControlConnection(await overlay.accept(conn, this.opts.signal));
+        if (first[0] !== 0x00) throw new Error('neither TLS nor the tunnel protocol');
+        const channel = new Channel(conn.stream);
+        refuse(channel, 'this relay speaks TLS: drop --insecure and pin the relay with --fingerprint (or trust its certificate with --ca)');
+        this.logger.event('refused', `refused ${who}: plain text on the TLS control port (an agent with --insecure?)`, { client: who, reason: 'plain text on a TLS port' });
+        channel.close(new ProtocolError('plain text on the TLS control port'));
+      })
+      .catch((err: Error) => {
+        reader.release();
+        this.logger.event('overlay-error', err.message, { client: who });
+        conn.stream.destroy();
+      });
   }
 
   private onControlConnection(conn: Connection): void {

@@ -401,6 +401,20 @@ describe('authentication and hostile peers', () => {
     await plainRelay.cli.waitForStderr(/refused 127\.0\.0\.1:\d+: the peer speaks TLS on a plain control channel/);
   });
 
+  it('a plain agent facing a TLS relay stops by itself: the relay refuses it in the tunnel framing, so it is not retried as a network failure', async () => {
+    const tlsRelay = await startRelay(start);
+    // No --once: an agent retries what looks like a network failure forever.
+    const plain = await start(['expose', '9', '--via', `127.0.0.1:${tlsRelay.port}`, '--token', TOKEN, '--insecure']).exited;
+    expect(plain.code).toBe(1);
+    expect(plain.stderr).toMatch(/refused the tunnel: this relay speaks TLS: drop --insecure and pin the relay with --fingerprint/);
+    expect(plain.stderr).not.toMatch(/retrying|reconnecting/i);
+    await tlsRelay.cli.waitForStderr(/refused 127\.0\.0\.1:\d+: plain text on the TLS control port/);
+    // A TLS agent on the same relay is still served.
+    const echo = await echoServer();
+    const agent = await startAgent(start, echo.port, tlsRelay);
+    expect((await exchange(agent.publicPort, 'tls still works')).toString()).toBe('tls still works');
+  });
+
   it.each([false, true])('1,000 random byte sequences on the control port (insecure=%s): no crash, agents still served', async (insecure) => {
     const echo = await echoServer();
     const relay = await startRelay(start, insecure ? ['--insecure'] : []);

@@ -58,9 +58,14 @@ export interface TlsSettings {
 /** The words a command uses for a TLS client's trust settings (expose's LOCAL: --local-ca, --local-insecure). */
 export interface TlsClientFlags {
   ca: string;
+  /** The flag that skips the certificate check. */
   insecure: string;
   /** The way to connect by another name than the host's. */
   servername: string;
+  /** The way out for a certificate nobody vouches for, when it is not "pass CA FILE … or INSECURE" (expose's relay: pin its fingerprint). */
+  untrusted?: string;
+  /** The question to ask when the peer closes during the handshake (default: does it speak TLS? does it want a client certificate?). */
+  closed?: string;
 }
 
 const CONNECT_FLAGS: TlsClientFlags = { ca: '--ca', insecure: '--insecure', servername: 'pass --servername NAME' };
@@ -510,18 +515,19 @@ function refuseCertificate(socket: tls.TLSSocket, p: Pending): void {
 }
 
 /** Certificate verification failures (client side): what is wrong with the certificate, and the way out. */
-const VERIFY_FAILURES: Record<string, { what: string; hint: (f: TlsClientFlags) => string }> = {
-  DEPTH_ZERO_SELF_SIGNED_CERT: { what: 'is self-signed', hint: (f) => `pass ${f.ca} FILE to trust it or ${f.insecure}` },
-  SELF_SIGNED_CERT_IN_CHAIN: { what: 'is signed by an untrusted self-signed CA', hint: (f) => `pass ${f.ca} FILE with that CA or ${f.insecure}` },
-  UNABLE_TO_VERIFY_LEAF_SIGNATURE: { what: 'is signed by an unknown authority', hint: (f) => `pass ${f.ca} FILE with the CA that signed it or ${f.insecure}` },
-  UNABLE_TO_GET_ISSUER_CERT: { what: 'is signed by an unknown authority', hint: (f) => `pass ${f.ca} FILE with the CA that signed it or ${f.insecure}` },
-  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: { what: 'is signed by an unknown authority', hint: (f) => `pass ${f.ca} FILE with the CA that signed it or ${f.insecure}` },
+/** `untrusted`: nothing vouches for the certificate, so TlsClientFlags.untrusted, when set, is the way out. */
+const VERIFY_FAILURES: Record<string, { what: string; hint: (f: TlsClientFlags) => string; untrusted?: true }> = {
+  DEPTH_ZERO_SELF_SIGNED_CERT: { what: 'is self-signed', hint: (f) => `pass ${f.ca} FILE to trust it or ${f.insecure}`, untrusted: true },
+  SELF_SIGNED_CERT_IN_CHAIN: { what: 'is signed by an untrusted self-signed CA', hint: (f) => `pass ${f.ca} FILE with that CA or ${f.insecure}`, untrusted: true },
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: { what: 'is signed by an unknown authority', hint: (f) => `pass ${f.ca} FILE with the CA that signed it or ${f.insecure}`, untrusted: true },
+  UNABLE_TO_GET_ISSUER_CERT: { what: 'is signed by an unknown authority', hint: (f) => `pass ${f.ca} FILE with the CA that signed it or ${f.insecure}`, untrusted: true },
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: { what: 'is signed by an unknown authority', hint: (f) => `pass ${f.ca} FILE with the CA that signed it or ${f.insecure}`, untrusted: true },
   CERT_HAS_EXPIRED: { what: 'has expired', hint: (f) => `the server must renew it (${f.insecure} skips the check)` },
   CERT_NOT_YET_VALID: { what: 'is not valid yet', hint: (f) => `check this machine's clock (${f.insecure} skips the check)` },
   CERT_SIGNATURE_FAILURE: { what: 'has an invalid signature', hint: () => 'it may have been tampered with' },
   CERT_REVOKED: { what: 'has been revoked', hint: () => 'the server must get a new one' },
   INVALID_CA: { what: 'is signed by a certificate that is not a CA', hint: (f) => `pass ${f.ca} FILE with the real CA` },
-  CERT_UNTRUSTED: { what: 'is not trusted', hint: (f) => `pass ${f.ca} FILE to trust it or ${f.insecure}` },
+  CERT_UNTRUSTED: { what: 'is not trusted', hint: (f) => `pass ${f.ca} FILE to trust it or ${f.insecure}`, untrusted: true },
 };
 
 /** Alerts the peer sent, or protocol mismatches, keyed by a fragment of the error code. */
@@ -553,11 +559,11 @@ export function describeTlsError(err: unknown, label: string, side: ErrorSide = 
     return `certificate of ${label} does not match the name '${e.host ?? '?'}'${names} — connect by a name it lists, or ${flags.servername}`;
   }
   const verify = VERIFY_FAILURES[code];
-  if (verify) return `certificate of ${label} ${verify.what} — ${verify.hint(flags)}`;
+  if (verify) return `certificate of ${label} ${verify.what} — ${(verify.untrusted && flags.untrusted) || verify.hint(flags)}`;
   for (const [pattern, words] of HANDSHAKE_FAILURES) if (pattern.test(code)) return words(label, side);
   if (code.startsWith('ERR_SSL_')) return `TLS error with ${label}: ${e.reason ?? e.message}`;
   if (/before secure TLS connection was established/.test(e?.message ?? '')) {
-    return `${label} closed the connection during the TLS handshake (does it speak TLS? does it want a client certificate?)`;
+    return `${label} closed the connection during the TLS handshake${flags.closed ? `: ${flags.closed}` : ' (does it speak TLS? does it want a client certificate?)'}`;
   }
   return undefined;
 }

@@ -16,7 +16,7 @@ import type { Duplex } from 'node:stream';
 import { connectAddress, formatAddress, type Address } from '../endpoints/index';
 import { connectTcpSocket } from '../endpoints/tcp';
 import { formatHostPort } from '../endpoints/address';
-import { describeTlsError } from '../endpoints/tls';
+import { describeTlsError, type TlsClientFlags } from '../endpoints/tls';
 import { relay, resetStream } from '../relay';
 import { encodeProxyHeader, type ProxyVersion } from '../proxy-protocol';
 import { formatDuration, type Logger } from '../log';
@@ -126,6 +126,18 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
+/**
+ * How the agent's TLS errors word the way out: its --fingerprint (which skips the CA check) rather
+ * than --insecure, which for the agent means a plain-text relay.
+ */
+const RELAY_TLS_FLAGS: TlsClientFlags = {
+  ca: '--ca',
+  insecure: '--fingerprint',
+  servername: 'pass --servername NAME',
+  untrusted: 'pin the fingerprint the relay printed with --fingerprint, or trust its certificate with --ca',
+  closed: 'is the relay started with --insecure (then give the agent --insecure too)?',
+};
+
 /** Opens a stream to the relay: TLS verified by fingerprint, CA or the system's CAs; or plain TCP. */
 export async function connectRelay(target: RelayTarget, signal?: AbortSignal): Promise<Duplex> {
   const where = formatHostPort(target.host, target.port);
@@ -149,12 +161,9 @@ export async function connectRelay(target: RelayTarget, signal?: AbortSignal): P
       socket.destroy();
       raw.destroy();
       if (err instanceof NetError) return reject(err);
-      const words = describeTlsError(err, `the relay ${where}`);
-      if (words && /certificate|TLS/.test(words) && !/closed the connection/.test(words)) {
-        const hint = words.replace(/pass --ca FILE to trust it or --insecure/, 'pin the fingerprint the relay printed with --fingerprint, or trust its certificate with --ca');
-        return reject(new FatalTunnelError(hint));
-      }
-      if (words) return reject(new NetError(words.includes('closed') ? `${words.replace(/ \(does it speak TLS.*$/, '')}: is the relay started with --insecure (then give the agent --insecure too)?` : words));
+      const words = describeTlsError(err, `the relay ${where}`, 'client', RELAY_TLS_FLAGS);
+      if (words && /certificate|TLS/.test(words) && !/closed the connection/.test(words)) return reject(new FatalTunnelError(words));
+      if (words) return reject(new NetError(words));
       reject(new NetError(describeError(err, { action: 'connect', address: where })));
     };
     socket.once('error', fail);

@@ -398,6 +398,7 @@ describe('authentication and hostile peers', () => {
     expect(plainRelay.cli.stderr()).toMatch(/--insecure: the control channel and every tunnelled byte travel in plain text/);
     const tlsAgent = await start(['expose', '9', '--via', `127.0.0.1:${plainRelay.port}`, '--token', TOKEN, '--fingerprint', 'ab'.repeat(32), '--once']).exited;
     expect(tlsAgent.code).toBe(1);
+    expect(tlsAgent.stderr).toMatch(/closed the connection during the TLS handshake: is the relay started with --insecure \(then give the agent --insecure too\)\?/);
     await plainRelay.cli.waitForStderr(/refused 127\.0\.0\.1:\d+: the peer speaks TLS on a plain control channel/);
   });
 

@@ -324,6 +324,11 @@ class AgentSession {
         propagateReset: true,
         resetOnFailure: { b: true },
         closeWait: { a: this.opts.closeWaitMs ?? Infinity, b: Infinity },
+        // With -v, as forward: who half-closed first, the public client (through the relay) or LOCAL.
+        onEof: (side) =>
+          side === 'a'
+            ? logger.halfClosed('client', `${who} closed its side`, { client: who, id })
+            : logger.halfClosed('upstream', `${this.localLabel} closed its side (for ${who})`, { client: who, id, target: this.localLabel }),
       });
       logger.closed({
         id,

@@ -465,7 +465,7 @@ class Session implements NamedRoute {
           this.publicLabel = l.label;
           resolve((l.address as { port: number }).port);
         },
-        handle: (conn) => this.handlePublic(conn, conn.stream),
+        handle: (conn, ctx) => this.handlePublic(conn, conn.stream, undefined, ctx.id),
       }).catch((err: Error) => reject(err));
     });
   }
@@ -497,8 +497,11 @@ class Session implements NamedRoute {
     }
   }
 
-  /** One public client (`stream`: its socket, or the TLS socket over it), `head` sent ahead of its bytes. */
-  private async handlePublic(conn: Connection, client: Duplex, head?: Buffer): Promise<ConnectionSummary> {
+  /**
+   * One public client (`stream`: its socket, or the TLS socket over it), `head` sent ahead of its
+   * bytes; `id` is its connection number in the public listener's log (none when routed by name).
+   */
+  private async handlePublic(conn: Connection, client: Duplex, head?: Buffer, id?: number): Promise<ConnectionSummary> {
     const opts = this.relayServer.opts;
     if (this.allow) {
       const verdict = conn.remote.port !== undefined ? this.allow.check(conn.remote.address) : { ok: false as const, reason: 'no IP address' };
@@ -529,7 +532,16 @@ class Session implements NamedRoute {
       counted = opts.metrics?.tunnelConnectionOpened(this.entry.name, client, { fromStart: true });
       // The agent's EOF is a FIN frame ordered after its data; a reset (RST frame, the agent
       // gone) destroys the stream with ECONNRESET, and the client is reset too.
-      const result = await relay(client, stream, { propagateReset: true, resetOnFailure: { a: true } });
+      const who = conn.remote.label;
+      const result = await relay(client, stream, {
+        propagateReset: true,
+        resetOnFailure: { a: true },
+        // With -v, as forward: who half-closed first (the agent's side is its LOCAL's EOF, carried as a FIN frame).
+        onEof: (side) =>
+          side === 'a'
+            ? this.logger.halfClosed('client', `${who} closed its side`, { client: who, id, agent: this.entry.name })
+            : this.logger.halfClosed('upstream', `tunnel ${this.entry.name} closed its side (for ${who})`, { client: who, id, agent: this.entry.name }),
+      });
       return { received: result.aToB, sent: result.bToA, reason: result.reason, text: ` (tunnel ${this.entry.name})`, fields: { agent: this.entry.name } };
     } finally {
       this.live.delete(live);

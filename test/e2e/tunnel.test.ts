@@ -68,6 +68,19 @@ describe('relay and expose', () => {
     expect(agent.cli.stderr()).toMatch(new RegExp(`connection from 127\\.0\\.0\\.1:${clientPort}`));
   });
 
+  it('with -v both ends say who half-closed first, as forward does: the client, then LOCAL (the echo answering the FIN)', async () => {
+    const echo = await echoServer();
+    const relay = await startRelay(start);
+    const agent = await startAgent(start, echo.port, relay);
+    const sock = await connect(agent.publicPort);
+    const client = `127\\.0\\.0\\.1:${sock.localPort}`;
+    const reply = readAll(sock);
+    sock.end('half\n');
+    expect((await reply).toString()).toBe('half\n');
+    await agent.cli.waitForStderr(new RegExp(`${client} closed its side\\n[^]*127\\.0\\.0\\.1:${echo.port} closed its side \\(for ${client}\\)`));
+    await relay.cli.waitForStderr(new RegExp(`${client} closed its side\\n[^]*tunnel \\S+ closed its side \\(for ${client}\\)`));
+  });
+
   it('writes the access log as JSON with --log-format json', async () => {
     const echo = await echoServer();
     const relay = await startRelay(start);

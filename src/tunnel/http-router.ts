@@ -29,8 +29,8 @@ export interface NamedRoute {
   name: string;
   /** "user:pass" from expose --http-auth. */
   httpAuth?: string;
-  /** Hands the connection over to the tunnel, `head` first. */
-  handle(conn: Connection, stream: Duplex, head: Buffer): Promise<ConnectionSummary>;
+  /** Hands the connection over to the tunnel, `head` first; `id` is its number in the router's log. */
+  handle(conn: Connection, stream: Duplex, head: Buffer, id?: number): Promise<ConnectionSummary>;
 }
 
 export interface RouterOptions {
@@ -38,6 +38,8 @@ export interface RouterOptions {
   lookup(name: string): NamedRoute | undefined;
   /** For --https: the relay's certificate and key. */
   tls?: { cert: Buffer; key: Buffer };
+  /** The connection's number in the router listener's log. */
+  id?: number;
 }
 
 /** The tunnel name in a Host or SNI value under `domain`, or undefined. */
@@ -62,26 +64,29 @@ export async function routeConnection(conn: Connection, opts: RouterOptions): Pr
   }
   const read = await readHead(stream);
   if (typeof read === 'string') {
-    if (read === 'too large') answer(stream, 431, 'Request Header Fields Too Large', 'request head over 16 KiB\n');
-    else if (read === 'malformed') answer(stream, 400, 'Bad Request', 'not an HTTP request\n');
+    let sent = 0;
+    if (read === 'too large') sent = answer(stream, 431, 'Request Header Fields Too Large', 'request head over 16 KiB\n');
+    else if (read === 'malformed') sent = answer(stream, 400, 'Bad Request', 'not an HTTP request\n');
     else resetStream(stream);
-    return { received: 0, sent: 0, reason: `request head: ${read}` };
+    return { received: 0, sent, reason: `request head: ${read}` };
   }
-  const { head, rest } = read;
+  // The request head is read here, not by the relay that follows: the log counts it.
+  const { head, rest, bytes: received } = read;
   const host = head.headers.find(([k]) => k.toLowerCase() === 'host')?.[1];
   const name = sniName ?? nameFromHost(host, opts.domain);
   const route = name === undefined ? undefined : opts.lookup(name);
   if (!route) {
-    answer(stream, 404, 'Not Found', `no tunnel named ${host ?? '(no Host header)'} on this relay\n`);
-    return { received: 0, sent: 0, reason: `unknown name ${JSON.stringify(host ?? '')}` };
+    const sent = answer(stream, 404, 'Not Found', `no tunnel named ${host ?? '(no Host header)'} on this relay\n`);
+    return { received, sent, reason: `unknown name ${JSON.stringify(host ?? '')}` };
   }
   if (route.httpAuth && !authorized(head.headers, route.httpAuth)) {
-    answer(stream, 401, 'Unauthorized', 'this tunnel needs a user name and password\n', [`WWW-Authenticate: Basic realm="${route.name}", charset="UTF-8"`]);
-    return { received: 0, sent: 0, reason: 'no or wrong credentials (--http-auth)' };
+    const sent = answer(stream, 401, 'Unauthorized', 'this tunnel needs a user name and password\n', [`WWW-Authenticate: Basic realm="${route.name}", charset="UTF-8"`]);
+    return { received, sent, reason: 'no or wrong credentials (--http-auth)' };
   }
   const rewritten = rewriteHead(head, conn.remote.address, opts.tls ? 'https' : 'http', host);
   if (rest.length) stream.unshift(rest);
-  return route.handle(conn, stream, rewritten);
+  const summary = await route.handle(conn, stream, rewritten, opts.id);
+  return { ...summary, received: summary.received + received };
 }
 
 function tlsHandshake(raw: Duplex, opts: RouterOptions): Promise<{ socket: tls.TLSSocket; name: string } | string> {
@@ -122,7 +127,7 @@ interface RequestHead {
 }
 
 /** Reads up to the blank line ending the request head; the bytes after it are returned apart. */
-function readHead(stream: Duplex): Promise<{ head: RequestHead; rest: Buffer } | 'too large' | 'malformed' | 'closed' | 'timeout'> {
+function readHead(stream: Duplex): Promise<{ head: RequestHead; rest: Buffer; bytes: number } | 'too large' | 'malformed' | 'closed' | 'timeout'> {
   return new Promise((resolve) => {
     let buf = Buffer.alloc(0);
     const timer = setTimeout(() => finish('timeout'), HEAD_TIMEOUT_MS);
@@ -152,7 +157,7 @@ function readHead(stream: Duplex): Promise<{ head: RequestHead; rest: Buffer } |
         if (colon <= 0 || /\s/.test(line.slice(0, colon))) return finish('malformed');
         headers.push([line.slice(0, colon), line.slice(colon + 1).trim()]);
       }
-      finish({ head: { requestLine, headers }, rest: buf.subarray(end + 4) });
+      finish({ head: { requestLine, headers }, rest: buf.subarray(end + 4), bytes: end + 4 });
     };
     stream.on('data', onData);
     stream.on('end', onEnd);
@@ -187,9 +192,11 @@ export function rewriteHead(head: RequestHead, clientIp: string, proto: 'http' |
   return Buffer.from(lines.join('\r\n') + '\r\n\r\n', 'latin1');
 }
 
-function answer(stream: Duplex, status: number, reason: string, body: string, extra: string[] = []): void {
+/** Answers with a short plain-text response and closes; returns its length in bytes, for the log. */
+function answer(stream: Duplex, status: number, reason: string, body: string, extra: string[] = []): number {
   const text = [`HTTP/1.1 ${status} ${reason}`, 'Content-Type: text/plain; charset=utf-8', `Content-Length: ${Buffer.byteLength(body)}`, 'Connection: close', ...extra, '', body].join('\r\n');
   stream.end(text);
   // A client that never reads must not hold the connection: close it after a moment.
   setTimeout(() => stream.destroy(), 2000).unref();
+  return Buffer.byteLength(text);
 }

@@ -191,7 +191,7 @@ class TunnelRelay {
           // Wrapped: resolving with the promise itself would wait for the router to stop.
           resolve({ done: served });
         },
-        handle: (conn) => routeConnection(conn, { domain, lookup: (name) => this.byRoute.get(name), tls: proto === 'https' ? this.opts.tls : undefined }),
+        handle: (conn, ctx) => routeConnection(conn, { domain, lookup: (name) => this.byRoute.get(name), tls: proto === 'https' ? this.opts.tls : undefined, id: ctx.id }),
       }).catch((err: Error) => reject(err));
     });
   }
@@ -441,8 +441,8 @@ class Session implements NamedRoute {
   readonly name: string;
 
   /** A request routed here by --http/--https (NamedRoute). */
-  handle(conn: Connection, stream: Duplex, head: Buffer): Promise<ConnectionSummary> {
-    return this.handlePublic(conn, stream, head);
+  handle(conn: Connection, stream: Duplex, head: Buffer, id?: number): Promise<ConnectionSummary> {
+    return this.handlePublic(conn, stream, head, id);
   }
 
   /** Opens the public listener on `port` (0: any); resolves with the bound port. */
@@ -499,7 +499,8 @@ class Session implements NamedRoute {
 
   /**
    * One public client (`stream`: its socket, or the TLS socket over it), `head` sent ahead of its
-   * bytes; `id` is its connection number in the public listener's log (none when routed by name).
+   * bytes; `id` is its connection number in the log of the listener it came in on (the tunnel's
+   * public port, or the --http/--https router).
    */
   private async handlePublic(conn: Connection, client: Duplex, head?: Buffer, id?: number): Promise<ConnectionSummary> {
     const opts = this.relayServer.opts;

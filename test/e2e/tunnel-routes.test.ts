@@ -78,6 +78,11 @@ describe.skipIf(!has('curl'))('named tunnels', () => {
     expect(unknown.stdout).toMatch(/no tunnel named nobody\.tun\.test.*\n404$/s);
     // The agent's access log names the real client of the routed request.
     await agent.cli.waitForStderr(/closed 127\.0\.0\.1:\d+ → 127\.0\.0\.1:\d+: \d+ bytes in, \d+ bytes out/);
+    // With -v the relay says who half-closed a routed connection first, as on a tunnel's own port.
+    await relay.cli.waitForStderr(/127\.0\.0\.1:\d+ closed its side\n/);
+    // Its access log counts the request head it read to route (it said 0 bytes in), and the answers it gave itself.
+    await relay.cli.waitForStderr(/\(tunnel \S+\): [1-9]\d* bytes in, [1-9]\d* bytes out/);
+    await relay.cli.waitForStderr(/: [1-9]\d* bytes in, [1-9]\d* bytes out, [^\n]*\(unknown name/);
   });
 
   it('fuzz: 300 random byte sequences on the --http port get a 400/404 or a close, and names still route', async () => {

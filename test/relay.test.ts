@@ -16,6 +16,20 @@ async function socketPair(): Promise<[net.Socket, net.Socket, () => Promise<void
   return [client, serverSide, srv.close];
 }
 
+/**
+ * The two pairs most tests relay between: `client` talks to `x` and `y` to `backend`, the test
+ * relays x ⇄ y; `close()` closes both pairs' servers.
+ */
+async function relayEnds(): Promise<{ client: net.Socket; x: net.Socket; y: net.Socket; backend: net.Socket; close: () => Promise<void> }> {
+  const [client, x, close1] = await socketPair();
+  const [y, backend, close2] = await socketPair();
+  const close = async () => {
+    await close1();
+    await close2();
+  };
+  return { client, x, y, backend, close };
+}
+
 /** A connected unix socket pair: [client side, server side]. Unix sockets buffer ~200 KiB, TCP on loopback megabytes: a slow reader is felt at once. */
 async function unixPair(): Promise<[net.Socket, net.Socket, () => Promise<void>]> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sockcat-relay-'));
@@ -66,8 +80,7 @@ function readSlowly(s: net.Socket, every: number, stallMs: number, timeoutMs = 2
 describe('relay', () => {
   it('passes half-close both ways: a reply sent after the client FIN still arrives', async () => {
     // client ⇄ (x relay y) ⇄ backend
-    const [client, x, close1] = await socketPair();
-    const [y, backend, close2] = await socketPair();
+    const { client, x, y, backend, close } = await relayEnds();
     const done = relay(x, y);
     const backendGot = readAll(backend);
     const clientGot = readAll(client);
@@ -78,13 +91,11 @@ describe('relay', () => {
     expect((await clientGot).toString()).toBe('answer');
     const r = await done;
     expect(r).toMatchObject({ aToB: 8, bToA: 6, reason: 'eof', firstEof: 'a' });
-    await close1();
-    await close2();
+    await close();
   });
 
   it('half-closes the other way too: the backend finishes first, the client keeps sending', async () => {
-    const [client, x, close1] = await socketPair();
-    const [y, backend, close2] = await socketPair();
+    const { client, x, y, backend, close } = await relayEnds();
     const done = relay(x, y);
     const clientGot = readAll(client);
     backend.end('banner');
@@ -93,13 +104,11 @@ describe('relay', () => {
     client.end('late data');
     expect((await backendGot).toString()).toBe('late data');
     expect((await done).reason).toBe('eof');
-    await close1();
-    await close2();
+    await close();
   });
 
   it('moves 8 MiB intact both ways at once', async () => {
-    const [client, x, close1] = await socketPair();
-    const [y, backend, close2] = await socketPair();
+    const { client, x, y, backend, close } = await relayEnds();
     const done = relay(x, y);
     const up = randomBytes(8 << 20);
     const down = randomBytes(8 << 20);
@@ -110,16 +119,14 @@ describe('relay', () => {
     expect(sha256(await backendGot)).toBe(sha256(up));
     expect(sha256(await clientGot)).toBe(sha256(down));
     expect(await done).toMatchObject({ aToB: up.length, bToA: down.length, reason: 'eof' });
-    await close1();
-    await close2();
+    await close();
   });
 
   it('moves bulk data intact to a slow reader through the reused read buffer, both ways, with half-close', async () => {
     // Bulk reads switch each direction to one reused read buffer; a reader that keeps stalling
     // makes the relay's writes wait in user space, when reusing the buffer too early would
     // corrupt the bytes: the checksums catch that.
-    const [client, x, close1] = await socketPair();
-    const [y, backend, close2] = await socketPair();
+    const { client, x, y, backend, close } = await relayEnds();
     const done = relay(x, y);
     const up = randomBytes(16 << 20);
     const down = randomBytes(8 << 20);
@@ -135,13 +142,11 @@ describe('relay', () => {
     expect(ownReadBuffer(y)).toBeDefined();
     // What --metrics reads (ByteTally): the sockets' own counts still see every byte.
     expect([x.bytesRead, y.bytesRead]).toEqual([up.length, down.length]);
-    await close1();
-    await close2();
+    await close();
   });
 
   it('passes on a reset that comes in the middle of a bulk transfer read into the reused buffer', async () => {
-    const [client, x, close1] = await socketPair();
-    const [y, backend, close2] = await socketPair();
+    const { client, x, y, backend, close } = await relayEnds();
     const done = relay(x, y, { propagateReset: true });
     const backendClosed = closedHow(backend);
     let got = 0;
@@ -154,8 +159,7 @@ describe('relay', () => {
     expect(r.reason).toBe('reset');
     expect(r.errorSide).toBe('a');
     expect((await backendClosed).how).toBe('reset');
-    await close1();
-    await close2();
+    await close();
   });
 
   it('keeps the default reads for a destination that may hold on to chunks (a PassThrough)', async () => {
@@ -171,8 +175,7 @@ describe('relay', () => {
   });
 
   it('applies backpressure: a reader that does not read keeps memory bounded', async () => {
-    const [client, x, close1] = await socketPair();
-    const [y, backend, close2] = await socketPair();
+    const { client, x, y, backend, close } = await relayEnds();
     backend.pause(); // never reads
     const done = relay(x, y);
     // 32 MiB offered at once: far more than the socket buffers along the way can hold.
@@ -185,13 +188,11 @@ describe('relay', () => {
     client.destroy();
     backend.destroy();
     await done;
-    await close1();
-    await close2();
+    await close();
   });
 
   it('tears down both sides on a reset and reports it once', async () => {
-    const [client, x, close1] = await socketPair();
-    const [y, backend, close2] = await socketPair();
+    const { client, x, y, backend, close } = await relayEnds();
     const done = relay(x, y);
     backend.resume();
     // The backend sees its side end (our destroy), so it is not left hanging.
@@ -203,13 +204,11 @@ describe('relay', () => {
     expect((r.error as NodeJS.ErrnoException).code).toBe('ECONNRESET');
     await backendClosed;
     expect(x.destroyed && y.destroyed).toBe(true);
-    await close1();
-    await close2();
+    await close();
   });
 
   it('gives up on the other direction after the close-wait', async () => {
-    const [client, x, close1] = await socketPair();
-    const [y, backend, close2] = await socketPair();
+    const { client, x, y, backend, close } = await relayEnds();
     const started = Date.now();
     const done = relay(x, y, { closeWait: 150 });
     client.end();
@@ -219,13 +218,11 @@ describe('relay', () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(140);
     expect(Date.now() - started).toBeLessThan(2000);
     backend.destroy();
-    await close1();
-    await close2();
+    await close();
   });
 
   it('never cuts a direction that keeps moving during the close-wait', async () => {
-    const [client, x, close1] = await socketPair();
-    const [y, backend, close2] = await socketPair();
+    const { client, x, y, backend, close } = await relayEnds();
     const done = relay(x, y, { closeWait: 200 });
     const clientGot = readAll(client);
     client.end();
@@ -239,8 +236,7 @@ describe('relay', () => {
     expect(got).toContain('chunk 19\n');
     expect(got.endsWith('last\n')).toBe(true);
     expect((await done).reason).toBe('eof');
-    await close1();
-    await close2();
+    await close();
   });
 
   it('does not cut a reply to a slow reader after its FIN: a write still under way is not silence', async () => {
@@ -261,14 +257,12 @@ describe('relay', () => {
   });
 
   it('closes an idle session after the idle timeout', async () => {
-    const [client, x, close1] = await socketPair();
-    const [y, backend, close2] = await socketPair();
+    const { client, x, y, backend, close } = await relayEnds();
     const r = await relay(x, y, { idleTimeoutMs: 100 });
     expect(r.reason).toBe('idle');
     client.destroy();
     backend.destroy();
-    await close1();
-    await close2();
+    await close();
   });
 
   it('is an echo when joined to a PassThrough', async () => {
@@ -281,8 +275,7 @@ describe('relay', () => {
     await close1();
   });
   it('passes on an EOF that came before the relay started (a client that connects and closes at once)', async () => {
-    const [client, x, close1] = await socketPair();
-    const [y, backend, close2] = await socketPair();
+    const { client, x, y, backend, close } = await relayEnds();
     const backendGot = readAll(backend);
     client.end();
     // The EOF is read and 'end' emitted while nobody relays yet (forward is still connecting upstream).
@@ -293,7 +286,6 @@ describe('relay', () => {
     backend.end();
     const r = await done;
     expect(r).toMatchObject({ aToB: 0, bToA: 0, reason: 'eof', firstEof: 'a' });
-    await close1();
-    await close2();
+    await close();
   });
 });

@@ -396,7 +396,7 @@ class Copy {
     src.off('close', copyOnClose);
   }
 
-  /** Counts a read done into the reused buffer; false once the session is over. */
+  /** Counts a read (a 'data' chunk, or one done into the reused buffer); false once the session is over. */
   counted(n: number): boolean {
     const s = this.session;
     if (s.finished) return false;
@@ -486,11 +486,8 @@ class Copy {
 
 function copyOnData(this: Relayed, chunk: Buffer): void {
   const c = this[kCopy]!;
+  if (!c.counted(chunk.length)) return;
   const s = c.session;
-  if (s.finished) return;
-  if (c.from === 'a') s.result.aToB += chunk.length;
-  else s.result.bToA += chunk.length;
-  s.lastActivity = Date.now();
   s.opts.onData?.(c.from, chunk);
   // Switched before this chunk is written: the switch only changes where the next read
   // lands. Never with onData, which could keep the chunk.

@@ -232,7 +232,6 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
     if (!overlay) return start(conn, via);
     // The overlay (TLS handshake) runs only now, after access control and the limit, and counts
     // against --max-conns while it runs.
-    conn.stream.on('error', ignoreError);
     const abort = new AbortController();
     handshaking.set(conn, abort);
     overlay.accept(conn, abort.signal).then(
@@ -240,6 +239,8 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
         handshaking.delete(conn);
         // Stopped meanwhile, or (listen without -k) another client got through first.
         if (stopping || (opts.maxAccepts !== undefined && accepted >= opts.maxAccepts)) return void secured.stream.destroy();
+        // The secured stream is a new one: like the carrier in onConnection, a late error must not crash the process.
+        secured.stream.on('error', ignoreError);
         start(secured, via);
       },
       (err: Error & { code?: string }) => {
@@ -273,8 +274,6 @@ export async function serve(opts: ServeOptions): Promise<{ accepted: number }> {
     const counted = metrics?.connectionAccepted(conn.stream);
     logger.opened({ id, client: who, text: via ? ` (via ${via})` : undefined, fields: { via } });
     const started = Date.now();
-    // A stream error before the handler attaches its own listeners must not crash the process.
-    conn.stream.on('error', ignoreError);
     try {
       let summary: ConnectionSummary | void;
       try {

@@ -232,7 +232,7 @@ class TunnelRelay {
         if (first[0] !== 0x00) throw new Error('neither TLS nor the tunnel protocol');
         const channel = new Channel(conn.stream);
         refuse(channel, 'this relay speaks TLS: drop --insecure and pin the relay with --fingerprint (or trust its certificate with --ca)');
-        this.logger.event('refused', `refused ${who}: plain text on the TLS control port (an agent with --insecure?)`, { client: who, reason: 'plain text on a TLS port' });
+        this.logger.refused({ event: 'refused', client: who, text: 'plain text on the TLS control port (an agent with --insecure?)', fields: { reason: 'plain text on a TLS port' } });
         channel.close(new ProtocolError('plain text on the TLS control port'));
       })
       .catch((err: Error) => {
@@ -246,7 +246,7 @@ class TunnelRelay {
     const who = conn.remote.label;
     conn.stream.on('error', () => {});
     if (this.pendingHandshakes >= MAX_PENDING_HANDSHAKES) {
-      this.logger.event('limit', `refused ${who}: ${MAX_PENDING_HANDSHAKES} handshakes already in progress`, { client: who });
+      this.logger.refused({ event: 'limit', client: who, text: `${MAX_PENDING_HANDSHAKES} handshakes already in progress` });
       conn.stream.destroy();
       return;
     }
@@ -255,7 +255,7 @@ class TunnelRelay {
     this.handshake(channel, conn)
       .catch((err: Error) => {
         const why = err instanceof ProtocolError || err instanceof NetError ? err.message : `handshake failed: ${err.message}`;
-        if (!(err instanceof RefusalLogged)) this.logger.event('refused', `refused ${who}: ${why}`, { client: who, reason: why });
+        if (!(err instanceof RefusalLogged)) this.logger.refused({ event: 'refused', client: who, text: why, fields: { reason: why } });
         channel.close(err);
       })
       .finally(() => this.pendingHandshakes--);

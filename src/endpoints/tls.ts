@@ -286,7 +286,7 @@ async function wrapTls(inner: Connection, addr: TlsAddress, opts: WrapOptions): 
   const log = opts.log ?? stderrLog;
   if (addr.tls?.insecure && !insecureWarned.has(where)) {
     insecureWarned.add(where);
-    log.warn('insecure', `${addr.tls.flags?.insecure ?? '--insecure'}: not verifying the certificate of ${where}; anyone in the path can read and change the traffic`, { address: where });
+    log.warn('insecure', `${(addr.tls.flags ?? CONNECT_FLAGS).insecure}: not verifying the certificate of ${where}; anyone in the path can read and change the traffic`, { address: where });
   }
   const socket = await new Promise<tls.TLSSocket>((resolve, reject) => {
     const socket = tls.connect({ ...clientOptions(addr), socket: inner.stream });
